@@ -1,0 +1,7 @@
+"""``python -m queuectl``."""
+
+from __future__ import annotations
+
+from queuectl.cli import run
+
+run()

@@ -1,0 +1,12 @@
+"""The command layer: one click group whose commands return result objects.
+
+Importing this package registers every command on ``cli``.
+"""
+
+from __future__ import annotations
+
+from queuectl.commands import admin, dlq, jobs, workers
+from queuectl.commands.group import Session, cli
+from queuectl.commands.results import Result
+
+__all__ = ["Result", "Session", "admin", "cli", "dlq", "jobs", "workers"]

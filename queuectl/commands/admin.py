@@ -1,0 +1,52 @@
+"""Commands about the queue as a whole: status, metrics, config."""
+
+from __future__ import annotations
+
+import click
+
+from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.results import ConfigView, MetricsReport, StatusReport
+from queuectl.model.config import display_value
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def status(session: Session) -> StatusReport:
+    """Show job counts per state and the live worker pools."""
+    return StatusReport(session.queue().status())
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def metrics(session: Session) -> MetricsReport:
+    """Show throughput, runtimes and failure rate over the attempt history."""
+    return MetricsReport(session.queue().metrics())
+
+
+@cli.group()
+def config() -> None:
+    """Read and change the queue's configuration (shared by all its workers)."""
+
+
+@config.command("get")
+@click.argument("key", required=False)
+@json_option
+@click.pass_obj
+def config_get(session: Session, key: str | None) -> ConfigView:
+    """Show one key, or all of them."""
+    current = session.queue().config()
+    if key is None:
+        return ConfigView(current.as_dict())
+    return ConfigView({key: display_value(key, current)})
+
+
+@config.command("set")
+@click.argument("key")
+@click.argument("value")
+@click.pass_obj
+def config_set(session: Session, key: str, value: str) -> ConfigView:
+    """Set KEY to VALUE, e.g. `config set max_retries 5` or `config set poll-interval-ms 50`."""
+    name, parsed = session.queue().set_config(key, value)
+    return ConfigView({name: parsed})

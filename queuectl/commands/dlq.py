@@ -1,0 +1,48 @@
+"""Commands for the dead letter queue: list, retry (alias: restore)."""
+
+from __future__ import annotations
+
+import copy
+
+import click
+
+from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.results import JobList, Message
+from queuectl.errors import InvalidInput
+
+
+@cli.group()
+def dlq() -> None:
+    """The dead letter queue: jobs that used up their retries."""
+
+
+@dlq.command("list")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@click.pass_obj
+def dlq_list(session: Session, limit: int) -> JobList:
+    """List dead jobs, newest first."""
+    queue = session.queue()
+    dead = queue.dlq(limit)
+    return JobList(dead, queue.status().counts[dead[0].state] if dead else 0, dlq=True)
+
+
+@dlq.command("retry")
+@click.argument("job_ids", metavar="ID...", nargs=-1)
+@click.option("--all", "all_dead", is_flag=True, help="Retry every dead job.")
+@json_option
+@click.pass_obj
+def dlq_retry(session: Session, job_ids: tuple[str, ...], all_dead: bool) -> Message:
+    """Move dead jobs back to pending with attempts reset to 0 (their history stays)."""
+    if all_dead == bool(job_ids):
+        raise InvalidInput("give the ids of dead jobs, or --all (not both).")
+    jobs = session.queue().retry(*job_ids, all_dead=all_dead)
+    ids = [job.id for job in jobs]
+    text = "\n".join(f"{job_id}: moved back to pending" for job_id in ids)
+    return Message(text or "The dead letter queue is empty.", {"retried": ids})
+
+
+# `dlq restore` is what users of other queuectl tools type.
+_restore = copy.copy(dlq_retry)
+_restore.hidden = True
+dlq.add_command(_restore, "restore")

@@ -1,0 +1,126 @@
+"""Commands about jobs: enqueue, list, show, logs."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import click
+
+from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.results import Enqueued, JobDetail, JobList, Logs
+from queuectl.errors import InvalidInput, NotFound
+from queuectl.model import State
+from queuectl.model.parse import delay_to_time, parse_duration, parse_job_json
+
+STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
+
+
+@cli.command()
+@click.argument("job", nargs=-1, required=True)
+@click.option("--id", "job_id", help="Job id (default: a generated one).")
+@click.option("--max-retries", type=int, help="Retries after the first attempt.")
+@click.option("--priority", type=int, help="Higher runs first (default 0).")
+@click.option("--run-at", help="Not before this ISO 8601 time, e.g. 2030-01-01T00:00:00Z.")
+@click.option("--delay", help="Not before this long from now, e.g. 30s, 10m, 2h.")
+@click.option("--timeout", help="Kill the job after this long (seconds, or 30s, 10m); 0 = none.")
+@click.option("--raw", is_flag=True, help="JOB is a command even if it starts with '{'.")
+@json_option
+@click.pass_obj
+def enqueue(
+    session: Session,
+    job: tuple[str, ...],
+    job_id: str | None,
+    max_retries: int | None,
+    priority: int | None,
+    run_at: str | None,
+    delay: str | None,
+    timeout: str | None,
+    raw: bool,
+) -> Enqueued:
+    """Add a job; print its id.
+
+    JOB is a JSON object such as '{"id":"job1","command":"sleep 2","max_retries":3}' or a plain
+    command string such as "echo hello". Several words are joined as a shell command line:
+    queuectl enqueue -- python train.py --lr 0.1
+    """
+    fields = _job_fields(job, raw)
+    options: dict[str, Any] = {
+        "id": job_id,
+        "max_retries": max_retries,
+        "priority": priority,
+        "run_at": run_at,
+        "timeout": None if timeout is None else parse_duration(timeout, "--timeout"),
+    }
+    if delay is not None:
+        if run_at is not None or "run_at" in fields:
+            raise InvalidInput("give either --delay or a run_at time, not both.")
+        options["run_at"] = delay_to_time(delay, session.queue().now())
+    for name, value in options.items():
+        if value is None:
+            continue
+        if name in fields:
+            option = "--delay" if delay is not None and name == "run_at" else _flag(name)
+            raise InvalidInput(f"{name} is given both in the job JSON and as {option}.")
+        fields[name] = value
+    return Enqueued(session.queue().submit([fields]))
+
+
+def _job_fields(words: tuple[str, ...], raw: bool) -> dict[str, Any]:
+    if len(words) > 1:
+        return {"command": shlex.join(words)}
+    text = words[0]
+    if not raw and text.lstrip().startswith("{"):
+        return parse_job_json(text)
+    return {"command": text}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@cli.command("list")
+@click.option("--state", type=STATE_CHOICE, help="Only jobs in this state.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@json_option
+@click.pass_obj
+def list_jobs(session: Session, state: str | None, limit: int) -> JobList:
+    """List jobs, newest first."""
+    queue = session.queue()
+    chosen = State(state.lower()) if state else None
+    counts = queue.store.counts()
+    total = counts[chosen] if chosen else sum(counts.values())
+    return JobList(queue.jobs(chosen, limit), total)
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@json_option
+@click.pass_obj
+def show(session: Session, job_id: str) -> JobDetail:
+    """Show one job with its attempts."""
+    queue = session.queue()
+    return JobDetail(queue.get(job_id), queue.attempts(job_id))
+
+
+@cli.command()
+@click.argument("job_id", metavar="ID")
+@click.option(
+    "--attempt",
+    type=click.IntRange(min=1),
+    help="Attempt number (default: the latest). After a DLQ retry, the latest with that number.",
+)
+@json_option
+@click.pass_obj
+def logs(session: Session, job_id: str, attempt: int | None) -> Logs:
+    """Print the captured output of a job's attempt: stdout to stdout, stderr to stderr.
+
+    Only the last output_max_bytes of each stream are kept.
+    """
+    attempts = session.queue().attempts(job_id)
+    if attempt is not None:
+        attempts = [a for a in attempts if a.number == attempt]
+    if not attempts:
+        which = f"no attempt {attempt}" if attempt is not None else "not run yet"
+        raise NotFound(f"job '{job_id}' has {which}.")
+    return Logs(attempts[-1])

@@ -1,0 +1,96 @@
+"""Commands that run and stop worker pools."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.results import Message, worker_json
+
+COUNT = click.option(
+    "--count",
+    "-c",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Worker threads in the pool.",
+)
+POLL = click.option(
+    "--poll-interval",
+    type=click.IntRange(1, 60_000),
+    metavar="MS",
+    help="Idle wait between claims, in milliseconds (default: the poll_interval config).",
+)
+
+
+@cli.group()
+def worker() -> None:
+    """Start, run and stop worker pools."""
+
+
+@worker.command("start")
+@COUNT
+@POLL
+@click.option("--foreground", is_flag=True, help="Run in this terminal (= worker run).")
+@json_option
+@click.pass_obj
+def worker_start(
+    session: Session, count: int, poll_interval: int | None, foreground: bool
+) -> Message | None:
+    """Start a detached background pool and return once it runs.
+
+    Its log is in $QUEUECTL_HOME/logs. Jobs run in the current directory.
+    """
+    if foreground:
+        ctx = click.get_current_context()
+        ctx.invoke(worker_run, count=count, until_empty=False, poll_interval=poll_interval)
+        return None
+    info = session.queue().start_background_pool(count)
+    return Message(
+        f"Started worker pool {info.id} with {count} thread(s) (pid {info.pid}).",
+        worker_json(info),
+    )
+
+
+@worker.command("run")
+@COUNT
+@click.option("--until-empty", is_flag=True, help="Exit once no job is pending, failed or running.")
+@POLL
+@click.pass_obj
+def worker_run(session: Session, count: int, until_empty: bool, poll_interval: int | None) -> None:
+    """Run a pool in the foreground until SIGTERM/SIGINT (a second one kills running jobs)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("queuectl")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        session.queue().run_workers(
+            count,
+            until_empty=until_empty,
+            poll_interval=None if poll_interval is None else poll_interval / 1000,
+        )
+    finally:
+        logger.removeHandler(handler)
+    return None
+
+
+@worker.command("stop")
+@click.option("--wait", is_flag=True, help="Block until the pools have exited.")
+@click.option("--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this.")
+@json_option
+@click.pass_obj
+def worker_stop(session: Session, wait: bool, timeout: float | None) -> Message:
+    """Stop every pool of this queue gracefully: running jobs finish and are recorded."""
+    queue = session.queue()
+    asked = queue.stop_workers(wait=wait, timeout=timeout)
+    left = len(queue.workers()) if wait else asked
+    if wait and left:
+        text = f"Asked {asked} pool(s) to stop; {left} still running after {timeout:g} s."
+    elif wait:
+        text = f"Stopped {asked} pool(s)."
+    else:
+        text = f"Asked {asked} pool(s) to stop; running jobs will finish first."
+    return Message(text if asked else "No worker pools are running.", {"asked": asked})

@@ -1,0 +1,31 @@
+"""The domain model: jobs, attempts, states, configuration and retry policy. Pure, no I/O."""
+
+from __future__ import annotations
+
+from queuectl.model.config import Config
+from queuectl.model.job import (
+    Attempt,
+    Claim,
+    Fence,
+    Job,
+    NewJob,
+    Outcome,
+    RunResult,
+    State,
+    Transition,
+    WorkerInfo,
+)
+
+__all__ = [
+    "Attempt",
+    "Claim",
+    "Config",
+    "Fence",
+    "Job",
+    "NewJob",
+    "Outcome",
+    "RunResult",
+    "State",
+    "Transition",
+    "WorkerInfo",
+]

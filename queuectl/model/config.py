@@ -1,0 +1,142 @@
+"""Queue configuration: the keys, their defaults, their aliases and their validation.
+
+Configuration lives in the store, so every worker of a queue sees the same values. Keys are
+spelled with ``_``; ``-`` is accepted too. Aliases that users of other queue tools type are
+accepted and converted: ``max_retries_default`` is ``max_retries``, and ``poll_interval_ms`` /
+``job_timeout_ms`` are the millisecond forms of ``poll_interval`` / ``job_timeout``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from queuectl.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: its type, its bounds and what it means (defaults: ``Config``)."""
+
+    name: str
+    kind: type[int] | type[float]
+    low: float
+    high: float
+    help: str
+
+
+SETTINGS: dict[str, Setting] = {
+    s.name: s
+    for s in (
+        Setting("max_retries", int, 0, 1000, "retries after the first attempt, for new jobs"),
+        Setting("backoff_base", float, 1, 3600, "seconds; retry n waits backoff_base ** n"),
+        Setting("backoff_max", float, 0, 7 * 86400, "cap on one backoff delay, seconds"),
+        Setting("job_timeout", float, 0, 30 * 86400, "default job timeout, seconds; 0 = none"),
+        Setting("lease_seconds", float, 0.2, 86400, "a claim lasts this long without heartbeat"),
+        Setting("poll_interval", float, 0.001, 60, "idle wait between claims, seconds"),
+        Setting("output_max_bytes", int, 0, 64 << 20, "tail kept per stream per attempt"),
+    )
+}
+
+# alias -> (canonical key, factor from the alias's unit to the canonical unit)
+ALIASES: dict[str, tuple[str, float]] = {
+    "max_retries_default": ("max_retries", 1),
+    "poll_interval_ms": ("poll_interval", 0.001),
+    "job_timeout_ms": ("job_timeout", 0.001),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration of a queue."""
+
+    max_retries: int = 3
+    backoff_base: float = 2.0
+    backoff_max: float = 300.0
+    job_timeout: float = 0.0
+    lease_seconds: float = 30.0
+    poll_interval: float = 0.2
+    output_max_bytes: int = 65536
+
+    @classmethod
+    def from_stored(cls, stored: Mapping[str, str]) -> Config:
+        """Build from the store's key/value rows; unknown or broken rows keep the default."""
+        values: dict[str, Any] = {}
+        for name, text in stored.items():
+            setting = SETTINGS.get(name)
+            if setting is None:
+                continue
+            try:
+                values[name] = _convert(setting, text, 1)
+            except InvalidInput:
+                continue
+        return replace(cls(), **values)
+
+    def as_dict(self) -> dict[str, int | float]:
+        """All keys with their values, in a stable order."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def resolve_key(key: str) -> tuple[str, float]:
+    """Return the canonical key for ``key`` and the factor that converts its unit.
+
+    Raises:
+        InvalidInput: the key is unknown; the message suggests the closest known key.
+    """
+    name = key.strip().lower().replace("-", "_")
+    if name in SETTINGS:
+        return name, 1
+    if name in ALIASES:
+        return ALIASES[name]
+    known = [*SETTINGS, *ALIASES]
+    hint = difflib.get_close_matches(name, known, n=1)
+    suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+    raise InvalidInput(
+        f"unknown config key '{key}'.{suggestion} Known keys: {', '.join(SETTINGS)}."
+    )
+
+
+def parse_setting(key: str, raw: str) -> tuple[str, int | float]:
+    """Validate ``raw`` for ``key`` and return (canonical key, value in canonical units)."""
+    name, factor = resolve_key(key)
+    return name, _convert(SETTINGS[name], raw, factor)
+
+
+def display_value(key: str, config: Config) -> int | float:
+    """The value of ``key`` (canonical or alias) in the unit the key names."""
+    name, factor = resolve_key(key)
+    value: int | float = getattr(config, name)
+    if factor == 1:
+        return value
+    return round(value / factor, 6)
+
+
+def _convert(setting: Setting, raw: str, factor: float) -> int | float:
+    text = str(raw).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid value '{raw}' for {setting.name}: expected a number "
+            f"from {_fmt(setting.low)} to {_fmt(setting.high)}."
+        ) from None
+    if not math.isfinite(number):
+        raise InvalidInput(f"invalid value '{raw}' for {setting.name}: must be a finite number.")
+    number *= factor
+    if setting.kind is int:
+        if number != int(number):
+            raise InvalidInput(f"invalid value '{raw}' for {setting.name}: must be a whole number.")
+        number = int(number)
+    if not setting.low <= number <= setting.high:
+        raise InvalidInput(
+            f"invalid value '{raw}' for {setting.name}: must be between "
+            f"{_fmt(setting.low)} and {_fmt(setting.high)}."
+        )
+    return setting.kind(number)
+
+
+def _fmt(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)

@@ -1,0 +1,145 @@
+"""Jobs, attempts and the values that move between the worker and the store. Pure: no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where a job is in its life, in lifecycle order."""
+
+    PENDING = "pending"  #: waiting for its run_at and a free worker
+    PROCESSING = "processing"  #: claimed by a worker, under a lease
+    FAILED = "failed"  #: the last attempt failed; retried at run_at
+    COMPLETED = "completed"  #: an attempt exited 0
+    DEAD = "dead"  #: out of retries: the dead letter queue
+
+    @property
+    def claimable(self) -> bool:
+        """True for the states a worker may claim from (once run_at has come)."""
+        return self in (State.PENDING, State.FAILED)
+
+    @property
+    def finished(self) -> bool:
+        """True for the states no worker will touch again without a user's retry."""
+        return self in (State.COMPLETED, State.DEAD)
+
+
+class Outcome(StrEnum):
+    """How one attempt ended."""
+
+    COMPLETED = "completed"  #: the command exited 0
+    FAILED = "failed"  #: non-zero exit, killed by a signal, or could not be started
+    TIMEOUT = "timeout"  #: killed because it ran past its timeout
+    LOST = "lost"  #: its worker stopped renewing the lease (killed, frozen, host down)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A validated request to enqueue one job. ``None`` fields take the queue's defaults."""
+
+    command: str
+    id: str | None = None
+    max_retries: int | None = None
+    priority: int = 0
+    run_at: datetime | None = None
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored. Timestamps are timezone-aware UTC."""
+
+    id: str
+    command: str
+    state: State
+    attempts: int
+    max_retries: int
+    priority: int
+    run_at: datetime
+    timeout: float  #: seconds; 0 = no timeout
+    created_at: datetime
+    updated_at: datetime
+    last_error: str | None = None
+    worker_id: str | None = None
+    lease_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One execution of a job. ``outcome`` is ``None`` while it runs."""
+
+    job_id: str
+    number: int
+    worker_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    exit_code: int | None
+    outcome: Outcome | None
+    error: str | None
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, ``None`` while running."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a worker holds while it runs a job; every write about the run must match all of it.
+
+    ``attempt_id`` is unique across the whole history, so a fence stays unique even after a
+    ``dlq retry`` restarts the attempt numbers of a job.
+    """
+
+    job_id: str
+    attempt: int
+    worker_id: str
+    attempt_id: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker has claimed, with the fence for recording its result."""
+
+    job: Job
+    fence: Fence
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What running a command produced, before the queue decides what follows."""
+
+    outcome: Outcome
+    exit_code: int | None
+    error: str | None
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """The job's next state after an attempt; the store applies it with its own clock."""
+
+    state: State
+    retry_delay: float = 0.0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A registered worker pool."""
+
+    id: str
+    host: str
+    pid: int
+    threads: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stop_requested: bool = False

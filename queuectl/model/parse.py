@@ -1,0 +1,193 @@
+"""Validation of user input about jobs: job JSON, ids, commands, times and durations.
+
+Everything here raises ``InvalidInput`` with a message that says what was wrong and how to fix
+it, before anything is written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from queuectl.errors import InvalidInput
+from queuectl.model.job import NewJob, State
+
+JOB_FIELDS = ("id", "command", "max_retries", "priority", "run_at", "timeout")
+FIELD_ALIASES = {"run_after": "run_at"}
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+@-]{0,127}")
+# Linux refuses a single argument longer than this (MAX_ARG_STRLEN), and `sh -c` needs one.
+MAX_COMMAND_BYTES = 131_071
+MAX_PRIORITY = 2**31 - 1
+MAX_RETRIES = 1000
+MAX_TIMEOUT = 30 * 86400
+_DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def parse_job_json(text: str) -> dict[str, Any]:
+    """Parse a job given as a JSON object; return its fields with aliases resolved."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"invalid job JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
+            'Expected an object such as {"command": "echo hi"}, or pass a plain command string.'
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            f"invalid job JSON: expected an object, got {type(data).__name__}. "
+            'Example: {"id": "job1", "command": "echo hi"}.'
+        )
+    return canonical_fields(data)
+
+
+def canonical_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Map aliases (``run_after``) to field names; reject unknown fields with a suggestion."""
+    result: dict[str, Any] = {}
+    for key, value in data.items():
+        name = FIELD_ALIASES.get(key, key)
+        if name not in JOB_FIELDS:
+            known = [*JOB_FIELDS, *FIELD_ALIASES]
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            raise InvalidInput(
+                f"unknown job field '{key}'.{suggestion} Valid fields: {', '.join(JOB_FIELDS)}."
+            )
+        if name in result:
+            raise InvalidInput(f"job field '{name}' is given twice (as '{key}' and '{name}').")
+        result[name] = value
+    return result
+
+
+def new_job(fields: Mapping[str, Any]) -> NewJob:
+    """Validate job fields (from JSON, options or keyword arguments) into a ``NewJob``."""
+    data = canonical_fields(fields)
+    if data.get("command") is None:
+        raise InvalidInput('the job has no command. Example: {"command": "echo hi"}.')
+    return NewJob(
+        command=validate_command(data["command"]),
+        id=None if data.get("id") is None else validate_id(data["id"]),
+        max_retries=_optional_int(data, "max_retries", 0, MAX_RETRIES),
+        priority=_optional_int(data, "priority", -MAX_PRIORITY, MAX_PRIORITY) or 0,
+        run_at=None if data.get("run_at") is None else parse_time(data["run_at"], "run_at"),
+        timeout=_optional_number(data, "timeout", 0, MAX_TIMEOUT),
+    )
+
+
+def validate_id(value: Any) -> str:
+    """A job id: 1-128 letters, digits or ``_ . : = + @ -``, starting with a letter or digit."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"job id must be a string, got {_type(value)}.")
+    if not ID_PATTERN.fullmatch(value):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise InvalidInput(
+            f"invalid job id {shown!r}: use 1-128 letters, digits or _ . : = + @ -, "
+            "starting with a letter or digit."
+        )
+    return value
+
+
+def validate_command(value: Any) -> str:
+    """A shell command: a non-empty string without NUL bytes that ``sh -c`` can take."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"command must be a string, got {_type(value)}.")
+    if not value.strip():
+        raise InvalidInput("command is empty: give the shell command the job should run.")
+    if "\x00" in value:
+        raise InvalidInput("command contains a NUL byte, which a shell command cannot hold.")
+    size = len(value.encode("utf-8", "surrogateescape"))
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidInput(
+            f"command is {size} bytes; the limit is {MAX_COMMAND_BYTES}. "
+            "Put long scripts in a file and run the file."
+        )
+    return value
+
+
+def validate_state(value: str) -> State:
+    """A state name, e.g. ``pending`` or ``dead``."""
+    try:
+        return State(value.strip().lower())
+    except ValueError:
+        names = ", ".join(s.value for s in State)
+        raise InvalidInput(f"unknown state '{value}'. Valid states: {names}.") from None
+
+
+def parse_time(value: Any, name: str = "time") -> datetime:
+    """An ISO 8601 time (``2030-01-01T00:00:00Z``); one without an offset is taken as UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise InvalidInput(
+                f"invalid {name} {value!r}: expected an ISO 8601 time such as 2030-01-01T00:00:00Z."
+            ) from None
+    else:
+        raise InvalidInput(f"{name} must be an ISO 8601 string, got {_type(value)}.")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_duration(value: Any, name: str = "duration") -> float:
+    """Seconds from a number or a string such as ``90``, ``1.5s``, ``500ms``, ``10m``, ``2h``."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{name} must be a number of seconds, got a boolean.")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.fullmatch(value.strip())):
+        seconds = float(match["number"]) * _UNITS[match["unit"]]
+    else:
+        raise InvalidInput(
+            f"invalid {name} {value!r}: give seconds, or a number with ms, s, m, h or d "
+            "(e.g. 30s, 10m)."
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidInput(f"invalid {name} {value!r}: must be zero or more seconds.")
+    return seconds
+
+
+def delay_to_time(delay: Any, now: datetime) -> datetime:
+    """The time ``delay`` (a duration) after ``now``."""
+    seconds = parse_duration(delay, "delay")
+    if seconds > 10 * 365 * 86400:
+        raise InvalidInput(f"delay {delay!r} is more than ten years.")
+    return now + timedelta(seconds=seconds)
+
+
+def _optional_int(data: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name} must be a whole number, got {_type(value)}.")
+    if not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low} and {high}, got {value}.")
+    return value
+
+
+def _optional_number(data: Mapping[str, Any], name: str, low: float, high: float) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInput(f"{name} must be a number of seconds, got {_type(value)}.")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InvalidInput(f"{name} must be between {low:g} and {high:g} seconds, got {value}.")
+    return float(value)
+
+
+def _type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return f"{type(value).__name__} {json.dumps(value, default=str)[:40]}"

@@ -1,0 +1,75 @@
+"""Where a queue lives, and opening its store.
+
+A queue is named by ``--db`` (or ``queuectl.connect(...)``), else by ``QUEUECTL_DB``, else it is
+``$QUEUECTL_HOME/queue.db`` (``QUEUECTL_HOME`` defaults to ``~/.queuectl``). A name is a path or a
+URL: ``sqlite:///relative/queue.db``, ``sqlite:////absolute/queue.db`` (SQLAlchemy's spelling),
+or ``postgresql://user@host/db``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from queuectl.errors import InvalidInput, StoreError
+from queuectl.store.base import Store
+
+__all__ = ["Store", "open_store", "queue_home", "redact", "resolve_target"]
+
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*(?P<tail>@)", re.IGNORECASE)
+
+
+def queue_home(create: bool = True) -> Path:
+    """The queue home (``QUEUECTL_HOME`` or ``~/.queuectl``), created with mode 0700."""
+    home = Path(os.environ.get("QUEUECTL_HOME") or "~/.queuectl").expanduser()
+    if create and not home.is_dir():
+        try:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            home.chmod(0o700)  # mkdir's mode is filtered by the umask
+        except OSError as exc:
+            raise StoreError(f"cannot create the queue home {home}: {exc.strerror}.") from None
+    return home
+
+
+def resolve_target(db: str | None = None) -> str:
+    """The queue to use: ``db``, else ``QUEUECTL_DB``, else the default file in the home."""
+    for candidate in (db, os.environ.get("QUEUECTL_DB")):
+        if candidate is not None and candidate.strip():
+            return candidate.strip()
+        if candidate is not None:
+            raise InvalidInput("the queue location is empty: give a path or a URL.")
+    return str(queue_home() / "queue.db")
+
+
+def redact(target: str) -> str:
+    """The target with any password in a URL replaced by ``***``, safe to print."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", target)
+
+
+def open_store(db: str | None = None, clock: Callable[[], float] | None = None) -> Store:
+    """Open the store for ``db`` (see the module docstring for how the name is chosen)."""
+    target = resolve_target(db)
+    scheme, sep, rest = target.partition("://")
+    if not sep:
+        path = target
+    elif scheme.lower() == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise InvalidInput(f"the URL {target} names no file: use sqlite:///path/queue.db.")
+    elif scheme.lower() in ("postgresql", "postgres"):
+        raise StoreError(
+            f"PostgreSQL queues ({redact(target)}) are not supported by this version of "
+            "queuectl yet; use an SQLite file."
+        )
+    else:
+        raise InvalidInput(
+            f"unknown queue URL scheme '{scheme}://' in {redact(target)}: use a file path, "
+            "sqlite:///path/queue.db or postgresql://user@host/db."
+        )
+    from queuectl.store.sqlite import SqliteStore
+
+    if clock is None:
+        return SqliteStore(Path(path).expanduser())
+    return SqliteStore(Path(path).expanduser(), clock=clock)

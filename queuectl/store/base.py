@@ -1,0 +1,163 @@
+"""The storage port: the only way the worker, the API and the commands reach a queue database.
+
+Methods take and return model objects and plain values; no SQL leaves a store. Time-based
+decisions (``run_at``, leases, heartbeats) use the store's own clock (``now()``), so that on a
+shared server every host agrees. Every method is safe to call from several threads; a store keeps
+one connection per thread.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+
+from queuectl.model import (
+    Attempt,
+    Claim,
+    Config,
+    Fence,
+    Job,
+    NewJob,
+    RunResult,
+    State,
+    Transition,
+    WorkerInfo,
+)
+from queuectl.model.metrics import FinishedAttempt
+
+
+class Store(ABC):
+    """A queue database. Implementations: ``SqliteStore`` (and, later, ``PostgresStore``)."""
+
+    #: where the queue lives, safe to print (never contains a password)
+    display_url: str
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close this thread's connection (other threads close theirs when they end)."""
+
+    def release(self) -> None:  # noqa: B027 - optional hook: stores without per-thread state
+        """Give back the calling thread's connection (a worker thread calls it as it ends)."""
+
+    @abstractmethod
+    def now(self) -> datetime:
+        """The store's clock (UTC), the one all run_at and lease decisions use."""
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert jobs as ``pending`` in one transaction; all or none.
+
+        Every ``NewJob`` must carry an id. Fields left ``None`` take the queue's configured
+        defaults at this moment. Durable once it returns.
+
+        Raises:
+            DuplicateJob: an id exists already (nothing is inserted).
+        """
+
+    @abstractmethod
+    def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
+        """Atomically claim the next claimable job, or return ``None``.
+
+        Claimable: ``pending`` or ``failed`` with ``run_at <= now``, taken by priority (higher
+        first), then run_at, then enqueue order. The job becomes ``processing`` with
+        ``attempts + 1`` and a lease until ``now + lease_seconds``; an attempt row is started.
+        No two callers, in any thread, process or host, ever claim the same attempt.
+        """
+
+    @abstractmethod
+    def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
+        """Extend the leases of running attempts; return the attempt ids still held."""
+
+    @abstractmethod
+    def finish(
+        self,
+        fence: Fence,
+        result: RunResult,
+        transition: Transition,
+        *,
+        only_if_expired: bool = False,
+    ) -> bool:
+        """Record an attempt's result and move its job, if the fence still holds.
+
+        The job must still be ``processing`` under exactly this fence (and, with
+        ``only_if_expired``, past its lease). Otherwise nothing changes and ``False`` is
+        returned: a worker that lost its lease cannot overwrite the job.
+        """
+
+    @abstractmethod
+    def expired(self) -> list[Claim]:
+        """Running attempts whose lease has passed: their worker is gone or stuck."""
+
+    @abstractmethod
+    def get(self, job_id: str) -> Job:
+        """One job. Raises ``NotFound``."""
+
+    @abstractmethod
+    def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
+        """Jobs, newest first, optionally of one state."""
+
+    @abstractmethod
+    def attempts(self, job_id: str | None = None) -> list[Attempt]:
+        """Attempts in the order they started: of one job (``NotFound`` if none), or all."""
+
+    @abstractmethod
+    def counts(self) -> dict[State, int]:
+        """Number of jobs in each state (every state present, zero if empty)."""
+
+    @abstractmethod
+    def revive(self, job_ids: Sequence[str]) -> list[Job]:
+        """Move dead jobs back to ``pending`` with ``attempts = 0``; all or none.
+
+        Their attempt history stays. Raises ``NotFound`` for an unknown id and
+        ``InvalidTransition`` for a job that is not dead.
+        """
+
+    @abstractmethod
+    def revive_all_dead(self) -> list[Job]:
+        """Move every dead job back to ``pending`` (see ``revive``)."""
+
+    @abstractmethod
+    def finished_attempts(self) -> list[FinishedAttempt]:
+        """Outcome and timing of every finished attempt, for metrics."""
+
+    # -- configuration ------------------------------------------------------------------------
+
+    @abstractmethod
+    def config(self) -> Config:
+        """The queue's configuration (defaults for keys never set)."""
+
+    @abstractmethod
+    def set_config(self, name: str, value: float) -> None:
+        """Store one validated canonical key."""
+
+    # -- workers ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def register_worker(self, worker_id: str, host: str, pid: int, threads: int) -> None:
+        """Record a pool as live."""
+
+    @abstractmethod
+    def heartbeat(self, worker_id: str) -> bool | None:
+        """Mark a pool as alive; return True when a stop was requested for it.
+
+        ``None`` means the pool has no row (it was pruned as silent): it should register again.
+        """
+
+    @abstractmethod
+    def deregister_worker(self, worker_id: str) -> None:
+        """Remove a pool's row when it exits."""
+
+    @abstractmethod
+    def workers(self) -> list[WorkerInfo]:
+        """Registered pools, oldest first."""
+
+    @abstractmethod
+    def request_stop(self, worker_ids: Sequence[str] | None = None) -> int:
+        """Ask pools (all when ``None``) to stop gracefully; return how many were asked."""
+
+    @abstractmethod
+    def prune_workers(self, silent_for: float) -> list[str]:
+        """Remove pools that have not sent a heartbeat for ``silent_for`` seconds."""

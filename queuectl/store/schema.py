@@ -1,0 +1,129 @@
+"""The SQLite schema, its version, and what SQLite errors mean to a user.
+
+The version lives in ``PRAGMA user_version``. A connection reads it once when it opens: no DDL
+runs on a queue whose schema is current. A later version adds a step to ``MIGRATIONS``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+VERSION = 1
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- enqueue order
+    id TEXT NOT NULL UNIQUE,
+    command TEXT NOT NULL,
+    state TEXT NOT NULL
+        CHECK (state IN ('pending', 'processing', 'failed', 'completed', 'dead')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    run_at REAL NOT NULL,
+    timeout REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    worker_id TEXT,
+    lease_until REAL,
+    attempt_id INTEGER
+);
+CREATE INDEX jobs_claimable ON jobs (priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE INDEX jobs_leases ON jobs (lease_until) WHERE state = 'processing';
+
+-- AUTOINCREMENT: an attempt id is never reused, so it can fence a run for good.
+CREATE TABLE attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    worker_id TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    exit_code INTEGER,
+    outcome TEXT,
+    error TEXT,
+    stdout BLOB NOT NULL DEFAULT x'',
+    stderr BLOB NOT NULL DEFAULT x''
+);
+CREATE INDEX attempts_by_job ON attempts (job_id, id);
+
+CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+CREATE TABLE workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    threads INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+""",
+}
+
+OUR_TABLES = {"jobs", "attempts", "config", "workers", "sqlite_sequence"}
+
+
+class NotOurs(sqlite3.DatabaseError):
+    """The file is an SQLite database of some other program."""
+
+
+class TooNew(sqlite3.DatabaseError):
+    """The file was written by a newer queuectl."""
+
+
+def prepare(conn: sqlite3.Connection) -> None:
+    """Set the connection's pragmas and bring the schema to ``VERSION``."""
+    conn.execute("PRAGMA synchronous = FULL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == VERSION:
+        return
+    if version > VERSION:
+        raise TooNew(version)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
+        if version == 0:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if tables - OUR_TABLES:
+                raise NotOurs()
+        # Statement by statement: executescript() would commit the transaction half-way.
+        for step in range(version + 1, VERSION + 1):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def explain(exc: sqlite3.Error, path: Path) -> str:
+    """A user-facing sentence for an SQLite error on the queue at ``path``."""
+    text = str(exc)
+    if isinstance(exc, TooNew):
+        return (
+            f"{path} was created by a newer queuectl (schema version {exc.args[0]}; this one "
+            f"knows {VERSION}). Upgrade queuectl to use this queue."
+        )
+    if isinstance(exc, NotOurs):
+        return f"{path} is an SQLite database of another program, not a queuectl queue."
+    if "file is not a database" in text:
+        return f"{path} is not a queuectl queue database (it is not an SQLite file)."
+    if "readonly" in text or "read-only" in text:
+        return f"the queue database {path} is read-only: check its and its folder's permissions."
+    if "unable to open" in text:
+        return (
+            f"cannot open the queue database {path}: check that its folder exists and is "
+            "writable (SQLite needs to create files next to it)."
+        )
+    if "locked" in text or "busy" in text:
+        return f"the queue database {path} stayed locked for too long; another process holds it."
+    return f"the queue database {path} failed: {text}."

@@ -1,0 +1,61 @@
+"""Starting a worker pool as a detached background process (``queuectl worker start``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from queuectl.errors import QueuectlError, StoreError
+from queuectl.model import WorkerInfo
+
+if TYPE_CHECKING:
+    from queuectl.api import Queue
+
+START_TIMEOUT = 20.0
+
+
+def start_pool(queue: Queue, count: int, log_dir: Path) -> WorkerInfo:
+    """Spawn ``queuectl worker run`` in a new session; return once its pool has registered.
+
+    The pool's output goes to a log file in ``log_dir``. The queue location travels in the
+    environment, not on the command line, so a password in a URL never shows in ``ps``.
+    Jobs run in the current working directory.
+    """
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    log_path = log_dir / f"worker-{stamp}.log"
+    with open(os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "queuectl", "worker", "run", "--count", str(count)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "QUEUECTL_DB": queue.target},
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            for worker in queue.store.workers():
+                if worker.pid == proc.pid:
+                    return worker
+        except QueuectlError:
+            pass  # the pool may be creating the schema right now
+        if proc.poll() is not None:
+            raise StoreError(
+                f"the worker pool exited at start (code {proc.returncode}):\n"
+                f"{_tail(log_path)}\n(full log: {log_path})"
+            )
+        time.sleep(0.05)
+    proc.terminate()
+    raise StoreError(f"the worker pool did not start within {START_TIMEOUT:g} s; see {log_path}.")
+
+
+def _tail(path: Path, lines: int = 10) -> str:
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])

@@ -1,0 +1,240 @@
+"""The worker pool: N threads in one process, each looping claim -> run -> record.
+
+A pool registers itself as a worker row. A heartbeat thread renews the leases of the jobs the
+pool runs, picks up stop requests written to the store, refreshes the configuration, and
+recovers jobs whose lease expired anywhere in the queue (their worker was killed).
+
+Stopping is graceful: no new claims, running jobs finish and are recorded, then the pool
+deregisters. ``stop(now=True)`` also kills the running jobs' process groups; those attempts are
+recorded as failed. Threads never print: problems go to the ``queuectl.worker`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import TypeVar
+
+from queuectl.errors import QueuectlError
+from queuectl.model import Claim, Config, State
+from queuectl.store.base import Store
+from queuectl.worker import lifecycle
+from queuectl.worker.runner import run_command
+from queuectl.worker.wakeup import Wakeup
+
+log = logging.getLogger("queuectl.worker")
+T = TypeVar("T")
+
+
+@dataclass
+class _Running:
+    claim: Claim
+    cancel: threading.Event
+
+
+def new_worker_id() -> str:
+    """A pool id: host, pid and a short random tag (pids repeat across hosts and reboots)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+
+
+class WorkerPool:
+    """A pool of worker threads serving one queue."""
+
+    def __init__(
+        self,
+        store: Store,
+        threads: int = 1,
+        *,
+        poll_interval: float | None = None,
+        until_empty: bool = False,
+        worker_id: str | None = None,
+    ) -> None:
+        if threads < 1:
+            raise ValueError("a pool needs at least one thread")
+        self.store = store
+        self.threads = threads
+        self.until_empty = until_empty
+        self.worker_id = worker_id or new_worker_id()
+        self._poll_override = poll_interval
+        self._config = Config()
+        self._wakeup = Wakeup()
+        self._stopping = threading.Event()
+        self._killing = threading.Event()
+        self._workers_done = threading.Event()
+        self._stopped = threading.Event()
+        self._active_threads = 0
+        self._running: dict[int, _Running] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Register the pool and start its threads; returns at once."""
+        self._config = self.store.config()
+        self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), self.threads)
+        lifecycle.recover_expired(self.store, self._config)
+        self._active_threads = self.threads
+        for n in range(self.threads):
+            thread = threading.Thread(
+                target=self._work, name=f"queuectl-worker-{n + 1}", daemon=True
+            )
+            self._threads.append(thread)
+        self._threads.append(
+            threading.Thread(target=self._heartbeat, name="queuectl-heartbeat", daemon=True)
+        )
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, now: bool = False) -> None:
+        """Stop claiming; with ``now``, also kill the running jobs. Does not wait."""
+        self._stopping.set()
+        if now:
+            self._killing.set()
+            with self._lock:
+                for running in self._running.values():
+                    running.cancel.set()
+        self._wakeup.notify()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the pool has stopped; True if it has."""
+        return self._stopped.wait(timeout)
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop was requested."""
+        return self._stopping.is_set()
+
+    def run(self) -> None:
+        """Run in the foreground until stopped: SIGTERM or SIGINT stops gracefully, a second
+        one stops now."""
+        self.start()
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            self.stop(now=self.stopping)
+
+        for sig in previous:
+            signal.signal(sig, on_signal)
+        try:
+            while not self.join(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def notify(self) -> None:
+        """Wake idle threads: there may be new work."""
+        self._wakeup.notify()
+
+    # -- threads ------------------------------------------------------------------------------
+
+    @property
+    def poll_interval(self) -> float:
+        return self._poll_override or self._config.poll_interval
+
+    def _work(self) -> None:
+        ident = threading.get_ident()
+        try:
+            while not self._stopping.is_set():
+                claim = self._guard(
+                    lambda: self.store.claim(self.worker_id, self._config.lease_seconds)
+                )
+                if claim is None:
+                    if self.until_empty and self._guard(self._drained):
+                        self.stop()
+                        break
+                    self._wakeup.wait(self.poll_interval)
+                    continue
+                running = _Running(claim, threading.Event())
+                with self._lock:
+                    self._running[ident] = running
+                    if self._killing.is_set():  # stop(now=True) came in while claiming
+                        running.cancel.set()
+                try:
+                    self._execute(running)
+                finally:
+                    with self._lock:
+                        del self._running[ident]
+                self._wakeup.notify()  # a retry may be due, or the queue drained
+        finally:
+            self.store.release()
+            with self._lock:
+                self._active_threads -= 1
+                if self._active_threads == 0:
+                    self._workers_done.set()
+
+    def _execute(self, running: _Running) -> None:
+        job, fence = running.claim.job, running.claim.fence
+        result = run_command(
+            job.command,
+            timeout=job.timeout,
+            max_bytes=self._config.output_max_bytes,
+            cancel=running.cancel,
+            env={
+                "QUEUECTL_JOB_ID": job.id,
+                "QUEUECTL_ATTEMPT": str(fence.attempt),
+                "QUEUECTL_WORKER_ID": self.worker_id,
+            },
+        )
+        for delay in (0, 0.1, 0.5, 1, 2, 5, 5, 5, 10, 10):
+            time.sleep(delay)
+            try:
+                if not lifecycle.record(self.store, running.claim, result, self._config):
+                    log.warning(
+                        "job %s attempt %s: lease lost, result discarded", job.id, fence.attempt
+                    )
+                return
+            except QueuectlError as exc:
+                log.warning("job %s: recording the result failed (%s); retrying", job.id, exc)
+        log.error("job %s: could not record its result; it will be recovered as lost", job.id)
+
+    def _drained(self) -> bool:
+        counts = self.store.counts()
+        return not any(counts[s] for s in (State.PENDING, State.FAILED, State.PROCESSING))
+
+    def _heartbeat(self) -> None:
+        try:
+            while True:
+                self._guard(self._beat)
+                if self._workers_done.wait(min(self._config.lease_seconds / 3, 1.0)):
+                    break
+            self._guard(lambda: self.store.deregister_worker(self.worker_id))
+        finally:
+            self.store.release()
+            self._stopped.set()
+
+    def _beat(self) -> None:
+        stop = self.store.heartbeat(self.worker_id)
+        if stop is None:  # pruned while we were frozen: we are alive after all
+            self.store.register_worker(
+                self.worker_id, socket.gethostname(), os.getpid(), self.threads
+            )
+        elif stop and not self._stopping.is_set():
+            self.stop()
+        with self._lock:
+            running = list(self._running.values())
+        held = self.store.renew([r.claim.fence for r in running], self._config.lease_seconds)
+        for r in running:
+            if r.claim.fence.attempt_id not in held:
+                r.cancel.set()  # the job was recovered elsewhere: our run no longer counts
+        self._config = self.store.config()
+        lifecycle.recover_expired(self.store, self._config)
+        self.store.prune_workers(max(3 * self._config.lease_seconds, 10.0))
+
+    def _guard(self, action: Callable[[], T]) -> T | None:
+        """Run a store call; on a store error, log it, pause, and return None."""
+        try:
+            return action()
+        except QueuectlError as exc:
+            log.warning("worker %s: %s", self.worker_id, exc)
+            self._stopping.wait(self.poll_interval)
+            return None

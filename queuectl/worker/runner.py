@@ -1,0 +1,154 @@
+"""Running one job: ``/bin/sh -c COMMAND`` in a process group of its own.
+
+- Output: both streams are read as they come and only the last ``max_bytes`` of each are kept,
+  so memory does not grow with what a job prints.
+- Timeout or cancel: SIGTERM to the whole group, SIGKILL after ``KILL_GRACE`` seconds.
+- A job ends when its shell exits. Whatever it left running in its group is killed then, so no
+  child or grandchild outlives the job.
+
+The group leader is not reaped until its group has been signalled: its pid (the group id)
+cannot be reused by another process while we may still send it signals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+
+from queuectl.model import Outcome, RunResult
+
+KILL_GRACE = 2.0
+#: how long to read leftover output once the shell has exited and its group was killed
+DRAIN_SECONDS = 1.0
+_CHUNK = 65536
+
+
+class _Tail:
+    """The last ``limit`` bytes of a stream."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.data = bytearray()
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > self.limit:
+            del self.data[: len(self.data) - self.limit]
+
+
+def run_command(
+    command: str,
+    *,
+    timeout: float = 0,
+    max_bytes: int = 65536,
+    cancel: threading.Event | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RunResult:
+    """Run ``command`` to its end and say how it went. Never raises for the command's faults."""
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=None if env is None else {**os.environ, **env},
+        )
+    except OSError as exc:
+        return RunResult(Outcome.FAILED, None, f"could not start the job: {exc.strerror or exc}")
+    try:
+        return _supervise(proc, timeout, max_bytes, cancel)
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    timeout: float,
+    max_bytes: int,
+    cancel: threading.Event | None,
+) -> RunResult:
+    assert proc.stdout is not None and proc.stderr is not None
+    tails = {proc.stdout.fileno(): _Tail(max_bytes), proc.stderr.fileno(): _Tail(max_bytes)}
+    exit_fd = os.pidfd_open(proc.pid)
+    selector = selectors.DefaultSelector()
+    for fd in (*tails, exit_fd):
+        selector.register(fd, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    stop_reason: Outcome | None = None
+    kill_at: float | None = None
+    drain_until: float | None = None
+    try:
+        while selector.get_map():
+            now = time.monotonic()
+            if stop_reason is None:
+                if deadline is not None and now >= deadline:
+                    stop_reason = Outcome.TIMEOUT
+                elif cancel is not None and cancel.is_set():
+                    stop_reason = Outcome.FAILED
+                if stop_reason is not None:
+                    _signal_group(proc.pid, signal.SIGTERM)
+                    kill_at = now + KILL_GRACE
+            if kill_at is not None and now >= kill_at:
+                _signal_group(proc.pid, signal.SIGKILL)
+                kill_at = None
+            if drain_until is not None and now >= drain_until:
+                break  # something outside the group (setsid) still holds the pipe
+            wakeups = [t for t in (deadline, kill_at, drain_until) if t is not None]
+            wait = min([0.25, *(max(t - now, 0) for t in wakeups)])
+            for key, _ in selector.select(wait if cancel is not None or wakeups else None):
+                fd = key.fd
+                if fd == exit_fd:
+                    selector.unregister(fd)
+                    # The shell is gone: end what it left behind, then read what is left.
+                    _signal_group(proc.pid, signal.SIGKILL)
+                    kill_at = None
+                    drain_until = time.monotonic() + DRAIN_SECONDS
+                    continue
+                chunk = os.read(fd, _CHUNK)
+                if chunk:
+                    tails[fd].add(chunk)
+                else:
+                    selector.unregister(fd)
+    finally:
+        selector.close()
+        os.close(exit_fd)
+    code = proc.wait()
+    stdout, stderr = (bytes(tail.data) for tail in tails.values())
+    return RunResult(*_verdict(code, stop_reason, timeout), stdout=stdout, stderr=stderr)
+
+
+def _verdict(
+    code: int, stop_reason: Outcome | None, timeout: float
+) -> tuple[Outcome, int | None, str | None]:
+    if stop_reason is Outcome.TIMEOUT:
+        return Outcome.TIMEOUT, code, f"timed out after {timeout:g} s"
+    if stop_reason is Outcome.FAILED:
+        return Outcome.FAILED, code, "killed: the worker was stopped"
+    if code == 0:
+        return Outcome.COMPLETED, 0, None
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return Outcome.FAILED, code, f"killed by signal {name}"
+    notes = {126: " (command not executable)", 127: " (command not found)"}
+    return Outcome.FAILED, code, f"exit code {code}{notes.get(code, '')}"
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
