@@ -93,6 +93,12 @@ class WorkerPool:
         )
         for thread in self._threads:
             thread.start()
+        log.info(
+            "pool %s started with %d thread(s) on %s",
+            self.worker_id,
+            self.threads,
+            self.store.display_url,
+        )
 
     def stop(self, now: bool = False) -> None:
         """Stop claiming; with ``now``, also kill the running jobs. Does not wait."""
@@ -185,6 +191,13 @@ class WorkerPool:
                 "QUEUECTL_WORKER_ID": self.worker_id,
             },
         )
+        log.info(
+            "job %s attempt %d: %s%s",
+            job.id,
+            fence.attempt,
+            result.outcome.value,
+            f" ({result.error})" if result.error else "",
+        )
         for delay in (0, 0.1, 0.5, 1, 2, 5, 5, 5, 10, 10):
             time.sleep(delay)
             try:
@@ -208,6 +221,7 @@ class WorkerPool:
                 if self._workers_done.wait(min(self._config.lease_seconds / 3, 1.0)):
                     break
             self._guard(lambda: self.store.deregister_worker(self.worker_id))
+            log.info("pool %s stopped", self.worker_id)
         finally:
             self.store.release()
             self._stopped.set()

@@ -1,0 +1,255 @@
+"""The store contract: every store (SQLite now, PostgreSQL later) must pass this module.
+
+Time is driven by a fake clock so leases and backoff are checked exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from queuectl.errors import DuplicateJob, InvalidTransition, NotFound
+from queuectl.model import NewJob, Outcome, RunResult, State, Transition
+from queuectl.store.base import Store
+from queuectl.store.sqlite import SqliteStore
+
+OK = RunResult(Outcome.COMPLETED, 0, None, b"out", b"err")
+FAIL = RunResult(Outcome.FAILED, 1, "exit code 1")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_900_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sqlite_store(tmp_path: Path, clock: Callable[[], float]) -> Store:
+    return SqliteStore(tmp_path / "queue.db", clock=clock)
+
+
+STORES = [pytest.param(sqlite_store, id="sqlite")]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
+    s = request.param(tmp_path, clock)
+    yield s
+    s.close()
+
+
+def add(store: Store, *ids: str, **fields: object) -> None:
+    store.enqueue([NewJob(command=f"echo {i}", id=i, **fields) for i in ids])  # type: ignore[arg-type]
+
+
+def test_enqueue_fills_defaults_from_config(store: Store) -> None:
+    store.set_config("max_retries", 7)
+    store.set_config("job_timeout", 12)
+    add(store, "a")
+    job = store.get("a")
+    assert (job.state, job.attempts, job.max_retries, job.timeout) == (State.PENDING, 0, 7, 12)
+    assert job.run_at == job.created_at == store.now()
+
+
+def test_duplicate_id_inserts_nothing(store: Store) -> None:
+    add(store, "a")
+    with pytest.raises(DuplicateJob, match="'a'"):
+        add(store, "b", "a")
+    assert [j.id for j in store.jobs()] == ["a"]
+
+
+def test_claim_order_priority_then_run_at_then_enqueue_order(store: Store,
+                                                             clock: FakeClock) -> None:
+    now = datetime.fromtimestamp(clock.now, UTC)
+    add(store, "low1", "low2")
+    add(store, "high", priority=5)
+    add(store, "early", run_at=now - timedelta(seconds=10))
+    add(store, "future", priority=9, run_at=now + timedelta(seconds=10))
+    order = []
+    while claim := store.claim("w", 30):
+        order.append(claim.job.id)
+    assert order == ["high", "early", "low1", "low2"]
+    clock.now += 11
+    assert store.claim("w", 30).job.id == "future"  # type: ignore[union-attr]
+
+
+def test_claim_starts_an_attempt_under_a_lease(store: Store, clock: FakeClock) -> None:
+    add(store, "a")
+    claim = store.claim("w1", 30)
+    assert claim is not None
+    job = store.get("a")
+    assert (job.state, job.attempts, job.worker_id) == (State.PROCESSING, 1, "w1")
+    assert job.lease_until == store.now() + timedelta(seconds=30)
+    (attempt,) = store.attempts("a")
+    assert (attempt.number, attempt.worker_id, attempt.outcome) == (1, "w1", None)
+    assert claim.fence.attempt == 1
+
+
+def test_finish_records_the_attempt(store: Store, clock: FakeClock) -> None:
+    add(store, "a")
+    claim = store.claim("w", 30)
+    assert claim
+    clock.now += 2.5
+    assert store.finish(claim.fence, OK, Transition(State.COMPLETED))
+    job = store.get("a")
+    assert (job.state, job.worker_id, job.lease_until) == (State.COMPLETED, None, None)
+    (attempt,) = store.attempts("a")
+    assert (attempt.outcome, attempt.exit_code, attempt.stdout, attempt.stderr) == (
+        Outcome.COMPLETED, 0, b"out", b"err")
+    assert attempt.duration == 2.5
+
+
+def test_failed_job_waits_for_its_backoff(store: Store, clock: FakeClock) -> None:
+    add(store, "a")
+    claim = store.claim("w", 30)
+    assert claim
+    store.finish(claim.fence, FAIL, Transition(State.FAILED, 4, "exit code 1"))
+    job = store.get("a")
+    assert job.state is State.FAILED
+    assert job.run_at == store.now() + timedelta(seconds=4)
+    assert job.last_error == "exit code 1"
+    clock.now += 3.9
+    assert store.claim("w", 30) is None
+    clock.now += 0.2
+    again = store.claim("w", 30)
+    assert again and again.fence.attempt == 2
+
+
+def test_fencing_rejects_a_worker_that_lost_its_lease(store: Store, clock: FakeClock) -> None:
+    add(store, "a")
+    stale = store.claim("w1", 10)
+    assert stale
+    clock.now += 11
+    (expired,) = store.expired()
+    assert store.finish(expired.fence, RunResult(Outcome.LOST, None, "lost"),
+                        Transition(State.FAILED, 0, "lost"), only_if_expired=True)
+    fresh = store.claim("w2", 10)
+    assert fresh and fresh.fence.attempt == 2
+    # The first worker wakes up and tries to record and renew: nothing changes.
+    assert not store.finish(stale.fence, OK, Transition(State.COMPLETED))
+    assert store.renew([stale.fence], 10) == set()
+    assert store.get("a").state is State.PROCESSING
+    assert store.finish(fresh.fence, OK, Transition(State.COMPLETED))
+    outcomes = [a.outcome for a in store.attempts("a")]
+    assert outcomes == [Outcome.LOST, Outcome.COMPLETED]
+
+
+def test_same_worker_and_number_after_dlq_retry_is_still_fenced(store: Store,
+                                                                clock: FakeClock) -> None:
+    add(store, "a", max_retries=0)
+    stale = store.claim("w", 10)
+    assert stale
+    clock.now += 11
+    (expired,) = store.expired()
+    store.finish(expired.fence, FAIL, Transition(State.DEAD, 0, "lost"), only_if_expired=True)
+    store.revive(["a"])
+    again = store.claim("w", 10)
+    assert again and (again.fence.attempt, again.fence.worker_id) == (1, "w")
+    assert not store.finish(stale.fence, OK, Transition(State.COMPLETED))
+
+
+def test_renewal_keeps_the_job_from_expiring(store: Store, clock: FakeClock) -> None:
+    add(store, "a")
+    claim = store.claim("w", 10)
+    assert claim
+    clock.now += 8
+    assert store.renew([claim.fence], 10) == {claim.fence.attempt_id}
+    clock.now += 8
+    assert store.expired() == []
+    # A recovery that raced with the renewal is refused.
+    assert not store.finish(claim.fence, RunResult(Outcome.LOST, None, None),
+                            Transition(State.FAILED), only_if_expired=True)
+
+
+def test_revive_resets_attempts_and_keeps_history(store: Store) -> None:
+    add(store, "a", max_retries=0)
+    claim = store.claim("w", 30)
+    assert claim
+    store.finish(claim.fence, FAIL, Transition(State.DEAD, 0, "exit code 1"))
+    (job,) = store.revive(["a"])
+    assert (job.state, job.attempts) == (State.PENDING, 0)
+    assert len(store.attempts("a")) == 1
+
+
+def test_revive_is_all_or_nothing(store: Store) -> None:
+    add(store, "dead", "alive", max_retries=0)
+    claim = store.claim("w", 30)
+    assert claim and claim.job.id == "dead"
+    store.finish(claim.fence, FAIL, Transition(State.DEAD))
+    with pytest.raises(InvalidTransition, match="'alive' is pending"):
+        store.revive(["dead", "alive"])
+    with pytest.raises(NotFound):
+        store.revive(["dead", "ghost"])
+    assert store.get("dead").state is State.DEAD
+    assert [j.id for j in store.revive_all_dead()] == ["dead"]
+
+
+def test_counts_cover_every_state(store: Store) -> None:
+    add(store, "a", "b")
+    assert store.counts() == {State.PENDING: 2, State.PROCESSING: 0, State.FAILED: 0,
+                              State.COMPLETED: 0, State.DEAD: 0}
+
+
+def test_jobs_newest_first_filter_and_limit(store: Store) -> None:
+    add(store, "a", "b", "c")
+    assert [j.id for j in store.jobs()] == ["c", "b", "a"]
+    assert [j.id for j in store.jobs(limit=2)] == ["c", "b"]
+    assert store.jobs(State.DEAD) == []
+
+
+def test_unknown_job(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.get("nope")
+    with pytest.raises(NotFound):
+        store.attempts("nope")
+
+
+def test_workers_register_heartbeat_stop_and_prune(store: Store, clock: FakeClock) -> None:
+    store.register_worker("p1", "host", 1, 4)
+    store.register_worker("p2", "host", 2, 1)
+    assert store.heartbeat("p1") is False
+    assert store.request_stop(["p1"]) == 1
+    assert store.heartbeat("p1") is True
+    assert store.heartbeat("ghost") is None
+    clock.now += 100
+    store.heartbeat("p2")
+    assert store.prune_workers(50) == ["p1"]
+    assert [w.id for w in store.workers()] == ["p2"]
+    store.deregister_worker("p2")
+    assert store.workers() == []
+
+
+def test_config_round_trip(store: Store) -> None:
+    store.set_config("backoff_base", 1.5)
+    store.set_config("backoff_base", 3)
+    assert store.config().backoff_base == 3
+
+
+def test_concurrent_claims_never_share_a_job(store: Store) -> None:
+    ids = [f"j{i}" for i in range(200)]
+    add(store, *ids)
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        while claim := store.claim(name, 30):
+            with lock:
+                claimed.append(claim.job.id)
+        store.release()
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(claimed) == sorted(ids)

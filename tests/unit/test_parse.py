@@ -1,0 +1,43 @@
+"""Validation of job input."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from queuectl.errors import InvalidInput
+from queuectl.model.parse import new_job, parse_duration, parse_job_json, parse_time
+
+
+def test_full_job_json() -> None:
+    fields = parse_job_json(
+        '{"id":"job1","command":"sleep 2","max_retries":3,"priority":5,'
+        '"run_at":"2030-01-01T00:00:00Z","timeout":10}'
+    )
+    job = new_job(fields)
+    assert job.id == "job1"
+    assert job.command == "sleep 2"
+    assert (job.max_retries, job.priority, job.timeout) == (3, 5, 10.0)
+    assert job.run_at == datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_run_after_is_run_at() -> None:
+    job = new_job(parse_job_json('{"command":"x","run_after":"2030-01-01T01:00:00+01:00"}'))
+    assert job.run_at == datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def test_unknown_field_suggests_the_closest() -> None:
+    with pytest.raises(InvalidInput, match="Did you mean 'priority'"):
+        parse_job_json('{"command":"x","priorty":1}')
+
+
+def test_time_without_offset_is_utc() -> None:
+    assert parse_time("2030-01-01T00:00:00") == datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("1.5s", 1.5), ("500ms", 0.5), ("10m", 600), ("2h", 7200)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
