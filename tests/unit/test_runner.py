@@ -1,0 +1,75 @@
+"""Running commands: exit codes, bounded output, timeouts that leave nothing behind."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import uuid
+
+from queuectl.model import Outcome
+from queuectl.worker.runner import run_command
+
+
+def alive(marker: str) -> list[str]:
+    """Processes whose command line contains ``marker``."""
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    return out.split()
+
+
+def test_exit_code_and_both_streams() -> None:
+    result = run_command("echo out; echo err >&2; exit 3")
+    assert (result.outcome, result.exit_code, result.error) == (Outcome.FAILED, 3, "exit code 3")
+    assert (result.stdout, result.stderr) == (b"out\n", b"err\n")
+
+
+def test_missing_command_is_exit_127() -> None:
+    result = run_command("no-such-command-anywhere")
+    assert result.exit_code == 127
+    assert "command not found" in (result.error or "")
+
+
+def test_output_is_bounded_to_its_tail() -> None:
+    result = run_command("head -c 5000000 /dev/zero; printf END", max_bytes=100)
+    assert len(result.stdout) == 100
+    assert result.stdout.endswith(b"END")
+
+
+def test_non_utf8_output_is_kept_as_bytes() -> None:
+    assert run_command(r"printf '\377\376ok'").stdout == b"\xff\xfeok"
+
+
+def test_timeout_kills_the_command_and_its_children() -> None:
+    marker = f"{uuid.uuid4().int % 10**6}.5"
+    result = run_command(f"sleep {marker} & sleep {marker}; echo never", timeout=0.3)
+    assert result.outcome is Outcome.TIMEOUT
+    assert result.stdout == b""
+    assert alive(f"sleep {marker}") == []
+
+
+def test_timeout_kills_children_that_ignore_sigterm() -> None:
+    marker = f"{uuid.uuid4().int % 10**6}.25"
+    result = run_command(
+        f"sh -c \"trap '' TERM; sleep {marker}\" & trap '' TERM; sleep {marker}", timeout=0.3
+    )
+    assert result.outcome is Outcome.TIMEOUT
+    assert alive(f"sleep {marker}") == []
+
+
+def test_background_leftovers_are_killed_when_the_shell_exits() -> None:
+    marker = f"{uuid.uuid4().int % 10**6}.75"
+    result = run_command(f"sleep {marker} & echo started")
+    assert (result.outcome, result.stdout) == (Outcome.COMPLETED, b"started\n")
+    assert alive(f"sleep {marker}") == []
+
+
+def test_cancel_stops_a_running_job() -> None:
+    cancel = threading.Event()
+    threading.Timer(0.2, cancel.set).start()
+    result = run_command("sleep 30", cancel=cancel)
+    assert result.outcome is Outcome.FAILED
+    assert result.error == "killed: the worker was stopped"
+
+
+def test_job_environment() -> None:
+    result = run_command('echo "$QUEUECTL_JOB_ID"', env={"QUEUECTL_JOB_ID": "j1"})
+    assert result.stdout == b"j1\n"
