@@ -42,7 +42,7 @@ def config_get(session: Session, key: str | None) -> ConfigView:
     return ConfigView({key: display_value(key, current)})
 
 
-@config.command("set")
+@config.command("set", context_settings={"ignore_unknown_options": True})
 @click.argument("key")
 @click.argument("value")
 @click.pass_obj

@@ -41,3 +41,9 @@ def test_time_without_offset_is_utc() -> None:
 )
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_command_longer_than_the_kernel_takes_is_refused() -> None:
+    # Too long for any command line, so only the API can even try it.
+    with pytest.raises(InvalidInput, match="the limit is 131071"):
+        new_job({"command": "echo " + "y" * 140_000})

@@ -1,0 +1,98 @@
+"""Bad input: a clear ``Error:`` message, the documented exit code, and nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Cli
+
+BIG_ID = "x" * 10_000
+
+# (arguments, exit code, text the message must contain)
+CASES: list[tuple[list[str], int, str]] = [
+    (["enqueue", "{not json"], 2, "invalid job JSON"),
+    (["enqueue", '{"command": "echo", }'], 2, "invalid job JSON"),
+    (["enqueue", '{"id": "a"}'], 2, "no command"),
+    (["enqueue", '{"command": ""}'], 2, "command is empty"),
+    (["enqueue", '{"command": "   "}'], 2, "command is empty"),
+    (["enqueue", '{"command": 5}'], 2, "command must be a string"),
+    (["enqueue", '{"command": "echo", "priorty": 1}'], 2, "Did you mean 'priority'"),
+    (["enqueue", '{"command": "echo", "state": "done"}'], 2, "unknown job field 'state'"),
+    (["enqueue", '{"command": "echo", "max_retries": -1}'], 2, "max_retries must be between"),
+    (["enqueue", '{"command": "echo", "max_retries": "3"}'], 2, "whole number"),
+    (["enqueue", '{"command": "echo", "max_retries": 2.5}'], 2, "whole number"),
+    (["enqueue", '{"command": "echo", "max_retries": true}'], 2, "whole number"),
+    (["enqueue", '{"command": "echo", "max_retries": 100000}'], 2, "between 0 and 1000"),
+    (["enqueue", '{"command": "echo", "priority": 1e300}'], 2, "whole number"),
+    (["enqueue", '{"command": "echo", "priority": 99999999999}'], 2, "priority must be between"),
+    (["enqueue", '{"command": "echo", "timeout": -1}'], 2, "timeout must be between"),
+    (["enqueue", '{"command": "echo", "timeout": NaN}'], 2, "timeout must be between"),
+    (["enqueue", '{"command": "echo", "timeout": "10"}'], 2, "number of seconds"),
+    (["enqueue", '{"command": "echo", "run_at": "tomorrow"}'], 2, "invalid run_at"),
+    (["enqueue", '{"command": "echo", "run_at": 12}'], 2, "ISO 8601"),
+    (["enqueue", '{"command": "echo", "run_at": "2030-13-01T00:00:00Z"}'], 2, "invalid run_at"),
+    (["enqueue", '{"command": "echo", "run_at": "x", "run_after": "y"}'], 2, "given twice"),
+    (["enqueue", '{"command": "echo", "id": "has space"}'], 2, "invalid job id"),
+    (["enqueue", '{"command": "echo", "id": ""}'], 2, "invalid job id"),
+    (["enqueue", '{"command": "echo", "id": 7}'], 2, "job id must be a string"),
+    (["enqueue", "--id", BIG_ID, "echo"], 2, "invalid job id"),
+    (["enqueue", "--id", "-dash", "echo"], 2, "invalid job id"),
+    (["enqueue", '{"command": "echo \\u0000"}'], 2, "NUL byte"),
+    (["enqueue", '{"command": "echo", "timeout": 1e99}'], 2, "timeout must be between"),
+    (["enqueue", "--priority", "high", "echo"], 2, "not a valid integer"),
+    (["enqueue", "--timeout", "-5", "echo"], 2, "invalid --timeout"),
+    (["enqueue", "--timeout", "soon", "echo"], 2, "invalid --timeout"),
+    (["enqueue", "--delay", "5 parsecs", "echo"], 2, "invalid delay"),
+    (["enqueue", "--delay", "5s", "--run-at", "2030-01-01", "echo"], 2, "not both"),
+    (["enqueue", "--priority", "3", '{"command": "echo", "priority": 1}'], 2, "given both"),
+    (["enqueue", '{"id": "dup", "command": "echo again"}'], 2, "exists already"),
+    (["enqueue"], 2, "Missing argument"),
+    (["list", "--state", "running"], 2, "'running' is not one of"),
+    (["list", "--limit", "0"], 2, "0 is not in the range"),
+    (["list", "--limit", "many"], 2, "not a valid integer"),
+    (["show", "ghost"], 1, "no job with id 'ghost'"),
+    (["logs", "ghost"], 1, "no job with id 'ghost'"),
+    (["logs", "dup"], 1, "has not run yet"),
+    (["logs", "dup", "--attempt", "0"], 2, "not in the range"),
+    (["dlq", "retry", "ghost"], 1, "no job with id 'ghost'"),
+    (["dlq", "retry", "dup"], 2, "is pending, not dead"),
+    (["dlq", "retry", "ghost", "dup"], 1, "no job with id 'ghost'"),
+    (["config", "set", "output_max_bytes", "1e12"], 2, "between"),
+    (["dlq", "retry"], 2, "give the ids of dead jobs"),
+    (["dlq", "retry", "dup", "--all"], 2, "not both"),
+    (["config", "set", "max_retry", "3"], 2, "Did you mean 'max_retries'"),
+    (["config", "set", "max_retries", "-2"], 2, "between 0 and 1000"),
+    (["config", "set", "backoff_base", "nan"], 2, "finite"),
+    (["config", "set", "lease_seconds", "forever"], 2, "expected a number"),
+    (["config", "get", "colour"], 2, "unknown config key"),
+    (["worker", "run", "--count", "0"], 2, "not in the range"),
+    (["worker", "start", "--count", "-3"], 2, "not in the range"),
+    (["worker", "run", "--poll-interval", "0"], 2, "not in the range"),
+    (["frobnicate"], 2, "No such command"),
+    (["--db", "mysql://host/db", "status"], 2, "unknown queue URL scheme"),
+]
+
+
+@pytest.fixture
+def seeded(cli: Cli) -> Cli:
+    cli.run("enqueue", '{"id": "dup", "command": "echo first"}')
+    return cli
+
+
+@pytest.mark.parametrize(("args", "code", "message"), CASES, ids=lambda v: str(v)[:50])
+def test_bad_input_is_refused_and_writes_nothing(
+    seeded: Cli, args: list[str], code: int, message: str
+) -> None:
+    before = seeded.checksum()
+    proc = seeded.run(*args, check=False)
+    assert proc.returncode == code, proc.stderr
+    assert message in proc.stderr
+    assert proc.stderr.startswith(("Error:", "Usage:"))
+    assert "Error:" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert seeded.checksum() == before
+
+
+def test_there_are_at_least_forty_cases() -> None:
+    assert len(CASES) >= 40
