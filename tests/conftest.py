@@ -64,11 +64,16 @@ class Cli:
         self.db = db
         self.env = {**os.environ, "QUEUECTL_HOME": str(home), "QUEUECTL_DB": str(db)}
 
-    def run(self, *args: str, check: bool = True, input: bytes | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [QUEUECTL, *args], env=self.env, capture_output=True, text=True,
-            timeout=timeout, input=None if input is None else input.decode(),
+            [QUEUECTL, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=None if input is None else input.decode(),
         )
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -85,7 +85,6 @@ def prepare(conn: sqlite3.Connection) -> None:
         return
     if version > VERSION:
         raise TooNew(version)
-    conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
@@ -103,6 +102,8 @@ def prepare(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+    # Only now that the file is known to be ours: WAL mode is stored in the file itself.
+    conn.execute("PRAGMA journal_mode = WAL")
 
 
 def explain(exc: sqlite3.Error, path: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -30,7 +31,9 @@ def drain(cli: Cli, count: int = 2) -> None:
 
 
 def test_a_job_completes_and_its_output_is_in_logs(cli: Cli) -> None:
-    assert cli.run("enqueue", '{"id":"job1","command":"echo hello; echo oops >&2"}').stdout == "job1\n"
+    assert (
+        cli.run("enqueue", '{"id":"job1","command":"echo hello; echo oops >&2"}').stdout == "job1\n"
+    )
     drain(cli)
     assert state(cli, "job1") == "completed"
     logs = cli.run("logs", "job1")
@@ -54,7 +57,7 @@ def test_failing_job_backs_off_lands_in_dlq_and_comes_back(cli: Cli) -> None:
     assert [a["outcome"] for a in history] == ["failed"] * 3
     waits = [
         (ts(b["started_at"]) - ts(a["finished_at"])).total_seconds()
-        for a, b in zip(history, history[1:], strict=False)
+        for a, b in itertools.pairwise(history)
     ]
     assert waits[0] >= 2 and waits[1] >= 4
     assert [j["id"] for j in cli.json("dlq", "list")] == ["flaky"]
@@ -91,8 +94,11 @@ def test_many_workers_in_several_processes_run_each_job_once(cli: Cli, tmp_path:
 
 def attempts_of(cli: Cli, ids: list[str]) -> list[dict[str, Any]]:
     with connect(str(cli.db)) as queue:
-        return [{"worker_id": a.worker_id, "job_id": a.job_id} for a in queue.attempts()
-                if a.job_id in set(ids)]
+        return [
+            {"worker_id": a.worker_id, "job_id": a.job_id}
+            for a in queue.attempts()
+            if a.job_id in set(ids)
+        ]
 
 
 def test_missing_command_fails_cleanly_into_the_dlq(cli: Cli) -> None:
@@ -137,8 +143,17 @@ def test_a_killed_worker_loses_its_job_to_another_pool(cli: Cli, tmp_path: Path)
 
 def test_timeout_kills_the_command_and_its_children(cli: Cli) -> None:
     marker = f"{uuid.uuid4().int % 10**6}.125"
-    cli.run("enqueue", '{"id":"slow","command":"sleep %s & sleep %s","timeout":0.5,'
-            '"max_retries":0}' % (marker, marker))
+    cli.run(
+        "enqueue",
+        json.dumps(
+            {
+                "id": "slow",
+                "command": f"sleep {marker} & sleep {marker}",
+                "timeout": 0.5,
+                "max_retries": 0,
+            }
+        ),
+    )
     drain(cli, 1)
     job = cli.json("show", "slow")
     assert job["state"] == "dead"
@@ -183,8 +198,8 @@ def test_json_output_is_json_only(cli: Cli) -> None:
     cli.run("enqueue", "--id", "j", "printf '\\377ok'")
     drain(cli, 1)
     payloads: dict[str, Any] = {
-        name: cli.json(*name.split()) for name in
-        ("status", "list", "show j", "dlq list", "config get", "metrics", "logs j")
+        name: cli.json(*name.split())
+        for name in ("status", "list", "show j", "dlq list", "config get", "metrics", "logs j")
     }
     assert payloads["status"]["counts"]["completed"] == 1
     assert payloads["list"][0]["created_at"].endswith("Z")

@@ -68,8 +68,9 @@ def test_duplicate_id_inserts_nothing(store: Store) -> None:
     assert [j.id for j in store.jobs()] == ["a"]
 
 
-def test_claim_order_priority_then_run_at_then_enqueue_order(store: Store,
-                                                             clock: FakeClock) -> None:
+def test_claim_order_priority_then_run_at_then_enqueue_order(
+    store: Store, clock: FakeClock
+) -> None:
     now = datetime.fromtimestamp(clock.now, UTC)
     add(store, "low1", "low2")
     add(store, "high", priority=5)
@@ -105,7 +106,11 @@ def test_finish_records_the_attempt(store: Store, clock: FakeClock) -> None:
     assert (job.state, job.worker_id, job.lease_until) == (State.COMPLETED, None, None)
     (attempt,) = store.attempts("a")
     assert (attempt.outcome, attempt.exit_code, attempt.stdout, attempt.stderr) == (
-        Outcome.COMPLETED, 0, b"out", b"err")
+        Outcome.COMPLETED,
+        0,
+        b"out",
+        b"err",
+    )
     assert attempt.duration == 2.5
 
 
@@ -131,8 +136,12 @@ def test_fencing_rejects_a_worker_that_lost_its_lease(store: Store, clock: FakeC
     assert stale
     clock.now += 11
     (expired,) = store.expired()
-    assert store.finish(expired.fence, RunResult(Outcome.LOST, None, "lost"),
-                        Transition(State.FAILED, 0, "lost"), only_if_expired=True)
+    assert store.finish(
+        expired.fence,
+        RunResult(Outcome.LOST, None, "lost"),
+        Transition(State.FAILED, 0, "lost"),
+        only_if_expired=True,
+    )
     fresh = store.claim("w2", 10)
     assert fresh and fresh.fence.attempt == 2
     # The first worker wakes up and tries to record and renew: nothing changes.
@@ -144,8 +153,9 @@ def test_fencing_rejects_a_worker_that_lost_its_lease(store: Store, clock: FakeC
     assert outcomes == [Outcome.LOST, Outcome.COMPLETED]
 
 
-def test_same_worker_and_number_after_dlq_retry_is_still_fenced(store: Store,
-                                                                clock: FakeClock) -> None:
+def test_same_worker_and_number_after_dlq_retry_is_still_fenced(
+    store: Store, clock: FakeClock
+) -> None:
     add(store, "a", max_retries=0)
     stale = store.claim("w", 10)
     assert stale
@@ -167,8 +177,12 @@ def test_renewal_keeps_the_job_from_expiring(store: Store, clock: FakeClock) -> 
     clock.now += 8
     assert store.expired() == []
     # A recovery that raced with the renewal is refused.
-    assert not store.finish(claim.fence, RunResult(Outcome.LOST, None, None),
-                            Transition(State.FAILED), only_if_expired=True)
+    assert not store.finish(
+        claim.fence,
+        RunResult(Outcome.LOST, None, None),
+        Transition(State.FAILED),
+        only_if_expired=True,
+    )
 
 
 def test_revive_resets_attempts_and_keeps_history(store: Store) -> None:
@@ -196,8 +210,13 @@ def test_revive_is_all_or_nothing(store: Store) -> None:
 
 def test_counts_cover_every_state(store: Store) -> None:
     add(store, "a", "b")
-    assert store.counts() == {State.PENDING: 2, State.PROCESSING: 0, State.FAILED: 0,
-                              State.COMPLETED: 0, State.DEAD: 0}
+    assert store.counts() == {
+        State.PENDING: 2,
+        State.PROCESSING: 0,
+        State.FAILED: 0,
+        State.COMPLETED: 0,
+        State.DEAD: 0,
+    }
 
 
 def test_jobs_newest_first_filter_and_limit(store: Store) -> None:

@@ -15,14 +15,16 @@ def test_every_setting_has_a_default() -> None:
 
 @pytest.mark.parametrize(
     ("key", "raw", "expected"),
-    [("max_retries", "5", ("max_retries", 5)),
-     ("max-retries", "5", ("max_retries", 5)),
-     ("max_retries_default", "7", ("max_retries", 7)),
-     ("backoff_base", "1.5", ("backoff_base", 1.5)),
-     ("poll_interval_ms", "50", ("poll_interval", 0.05)),
-     ("poll-interval-ms", "50", ("poll_interval", 0.05)),
-     ("job_timeout_ms", "2500", ("job_timeout", 2.5)),
-     ("OUTPUT_MAX_BYTES", "1024", ("output_max_bytes", 1024))],
+    [
+        ("max_retries", "5", ("max_retries", 5)),
+        ("max-retries", "5", ("max_retries", 5)),
+        ("max_retries_default", "7", ("max_retries", 7)),
+        ("backoff_base", "1.5", ("backoff_base", 1.5)),
+        ("poll_interval_ms", "50", ("poll_interval", 0.05)),
+        ("poll-interval-ms", "50", ("poll_interval", 0.05)),
+        ("job_timeout_ms", "2500", ("job_timeout", 2.5)),
+        ("OUTPUT_MAX_BYTES", "1024", ("output_max_bytes", 1024)),
+    ],
 )
 def test_keys_and_aliases(key: str, raw: str, expected: tuple[str, float]) -> None:
     assert parse_setting(key, raw) == expected
@@ -30,15 +32,17 @@ def test_keys_and_aliases(key: str, raw: str, expected: tuple[str, float]) -> No
 
 @pytest.mark.parametrize(
     ("key", "raw", "message"),
-    [("max_retry", "3", "Did you mean 'max_retries'"),
-     ("colour", "3", "unknown config key"),
-     ("max_retries", "-1", "between 0 and 1000"),
-     ("max_retries", "2.5", "whole number"),
-     ("max_retries", "many", "expected a number"),
-     ("backoff_base", "nan", "finite"),
-     ("backoff_base", "inf", "finite"),
-     ("lease_seconds", "0", "between"),
-     ("output_max_bytes", "1e12", "between")],
+    [
+        ("max_retry", "3", "Did you mean 'max_retries'"),
+        ("colour", "3", "unknown config key"),
+        ("max_retries", "-1", "between 0 and 1000"),
+        ("max_retries", "2.5", "whole number"),
+        ("max_retries", "many", "expected a number"),
+        ("backoff_base", "nan", "finite"),
+        ("backoff_base", "inf", "finite"),
+        ("lease_seconds", "0", "between"),
+        ("output_max_bytes", "1e12", "between"),
+    ],
 )
 def test_bad_settings_are_refused_with_a_reason(key: str, raw: str, message: str) -> None:
     with pytest.raises(InvalidInput, match=message):

@@ -12,11 +12,22 @@ FAIL = RunResult(Outcome.FAILED, 3, None)
 
 @pytest.mark.parametrize(
     ("attempts", "base", "cap", "expected"),
-    [(1, 2, 300, 2), (2, 2, 300, 4), (3, 2, 300, 8), (9, 2, 300, 300), (1000, 2, 300, 300),
-     (5, 1, 300, 1), (1, 3, 300, 3), (2, 2, 0, 0), (0, 2, 300, 0), (10**9, 3600, 300, 300)],
+    [
+        (1, 2, 300, 2),
+        (2, 2, 300, 4),
+        (3, 2, 300, 8),
+        (9, 2, 300, 300),
+        (1000, 2, 300, 300),
+        (5, 1, 300, 1),
+        (1, 3, 300, 3),
+        (2, 2, 0, 0),
+        (0, 2, 300, 0),
+        (10**9, 3600, 300, 300),
+    ],
 )
-def test_backoff_is_min_of_power_and_cap(attempts: int, base: float, cap: float,
-                                         expected: float) -> None:
+def test_backoff_is_min_of_power_and_cap(
+    attempts: int, base: float, cap: float, expected: float
+) -> None:
     assert backoff_delay(attempts, base, cap) == expected
 
 
@@ -42,9 +53,11 @@ def test_success_completes_whatever_the_retries() -> None:
 
 @pytest.mark.parametrize(
     ("result", "reason"),
-    [(RunResult(Outcome.TIMEOUT, -15, "timed out after 1 s"), "timed out after 1 s"),
-     (RunResult(Outcome.LOST, None, None), "lost"),
-     (RunResult(Outcome.FAILED, 127, None), "exit code 127")],
+    [
+        (RunResult(Outcome.TIMEOUT, -15, "timed out after 1 s"), "timed out after 1 s"),
+        (RunResult(Outcome.LOST, None, None), "lost"),
+        (RunResult(Outcome.FAILED, 127, None), "exit code 127"),
+    ],
 )
 def test_failure_reason_names_what_happened(result: RunResult, reason: str) -> None:
     assert after_attempt(result, 1, 3, 2, 300).last_error == reason

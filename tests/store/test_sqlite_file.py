@@ -1,0 +1,104 @@
+"""The SQLite file itself: permissions, durability settings and files that are not our queue."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import stat
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from queuectl.errors import SchemaTooNew, StoreError
+from queuectl.store import open_store, redact
+from queuectl.store.sqlite import SqliteStore
+from tests.conftest import Cli
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_home_is_0700_and_database_0600_even_with_a_permissive_umask(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = os.umask(0)
+    try:
+        store = open_store()
+        store.close()
+    finally:
+        os.umask(old)
+    assert mode(home) == 0o700
+    assert mode(home / "queue.db") == 0o600
+
+
+def test_wal_mode_and_full_sync(store: SqliteStore) -> None:
+    conn = store._conn()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_schema_version_is_recorded(store: SqliteStore) -> None:
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_sqlite_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = open_store("sqlite:///rel.db")
+    absolute = open_store(f"sqlite:///{tmp_path}/abs.db")
+    assert (tmp_path / "rel.db").exists() and (tmp_path / "abs.db").exists()
+    relative.close()
+    absolute.close()
+
+
+def test_password_in_url_is_redacted() -> None:
+    assert redact("postgresql://bob:s3cret@db:5432/q") == "postgresql://bob:***@db:5432/q"
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql://bob:s3cret@db/q")
+    assert "s3cret" not in str(info.value)
+
+
+def _faulty(tmp_path: Path, kind: str) -> Path:
+    path = tmp_path / "queue.db"
+    if kind == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif kind == "newer":
+        SqliteStore(path).close()
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("PRAGMA user_version = 99")
+    elif kind == "foreign":
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute("CREATE TABLE invoices (id INTEGER)")
+    elif kind == "missing-dir":
+        path = tmp_path / "no" / "such" / "queue.db"
+    elif kind == "directory":
+        path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "error"),
+    [
+        ("garbage", "not an SQLite file", StoreError),
+        ("newer", "newer queuectl (schema version 99", SchemaTooNew),
+        ("foreign", "database of another program", StoreError),
+        ("missing-dir", "does not exist", StoreError),
+        ("directory", "is a directory", StoreError),
+    ],
+)
+def test_unusable_files_give_a_clear_error_and_stay_untouched(
+    tmp_path: Path, kind: str, message: str, error: type[Exception]
+) -> None:
+    path = _faulty(tmp_path, kind)
+    before = path.read_bytes() if path.is_file() else None
+    with pytest.raises(error, match=re.escape(message)):
+        open_store(str(path))
+    if before is not None:
+        assert path.read_bytes() == before
+    cli = Cli(path, tmp_path / "home")
+    proc = cli.run("status", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error:") and message in proc.stderr
+    assert "Traceback" not in proc.stderr
