@@ -151,13 +151,17 @@ class Queue:
     # -- workers ------------------------------------------------------------------------------
 
     def workers(self) -> list[WorkerInfo]:
-        """Live worker pools. Rows of pools that died without saying so are dropped first."""
+        """Live worker pools. Rows of pools that died without saying so are dropped first.
+
+        A pool is gone when its heartbeat is older than three leases, or when it ran on this
+        host and its process no longer exists. Nothing is written when all pools are alive.
+        """
         silent = max(3 * self.store.config().lease_seconds, 10.0)
-        self.store.prune_workers(silent)
-        here = socket.gethostname()
+        now, here = self.store.now(), socket.gethostname()
         live = []
         for worker in self.store.workers():
-            if worker.host == here and not _pid_alive(worker.pid):
+            stale = (now - worker.heartbeat_at).total_seconds() > silent
+            if stale or (worker.host == here and not _pid_alive(worker.pid)):
                 self.store.deregister_worker(worker.id)
             else:
                 live.append(worker)

@@ -40,9 +40,14 @@ def enqueue(
 ) -> Enqueued:
     """Add a job; print its id.
 
-    JOB is a JSON object such as '{"id":"job1","command":"sleep 2","max_retries":3}' or a plain
-    command string such as "echo hello". Several words are joined as a shell command line:
-    queuectl enqueue -- python train.py --lr 0.1
+    JOB is a JSON object with the fields id, command, max_retries, priority, run_at, timeout,
+    or a plain command string. Several words after -- form one shell command line.
+
+    \b
+    Examples:
+      queuectl enqueue "echo hello"
+      queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
+      queuectl enqueue --id lr-0.1 --timeout 1h -- python train.py --lr 0.1
     """
     fields = _job_fields(job, raw)
     options: dict[str, Any] = {
