@@ -24,7 +24,7 @@ from types import FrameType
 from typing import TypeVar
 
 from queuectl.errors import QueuectlError
-from queuectl.model import Claim, Config, State
+from queuectl.model import Claim, Config, Outcome, RunResult, State
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
 from queuectl.worker.runner import run_command
@@ -180,17 +180,21 @@ class WorkerPool:
 
     def _execute(self, running: _Running) -> None:
         job, fence = running.claim.job, running.claim.fence
-        result = run_command(
-            job.command,
-            timeout=job.timeout,
-            max_bytes=self._config.output_max_bytes,
-            cancel=running.cancel,
-            env={
-                "QUEUECTL_JOB_ID": job.id,
-                "QUEUECTL_ATTEMPT": str(fence.attempt),
-                "QUEUECTL_WORKER_ID": self.worker_id,
-            },
-        )
+        try:
+            result = run_command(
+                job.command,
+                timeout=job.timeout,
+                max_bytes=self._config.output_max_bytes,
+                cancel=running.cancel,
+                env={
+                    "QUEUECTL_JOB_ID": job.id,
+                    "QUEUECTL_ATTEMPT": str(fence.attempt),
+                    "QUEUECTL_WORKER_ID": self.worker_id,
+                },
+            )
+        except Exception as exc:  # e.g. out of file descriptors: the attempt fails, not the pool
+            log.exception("job %s: the worker could not supervise it", job.id)
+            result = RunResult(Outcome.FAILED, None, f"worker error: {exc}")
         log.info(
             "job %s attempt %d: %s%s",
             job.id,
@@ -245,10 +249,12 @@ class WorkerPool:
         self.store.prune_workers(max(3 * self._config.lease_seconds, 10.0))
 
     def _guard(self, action: Callable[[], T]) -> T | None:
-        """Run a store call; on a store error, log it, pause, and return None."""
+        """Run a store call; on an error, log it, pause, and return None."""
         try:
             return action()
         except QueuectlError as exc:
             log.warning("worker %s: %s", self.worker_id, exc)
-            self._stopping.wait(self.poll_interval)
-            return None
+        except Exception:  # a thread must neither die nor print: log it and carry on
+            log.exception("worker %s: unexpected error", self.worker_id)
+        self._stopping.wait(self.poll_interval)
+        return None
