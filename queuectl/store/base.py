@@ -147,6 +147,10 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def stop_requested(self, worker_id: str) -> bool | None:
+        """Whether a stop was requested for a pool (a read); ``None`` if it has no row."""
+
+    @abstractmethod
     def deregister_worker(self, worker_id: str) -> None:
         """Remove a pool's row when it exits."""
 
@@ -160,4 +164,7 @@ class Store(ABC):
 
     @abstractmethod
     def prune_workers(self, silent_for: float) -> list[str]:
-        """Remove pools that have not sent a heartbeat for ``silent_for`` seconds."""
+        """Remove pools that have not sent a heartbeat for ``silent_for`` seconds.
+
+        Writes only when there is such a pool.
+        """

@@ -378,6 +378,10 @@ class SqliteStore(Store):
             ).fetchone()
         return None if row is None else bool(row[0])
 
+    def stop_requested(self, worker_id: str) -> bool | None:
+        rows = self._read("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,))
+        return bool(rows[0][0]) if rows else None
+
     def deregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
@@ -405,10 +409,12 @@ class SqliteStore(Store):
             return cursor.rowcount
 
     def prune_workers(self, silent_for: float) -> list[str]:
+        cutoff = self._clock() - silent_for
+        if not self._read("SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (cutoff,)):
+            return []
         with self._write() as conn:
             rows = conn.execute(
-                "DELETE FROM workers WHERE heartbeat_at < ? RETURNING id",
-                (self._clock() - silent_for,),
+                "DELETE FROM workers WHERE heartbeat_at < ? RETURNING id", (cutoff,)
             ).fetchall()
         return [row[0] for row in rows]
 

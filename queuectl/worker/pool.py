@@ -71,6 +71,7 @@ class WorkerPool:
         self._workers_done = threading.Event()
         self._stopped = threading.Event()
         self._active_threads = 0
+        self._next_renewal = 0.0
         self._running: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
@@ -123,7 +124,9 @@ class WorkerPool:
         """Run in the foreground until stopped: SIGTERM or SIGINT stops gracefully, a second
         one stops now."""
         self.start()
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        in_main = threading.current_thread() is threading.main_thread()
+        signals = (signal.SIGTERM, signal.SIGINT) if in_main else ()  # only main may install
+        previous = {sig: signal.getsignal(sig) for sig in signals}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             self.stop(now=self.stopping)
@@ -231,22 +234,31 @@ class WorkerPool:
             self._stopped.set()
 
     def _beat(self) -> None:
-        stop = self.store.heartbeat(self.worker_id)
+        # Writes (heartbeat, lease renewal) every lease/3; in between only reads, so an idle
+        # pool notices stop requests quickly without a disk write every second.
+        if time.monotonic() >= self._next_renewal:
+            self._next_renewal = time.monotonic() + self._config.lease_seconds / 3
+            stop = self.store.heartbeat(self.worker_id)
+            self._renew()
+        else:
+            stop = self.store.stop_requested(self.worker_id)
         if stop is None:  # pruned while we were frozen: we are alive after all
             self.store.register_worker(
                 self.worker_id, socket.gethostname(), os.getpid(), self.threads
             )
         elif stop and not self._stopping.is_set():
             self.stop()
+        self._config = self.store.config()
+        lifecycle.recover_expired(self.store, self._config)
+        self.store.prune_workers(max(3 * self._config.lease_seconds, 10.0))
+
+    def _renew(self) -> None:
         with self._lock:
             running = list(self._running.values())
         held = self.store.renew([r.claim.fence for r in running], self._config.lease_seconds)
         for r in running:
             if r.claim.fence.attempt_id not in held:
                 r.cancel.set()  # the job was recovered elsewhere: our run no longer counts
-        self._config = self.store.config()
-        lifecycle.recover_expired(self.store, self._config)
-        self.store.prune_workers(max(3 * self._config.lease_seconds, 10.0))
 
     def _guard(self, action: Callable[[], T]) -> T | None:
         """Run a store call; on an error, log it, pause, and return None."""

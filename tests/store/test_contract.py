@@ -239,7 +239,10 @@ def test_workers_register_heartbeat_stop_and_prune(store: Store, clock: FakeCloc
     assert store.heartbeat("p1") is False
     assert store.request_stop(["p1"]) == 1
     assert store.heartbeat("p1") is True
+    assert store.stop_requested("p1") is True
+    assert store.stop_requested("p2") is False
     assert store.heartbeat("ghost") is None
+    assert store.stop_requested("ghost") is None
     clock.now += 100
     store.heartbeat("p2")
     assert store.prune_workers(50) == ["p1"]
