@@ -6,7 +6,7 @@ import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import ConfigView, MetricsReport, StatusReport
-from queuectl.model.config import display_value
+from queuectl.model.config import display_value, resolve_key
 
 
 @cli.command()
@@ -36,6 +36,8 @@ def config() -> None:
 @click.pass_obj
 def config_get(session: Session, key: str | None) -> ConfigView:
     """Show one key, or all of them."""
+    if key is not None:
+        resolve_key(key)  # refuse a bad key before the queue is even opened
     current = session.queue().config()
     if key is None:
         return ConfigView(current.as_dict())

@@ -11,7 +11,7 @@ from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import Enqueued, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import State
-from queuectl.model.parse import delay_to_time, parse_duration, parse_job_json
+from queuectl.model.parse import delay_to_time, new_job, parse_duration, parse_job_json
 
 STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
 
@@ -60,7 +60,8 @@ def enqueue(
     if delay is not None:
         if run_at is not None or "run_at" in fields:
             raise InvalidInput("give either --delay or a run_at time, not both.")
-        options["run_at"] = delay_to_time(delay, session.queue().now())
+        seconds = parse_duration(delay, "delay")  # validated before the queue is opened
+        options["run_at"] = delay_to_time(seconds, session.queue().now())
     for name, value in options.items():
         if value is None:
             continue
@@ -68,6 +69,7 @@ def enqueue(
             option = "--delay" if delay is not None and name == "run_at" else _flag(name)
             raise InvalidInput(f"{name} is given both in the job JSON and as {option}.")
         fields[name] = value
+    new_job(fields)  # refuse bad input before the queue (maybe a new file) is opened
     return Enqueued(session.queue().submit([fields]))
 
 

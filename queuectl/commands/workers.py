@@ -88,7 +88,7 @@ def worker_stop(session: Session, wait: bool, timeout: float | None) -> Message:
     asked = queue.stop_workers(wait=wait, timeout=timeout)
     left = len(queue.workers()) if wait else asked
     if wait and left:
-        text = f"Asked {asked} pool(s) to stop; {left} still running after {timeout:g} s."
+        text = f"Asked {asked} pool(s) to stop; {left} still running."
     elif wait:
         text = f"Stopped {asked} pool(s)."
     else:

@@ -39,6 +39,8 @@ def parse_job_json(text: str) -> dict[str, Any]:
             f"invalid job JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
             'Expected an object such as {"command": "echo hi"}, or pass a plain command string.'
         ) from None
+    except (ValueError, RecursionError) as exc:  # absurdly long numbers, deep nesting
+        raise InvalidInput(f"invalid job JSON: {exc}.") from None
     if not isinstance(data, dict):
         raise InvalidInput(
             f"invalid job JSON: expected an object, got {type(data).__name__}. "
@@ -134,7 +136,10 @@ def parse_time(value: Any, name: str = "time") -> datetime:
         raise InvalidInput(f"{name} must be an ISO 8601 string, got {_type(value)}.")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} {value!s} is out of range.") from None
 
 
 def parse_duration(value: Any, name: str = "duration") -> float:

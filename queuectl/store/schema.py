@@ -7,9 +7,11 @@ runs on a queue whose schema is current. A later version adds a step to ``MIGRAT
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 VERSION = 1
+BUSY_SECONDS = 60.0
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -81,10 +83,14 @@ def prepare(conn: sqlite3.Connection) -> None:
     """Set the connection's pragmas and bring the schema to ``VERSION``."""
     conn.execute("PRAGMA synchronous = FULL")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == VERSION:
-        return
     if version > VERSION:
         raise TooNew(version)
+    if version < VERSION:
+        _migrate(conn)
+    _ensure_wal(conn)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
@@ -102,8 +108,30 @@ def prepare(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-    # Only now that the file is known to be ours: WAL mode is stored in the file itself.
-    conn.execute("PRAGMA journal_mode = WAL")
+
+
+def _ensure_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL (stored in the file) if it is not yet; retry while busy.
+
+    Changing the journal mode needs a moment alone with the file and fails at once, without
+    the busy handler, while another process has it open; so this retries until the busy
+    timeout. It runs on every open because the process that created the schema may have
+    lost that race.
+    """
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            # Answers the mode in force afterwards: the old one if the switch was refused.
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked: could not switch to WAL mode")
+        time.sleep(0.01)
 
 
 def explain(exc: sqlite3.Error, path: Path) -> str:

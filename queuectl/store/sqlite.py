@@ -10,6 +10,7 @@ Times are stored as UTC epoch seconds (REAL) and turned into aware datetimes on 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -39,7 +40,7 @@ from queuectl.model.metrics import FinishedAttempt
 from queuectl.store import schema
 from queuectl.store.base import Store
 
-BUSY_TIMEOUT_SECONDS = 60.0
+SQLITE_HEADER = b"SQLite format 3\x00"
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
     "updated_at, last_error, worker_id, lease_until, attempt_id"
@@ -66,6 +67,12 @@ class SqliteStore(Store):
         if self.path.exists():
             if self.path.is_dir():
                 raise StoreError(f"{self.path} is a directory, not a queue database file.")
+            with open(self.path, "rb") as existing:
+                header = existing.read(len(SQLITE_HEADER))
+            if header and header != SQLITE_HEADER:  # empty is fine: we create files that way
+                raise StoreError(
+                    f"{self.path} is not a queuectl queue database (it is not an SQLite file)."
+                )
             return
         if not self.path.parent.is_dir():
             raise StoreError(
@@ -88,7 +95,7 @@ class SqliteStore(Store):
             with self._translate():
                 conn = sqlite3.connect(
                     self.path,
-                    timeout=BUSY_TIMEOUT_SECONDS,
+                    timeout=schema.BUSY_SECONDS,
                     isolation_level=None,
                     check_same_thread=False,
                 )
@@ -133,10 +140,12 @@ class SqliteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # never leave the connection inside a transaction
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         with self._translate():
@@ -148,8 +157,8 @@ class SqliteStore(Store):
     # -- jobs ---------------------------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
-        now = self._clock()
         with self._write() as conn:
+            now = self._clock()  # read under the lock: waiting for it must not age the job
             config = self._config(conn)
             rows = []
             for job in jobs:
@@ -180,11 +189,13 @@ class SqliteStore(Store):
             return rows
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
-        now = self._clock()
         # A plain read first: an idle pool never takes the write lock.
-        if not self._read(f"SELECT 1 FROM jobs WHERE {CLAIMABLE} LIMIT 1", {"now": now}):
+        probe = {"now": self._clock()}
+        if not self._read(f"SELECT 1 FROM jobs WHERE {CLAIMABLE} LIMIT 1", probe):
             return None
         with self._write() as conn:
+            # The lease starts once the lock is ours, however long we waited for it.
+            now = self._clock()
             row = conn.execute(
                 "UPDATE jobs SET state = 'processing', attempts = attempts + 1, "
                 "worker_id = :worker, lease_until = :lease, updated_at = :now "
@@ -362,8 +373,8 @@ class SqliteStore(Store):
     # -- workers ------------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, host: str, pid: int, threads: int) -> None:
-        now = self._clock()
         with self._write() as conn:
+            now = self._clock()
             conn.execute(
                 "INSERT OR REPLACE INTO workers (id, host, pid, threads, started_at, heartbeat_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",

@@ -26,10 +26,14 @@ def start_pool(queue: Queue, count: int, log_dir: Path) -> WorkerInfo:
     environment, not on the command line, so a password in a URL never shows in ``ps``.
     Jobs run in the current working directory.
     """
-    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     log_path = log_dir / f"worker-{stamp}.log"
-    with open(os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600), "ab") as log:
+    try:
+        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log_fd = os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+    except OSError as exc:
+        raise StoreError(f"cannot write the pool's log {log_path}: {exc.strerror}.") from None
+    with open(log_fd, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "queuectl", "worker", "run", "--count", str(count)],
             stdin=subprocess.DEVNULL,

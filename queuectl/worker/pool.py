@@ -73,7 +73,8 @@ class WorkerPool:
         self._active_threads = 0
         self._next_renewal = 0.0
         self._running: dict[int, _Running] = {}
-        self._lock = threading.Lock()
+        # Re-entrant: a second signal can arrive while the handler of the first holds it.
+        self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -128,8 +129,12 @@ class WorkerPool:
         signals = (signal.SIGTERM, signal.SIGINT) if in_main else ()  # only main may install
         previous = {sig: signal.getsignal(sig) for sig in signals}
 
+        received = 0
+
         def on_signal(signum: int, frame: FrameType | None) -> None:
-            self.stop(now=self.stopping)
+            nonlocal received
+            received += 1  # a stop request from the store does not count: only signals do
+            self.stop(now=received > 1)
 
         for sig in previous:
             signal.signal(sig, on_signal)
@@ -175,11 +180,11 @@ class WorkerPool:
                         del self._running[ident]
                 self._wakeup.notify()  # a retry may be due, or the queue drained
         finally:
-            self.store.release()
             with self._lock:
                 self._active_threads -= 1
                 if self._active_threads == 0:
                     self._workers_done.set()
+            self._guard(self.store.release)
 
     def _execute(self, running: _Running) -> None:
         job, fence = running.claim.job, running.claim.fence
@@ -230,8 +235,8 @@ class WorkerPool:
             self._guard(lambda: self.store.deregister_worker(self.worker_id))
             log.info("pool %s stopped", self.worker_id)
         finally:
-            self.store.release()
             self._stopped.set()
+            self._guard(self.store.release)
 
     def _beat(self) -> None:
         # Writes (heartbeat, lease renewal) every lease/3; in between only reads, so an idle

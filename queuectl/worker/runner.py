@@ -82,15 +82,16 @@ def _supervise(
 ) -> RunResult:
     assert proc.stdout is not None and proc.stderr is not None
     tails = {proc.stdout.fileno(): _Tail(max_bytes), proc.stderr.fileno(): _Tail(max_bytes)}
-    exit_fd = os.pidfd_open(proc.pid)
-    selector = selectors.DefaultSelector()
-    for fd in (*tails, exit_fd):
-        selector.register(fd, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout if timeout > 0 else None
     stop_reason: Outcome | None = None
     kill_at: float | None = None
     drain_until: float | None = None
-    try:
+    with contextlib.ExitStack() as cleanup:
+        exit_fd = os.pidfd_open(proc.pid)  # readable once the shell has exited (Linux >= 5.3)
+        cleanup.callback(os.close, exit_fd)
+        selector = cleanup.enter_context(selectors.DefaultSelector())
+        for fd in (*tails, exit_fd):
+            selector.register(fd, selectors.EVENT_READ)
         while selector.get_map():
             now = time.monotonic()
             if stop_reason is None:
@@ -106,9 +107,11 @@ def _supervise(
                 kill_at = None
             if drain_until is not None and now >= drain_until:
                 break  # something outside the group (setsid) still holds the pipe
-            wakeups = [t for t in (deadline, kill_at, drain_until) if t is not None]
-            wait = min([0.25, *(max(t - now, 0) for t in wakeups)])
-            for key, _ in selector.select(wait if cancel is not None or wakeups else None):
+            pending = [kill_at, drain_until, deadline if stop_reason is None else None]
+            wakeups = [max(t - now, 0.0) for t in pending if t is not None]
+            if cancel is not None and stop_reason is None:
+                wakeups.append(0.25)  # how often a cancel request is noticed
+            for key, _ in selector.select(min(wakeups) if wakeups else None):
                 fd = key.fd
                 if fd == exit_fd:
                     selector.unregister(fd)
@@ -122,9 +125,6 @@ def _supervise(
                     tails[fd].add(chunk)
                 else:
                     selector.unregister(fd)
-    finally:
-        selector.close()
-        os.close(exit_fd)
     code = proc.wait()
     stdout, stderr = (bytes(tail.data) for tail in tails.values())
     return RunResult(*_verdict(code, stop_reason, timeout), stdout=stdout, stderr=stderr)

@@ -46,6 +46,13 @@ CASES: list[tuple[list[str], int, str]] = [
     (["enqueue", "--delay", "5s", "--run-at", "2030-01-01", "echo"], 2, "not both"),
     (["enqueue", "--priority", "3", '{"command": "echo", "priority": 1}'], 2, "given both"),
     (["enqueue", '{"id": "dup", "command": "echo again"}'], 2, "exists already"),
+    (["enqueue", "--run-at", "0001-01-01T00:00:00+01:00", "echo"], 2, "out of range"),
+    (["enqueue", '{"command": "echo", "priority": 1' + "0" * 5000 + "}"], 2, "invalid job JSON"),
+    (
+        ["enqueue", '{"command": "echo", "x": ' + "[" * 5000 + "]" * 5000 + "}"],
+        2,
+        "invalid job JSON",
+    ),
     (["enqueue"], 2, "Missing argument"),
     (["list", "--state", "running"], 2, "'running' is not one of"),
     (["list", "--limit", "0"], 2, "0 is not in the range"),
@@ -96,3 +103,17 @@ def test_bad_input_is_refused_and_writes_nothing(
 
 def test_there_are_at_least_forty_cases() -> None:
     assert len(CASES) >= 40
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "get", "colour"],
+        ["enqueue", "--delay", "soon", "echo"],
+        ["enqueue", '{"command": "echo", "priorty": 1}'],
+    ],
+)
+def test_refused_input_does_not_even_create_the_queue(cli: Cli, args: list[str]) -> None:
+    fresh = Cli(cli.db.with_name("fresh.db"), cli.db.parent / "fresh-home")
+    assert fresh.run(*args, check=False).returncode == 2
+    assert not fresh.db.exists()

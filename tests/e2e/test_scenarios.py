@@ -163,7 +163,7 @@ def test_timeout_kills_the_command_and_its_children(cli: Cli) -> None:
     assert found.stdout == ""
 
 
-@pytest.mark.parametrize("how", ["sigterm", "stop-request"])
+@pytest.mark.parametrize("how", ["sigterm", "stop-request", "stop-request-then-sigterm"])
 def test_graceful_stop_lets_the_running_job_finish(cli: Cli, tmp_path: Path, how: str) -> None:
     started = tmp_path / "started"
     cli.run("enqueue", "--id", "long", f"touch {started}; sleep 1; echo finished")
@@ -171,6 +171,10 @@ def test_graceful_stop_lets_the_running_job_finish(cli: Cli, tmp_path: Path, how
     pool = cli.popen("worker", "run", "--count", "1")
     wait_for(started.exists, what="job started")
     if how == "sigterm":
+        pool.send_signal(signal.SIGTERM)
+    elif how == "stop-request-then-sigterm":  # e.g. systemd stopping the unit afterwards
+        cli.run("worker", "stop")
+        wait_for(lambda: cli.json("status")["workers"][0]["stopping"], what="stop seen")
         pool.send_signal(signal.SIGTERM)
     else:
         assert "Stopped 1 pool(s)" in cli.run("worker", "stop", "--wait").stdout
@@ -214,3 +218,12 @@ def test_logs_give_back_the_raw_bytes(cli: Cli) -> None:
     drain(cli, 1)
     raw = subprocess.run([QUEUECTL, "logs", "bin"], env=cli.env, capture_output=True)
     assert raw.stdout == b"\xff\x00ok"
+
+
+def test_background_pool_with_an_unwritable_log_folder(cli: Cli) -> None:
+    home = Path(cli.env["QUEUECTL_HOME"])
+    home.mkdir(exist_ok=True)
+    (home / "logs").write_text("a file where the log folder should be")
+    proc = cli.run("worker", "start", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: cannot write the pool's log")

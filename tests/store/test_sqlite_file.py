@@ -64,6 +64,8 @@ def _faulty(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / "queue.db"
     if kind == "garbage":
         path.write_bytes(os.urandom(4096))
+    elif kind == "short":
+        path.write_bytes(b"x")
     elif kind == "newer":
         SqliteStore(path).close()
         with closing(sqlite3.connect(path)) as conn:
@@ -102,3 +104,31 @@ def test_unusable_files_give_a_clear_error_and_stay_untouched(
     assert proc.returncode == 1
     assert proc.stderr.startswith("Error:") and message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_concurrent_first_opens_agree_on_wal(tmp_path: Path) -> None:
+    import multiprocessing
+
+    path = tmp_path / "race.db"
+    with multiprocessing.get_context("spawn").Pool(6) as pool:
+        pool.map(_open_and_count, [str(path)] * 6)
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _open_and_count(path: str) -> int:
+    store = SqliteStore(path)
+    try:
+        return sum(store.counts().values())
+    finally:
+        store.close()
+
+
+def test_a_file_in_rollback_mode_is_switched_to_wal(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    SqliteStore(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode = DELETE")
+    SqliteStore(path).close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

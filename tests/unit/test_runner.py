@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import subprocess
 import threading
 import uuid
@@ -73,3 +74,12 @@ def test_cancel_stops_a_running_job() -> None:
 def test_job_environment() -> None:
     result = run_command('echo "$QUEUECTL_JOB_ID"', env={"QUEUECTL_JOB_ID": "j1"})
     assert result.stdout == b"j1\n"
+
+
+def test_waiting_out_the_kill_grace_does_not_spin() -> None:
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    result = run_command("trap '' TERM; sleep 5", timeout=0.2)
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    assert result.outcome is Outcome.TIMEOUT
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 0.5  # a busy loop over the 2 s grace would burn about 2 s
