@@ -128,6 +128,10 @@ class Queue:
             raise InvalidInput("name the dead jobs to retry, or retry all of them.")
         return self.store.revive(list(dict.fromkeys(job_ids)))
 
+    def counts(self) -> dict[State, int]:
+        """Number of jobs in each state."""
+        return self.store.counts()
+
     def status(self) -> QueueStatus:
         """Counts per state and live worker pools."""
         return QueueStatus(self.location, self.store.counts(), self.workers())
@@ -196,7 +200,7 @@ class Queue:
     def wait(self, timeout: float | None = None, poll: float = 0.1) -> bool:
         """Block until no job is pending, failed or processing; False if ``timeout`` passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while any(self.store.counts()[state] for state in ACTIVE_STATES):
+        while any(self.counts()[state] for state in ACTIVE_STATES):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(poll)

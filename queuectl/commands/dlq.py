@@ -9,6 +9,7 @@ import click
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import JobList, Message
 from queuectl.errors import InvalidInput
+from queuectl.model import State
 
 
 @cli.group()
@@ -23,8 +24,7 @@ def dlq() -> None:
 def dlq_list(session: Session, limit: int) -> JobList:
     """List dead jobs, newest first."""
     queue = session.queue()
-    dead = queue.dlq(limit)
-    return JobList(dead, queue.status().counts[dead[0].state] if dead else 0, dlq=True)
+    return JobList(queue.dlq(limit), queue.counts()[State.DEAD], dlq=True)
 
 
 @dlq.command("retry")

@@ -95,7 +95,7 @@ def list_jobs(session: Session, state: str | None, limit: int) -> JobList:
     """List jobs, newest first."""
     queue = session.queue()
     chosen = State(state.lower()) if state else None
-    counts = queue.store.counts()
+    counts = queue.counts()
     total = counts[chosen] if chosen else sum(counts.values())
     return JobList(queue.jobs(chosen, limit), total)
 

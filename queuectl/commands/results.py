@@ -5,6 +5,7 @@ The notebook front end receives the same objects and shows them its own way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -261,7 +262,7 @@ class MetricsReport(Result):
     metrics: Metrics
 
     def to_json(self) -> Any:
-        return {k: getattr(self.metrics, k) for k in self.metrics.__dataclass_fields__}
+        return dataclasses.asdict(self.metrics)
 
     def to_text(self) -> str:
         m = self.metrics

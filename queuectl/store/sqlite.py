@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +39,8 @@ from queuectl.model import (
 from queuectl.model.metrics import FinishedAttempt
 from queuectl.store import schema
 from queuectl.store.base import Store
+from queuectl.store.rows import ATTEMPT_COLUMNS, JOB_COLUMNS, to_attempt, to_datetime, to_job
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-JOB_COLUMNS = (
-    "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
-    "updated_at, last_error, worker_id, lease_until, attempt_id"
-)
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
 
 
@@ -58,36 +54,10 @@ class SqliteStore(Store):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._create_file()
+        schema.create_file(self.path)
         self._conn()  # fail early, in the caller's thread, if the file is unusable
 
     # -- connections --------------------------------------------------------------------------
-
-    def _create_file(self) -> None:
-        if self.path.exists():
-            if self.path.is_dir():
-                raise StoreError(f"{self.path} is a directory, not a queue database file.")
-            with open(self.path, "rb") as existing:
-                header = existing.read(len(SQLITE_HEADER))
-            if header and header != SQLITE_HEADER:  # empty is fine: we create files that way
-                raise StoreError(
-                    f"{self.path} is not a queuectl queue database (it is not an SQLite file)."
-                )
-            return
-        if not self.path.parent.is_dir():
-            raise StoreError(
-                f"cannot create the queue database {self.path}: directory "
-                f"{self.path.parent} does not exist. Create it or choose another --db."
-            )
-        try:
-            # The file holds commands that workers run: only its owner may read or write it.
-            fd = os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the queue database {self.path}: {exc.strerror}."
-            ) from None
-        os.fchmod(fd, 0o600)
-        os.close(fd)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -152,7 +122,7 @@ class SqliteStore(Store):
             return self._conn().execute(sql, params).fetchall()
 
     def now(self) -> datetime:
-        return _dt(self._clock())
+        return to_datetime(self._clock())
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -185,7 +155,7 @@ class SqliteStore(Store):
                     raise DuplicateJob(
                         f"a job with id '{job.id}' exists already; choose another id."
                     ) from None
-                rows.append(_job(row))
+                rows.append(to_job(row))
             return rows
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
@@ -212,7 +182,7 @@ class SqliteStore(Store):
             ).lastrowid
             assert attempt_id is not None
             conn.execute("UPDATE jobs SET attempt_id = ? WHERE id = ?", (attempt_id, row[0]))
-        job = _job(row)
+        job = to_job(row)
         return Claim(job, Fence(job.id, job.attempts, worker_id, attempt_id))
 
     def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
@@ -284,7 +254,7 @@ class SqliteStore(Store):
         )
         claims = []
         for row in rows:
-            job = _job(row)
+            job = to_job(row)
             assert job.worker_id is not None
             claims.append(Claim(job, Fence(job.id, job.attempts, job.worker_id, row[-1])))
         return claims
@@ -293,7 +263,7 @@ class SqliteStore(Store):
         rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         if not rows:
             raise NotFound(f"no job with id '{job_id}'.")
-        return _job(rows[0])
+        return to_job(rows[0])
 
     def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
         where = "WHERE state = :state" if state else ""
@@ -301,21 +271,17 @@ class SqliteStore(Store):
             f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT :limit",
             {"state": state.value if state else None, "limit": -1 if limit is None else limit},
         )
-        return [_job(row) for row in rows]
+        return [to_job(row) for row in rows]
 
     def attempts(self, job_id: str | None = None) -> list[Attempt]:
-        columns = (
-            "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, "
-            "stdout, stderr"
-        )
         if job_id is None:
-            rows = self._read(f"SELECT {columns} FROM attempts ORDER BY id")
+            rows = self._read(f"SELECT {ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
         else:
             self.get(job_id)
             rows = self._read(
-                f"SELECT {columns} FROM attempts WHERE job_id = ? ORDER BY id", (job_id,)
+                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY id", (job_id,)
             )
-        return [_attempt(row) for row in rows]
+        return [to_attempt(row) for row in rows]
 
     def counts(self) -> dict[State, int]:
         found = dict(self._read("SELECT state, COUNT(*) FROM jobs GROUP BY state"))
@@ -344,14 +310,17 @@ class SqliteStore(Store):
             f"WHERE {where} RETURNING {JOB_COLUMNS}",
             {"now": self._clock(), "ids": json.dumps(list(ids))},
         ).fetchall()
-        return [_job(row) for row in rows]
+        return [to_job(row) for row in rows]
 
     def finished_attempts(self) -> list[FinishedAttempt]:
         rows = self._read(
             "SELECT outcome, started_at, finished_at FROM attempts "
             "WHERE finished_at IS NOT NULL ORDER BY id"
         )
-        return [FinishedAttempt(Outcome(o), _dt(start), _dt(end)) for o, start, end in rows]
+        return [
+            FinishedAttempt(Outcome(o), to_datetime(start), to_datetime(end))
+            for o, start, end in rows
+        ]
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -403,7 +372,7 @@ class SqliteStore(Store):
             "FROM workers ORDER BY started_at, id"
         )
         return [
-            WorkerInfo(wid, host, pid, threads, _dt(start), _dt(beat), bool(stop))
+            WorkerInfo(wid, host, pid, threads, to_datetime(start), to_datetime(beat), bool(stop))
             for wid, host, pid, threads, start, beat, stop in rows
         ]
 
@@ -428,40 +397,3 @@ class SqliteStore(Store):
                 "DELETE FROM workers WHERE heartbeat_at < ? RETURNING id", (cutoff,)
             ).fetchall()
         return [row[0] for row in rows]
-
-
-def _dt(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def _job(row: Sequence[Any]) -> Job:
-    return Job(
-        id=row[0],
-        command=row[1],
-        state=State(row[2]),
-        attempts=row[3],
-        max_retries=row[4],
-        priority=row[5],
-        run_at=_dt(row[6]),
-        timeout=row[7],
-        created_at=_dt(row[8]),
-        updated_at=_dt(row[9]),
-        last_error=row[10],
-        worker_id=row[11],
-        lease_until=None if row[12] is None else _dt(row[12]),
-    )
-
-
-def _attempt(row: Sequence[Any]) -> Attempt:
-    return Attempt(
-        job_id=row[0],
-        number=row[1],
-        worker_id=row[2],
-        started_at=_dt(row[3]),
-        finished_at=None if row[4] is None else _dt(row[4]),
-        exit_code=row[5],
-        outcome=None if row[6] is None else Outcome(row[6]),
-        error=row[7],
-        stdout=bytes(row[8]),
-        stderr=bytes(row[9]),
-    )
