@@ -6,7 +6,7 @@ import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import ConfigView, MetricsReport, StatusReport
-from queuectl.model.config import display_value, resolve_key
+from queuectl.model.config import display_value, normalize_key, resolve_key
 
 
 @cli.command()
@@ -41,7 +41,7 @@ def config_get(session: Session, key: str | None) -> ConfigView:
     current = session.queue().config()
     if key is None:
         return ConfigView(current.as_dict())
-    return ConfigView({key: display_value(key, current)})
+    return ConfigView({normalize_key(key): display_value(key, current)})
 
 
 @config.command("set", context_settings={"ignore_unknown_options": True})

@@ -80,13 +80,18 @@ class Config:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def normalize_key(key: str) -> str:
+    """The key in lower case with ``_`` (``Poll-Interval-MS`` -> ``poll_interval_ms``)."""
+    return key.strip().lower().replace("-", "_")
+
+
 def resolve_key(key: str) -> tuple[str, float]:
     """Return the canonical key for ``key`` and the factor that converts its unit.
 
     Raises:
         InvalidInput: the key is unknown; the message suggests the closest known key.
     """
-    name = key.strip().lower().replace("-", "_")
+    name = normalize_key(key)
     if name in SETTINGS:
         return name, 1
     if name in ALIASES:

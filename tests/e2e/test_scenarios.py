@@ -227,3 +227,27 @@ def test_background_pool_with_an_unwritable_log_folder(cli: Cli) -> None:
     proc = cli.run("worker", "start", check=False)
     assert proc.returncode == 1
     assert proc.stderr.startswith("Error: cannot write the pool's log")
+
+
+def test_spellings_users_of_other_queuectl_tools_type(cli: Cli, tmp_path: Path) -> None:
+    cli.run("config", "set", "max-retries-default", "5")
+    cli.run("config", "set", "job_timeout_ms", "1500")
+    config = cli.json("config", "get")
+    assert (config["max_retries"], config["job_timeout"]) == (5, 1.5)
+    assert cli.run("config", "get", "poll-interval-ms").stdout == "poll_interval_ms = 20\n"
+    cli.run("enqueue", '{"id":"later","command":"echo ok","run_after":"2000-01-01T00:00:00Z"}')
+    job = cli.json("show", "later")
+    assert (job["run_at"], job["max_retries"], job["timeout"]) == (
+        "2000-01-01T00:00:00.000Z",
+        5,
+        1.5,
+    )
+    cli.run("worker", "run", "--poll-interval", "10", "--until-empty")
+    assert state(cli, "later") == "completed"
+
+    started = tmp_path / "started"
+    cli.run("enqueue", "--id", "fg", f"touch {started}")
+    pool = cli.popen("worker", "start", "--foreground", "--count", "2")
+    wait_for(lambda: started.exists() and state(cli, "fg") == "completed", what="fg job")
+    pool.send_signal(signal.SIGTERM)
+    assert pool.wait(timeout=30) == 0
