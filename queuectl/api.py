@@ -19,12 +19,12 @@ from queuectl.errors import InvalidInput
 from queuectl.model import Attempt, Config, Job, NewJob, State, WorkerInfo
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
+from queuectl.model.job import unfinished
 from queuectl.model.parse import new_job, validate_state
 from queuectl.store import Store, open_store, queue_home, redact, resolve_target
 from queuectl.worker.pool import WorkerPool
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-ACTIVE_STATES = (State.PENDING, State.FAILED, State.PROCESSING)
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,6 @@ class QueueStatus:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-    @property
-    def active(self) -> int:
-        """Jobs not yet finished: pending, failed (awaiting retry) or processing."""
-        return sum(self.counts[state] for state in ACTIVE_STATES)
 
 
 def generate_id() -> str:
@@ -200,7 +195,7 @@ class Queue:
     def wait(self, timeout: float | None = None, poll: float = 0.1) -> bool:
         """Block until no job is pending, failed or processing; False if ``timeout`` passed."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while any(self.counts()[state] for state in ACTIVE_STATES):
+        while unfinished(self.counts()):
             if deadline is not None and time.monotonic() > deadline:
                 return False
             time.sleep(poll)

@@ -73,8 +73,3 @@ def cli(ctx: click.Context, db: str | None) -> None:
     if db is not None:
         session.db = db
     ctx.call_on_close(session.close)
-
-
-def session_of(ctx: click.Context) -> Session:
-    """The session of the running command."""
-    return ctx.ensure_object(Session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -17,14 +18,14 @@ class State(StrEnum):
     DEAD = "dead"  #: out of retries: the dead letter queue
 
     @property
-    def claimable(self) -> bool:
-        """True for the states a worker may claim from (once run_at has come)."""
-        return self in (State.PENDING, State.FAILED)
+    def active(self) -> bool:
+        """True until the job is finished: pending, failed (awaiting a retry) or processing."""
+        return self not in (State.COMPLETED, State.DEAD)
 
-    @property
-    def finished(self) -> bool:
-        """True for the states no worker will touch again without a user's retry."""
-        return self in (State.COMPLETED, State.DEAD)
+
+def unfinished(counts: Mapping[State, int]) -> int:
+    """How many jobs of ``counts`` (jobs per state) are still active."""
+    return sum(n for state, n in counts.items() if state.active)
 
 
 class Outcome(StrEnum):

@@ -24,7 +24,8 @@ from types import FrameType
 from typing import TypeVar
 
 from queuectl.errors import QueuectlError
-from queuectl.model import Claim, Config, Outcome, RunResult, State
+from queuectl.model import Claim, Config, Outcome, RunResult
+from queuectl.model.job import unfinished
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
 from queuectl.worker.runner import run_command
@@ -82,7 +83,7 @@ class WorkerPool:
     def start(self) -> None:
         """Register the pool and start its threads; returns at once."""
         self._config = self.store.config()
-        self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), self.threads)
+        self._register()
         lifecycle.recover_expired(self.store, self._config)
         self._active_threads = self.threads
         for n in range(self.threads):
@@ -116,11 +117,6 @@ class WorkerPool:
         """Wait until the pool has stopped; True if it has."""
         return self._stopped.wait(timeout)
 
-    @property
-    def stopping(self) -> bool:
-        """True once a stop was requested."""
-        return self._stopping.is_set()
-
     def run(self) -> None:
         """Run in the foreground until stopped: SIGTERM or SIGINT stops gracefully, a second
         one stops now."""
@@ -144,10 +140,6 @@ class WorkerPool:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-
-    def notify(self) -> None:
-        """Wake idle threads: there may be new work."""
-        self._wakeup.notify()
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -223,8 +215,7 @@ class WorkerPool:
         log.error("job %s: could not record its result; it will be recovered as lost", job.id)
 
     def _drained(self) -> bool:
-        counts = self.store.counts()
-        return not any(counts[s] for s in (State.PENDING, State.FAILED, State.PROCESSING))
+        return unfinished(self.store.counts()) == 0
 
     def _heartbeat(self) -> None:
         try:
@@ -248,14 +239,15 @@ class WorkerPool:
         else:
             stop = self.store.stop_requested(self.worker_id)
         if stop is None:  # pruned while we were frozen: we are alive after all
-            self.store.register_worker(
-                self.worker_id, socket.gethostname(), os.getpid(), self.threads
-            )
+            self._register()
         elif stop and not self._stopping.is_set():
             self.stop()
         self._config = self.store.config()
         lifecycle.recover_expired(self.store, self._config)
         self.store.prune_workers(max(3 * self._config.lease_seconds, 10.0))
+
+    def _register(self) -> None:
+        self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), self.threads)
 
     def _renew(self) -> None:
         with self._lock:
