@@ -1,12 +1,13 @@
 """queuectl: a persistent background job queue for shell commands.
 
 ``import queuectl`` stays light: the CLI, pandas, IPython and ipywidgets load only where they
-are used. ``%load_ext queuectl`` will load the notebook front end.
+are used. ``%load_ext queuectl`` loads the notebook front end (``queuectl.magics``).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from queuectl.errors import (
     DuplicateJob,
@@ -26,6 +27,21 @@ logging.getLogger("queuectl").addHandler(logging.NullHandler())
 from queuectl.api import Queue, QueueStatus, connect  # noqa: E402
 from queuectl.model import Attempt, Config, Job, Outcome, State  # noqa: E402
 
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext queuectl``: register the ``%queuectl`` magic."""
+    from queuectl import magics
+
+    magics.load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext queuectl``: remove the magic; stop its panels and pools."""
+    from queuectl import magics
+
+    magics.unload(ipython)
+
+
 __all__ = [
     "Attempt",
     "Config",
@@ -43,4 +59,6 @@ __all__ = [
     "StoreError",
     "__version__",
     "connect",
+    "load_ipython_extension",
+    "unload_ipython_extension",
 ]

@@ -5,6 +5,7 @@ The CLI and the notebook magic are both built on this class; it holds no SQL and
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import socket
@@ -13,23 +14,33 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, NoWorkers, WaitTimeout
 from queuectl.model import Attempt, Config, Job, NewJob, State, WorkerInfo
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
 from queuectl.model.job import unfinished
 from queuectl.model.parse import new_job, validate_state
 from queuectl.store import Store, open_store, queue_home, redact, resolve_target
+from queuectl.text import status_text
 from queuectl.worker.pool import WorkerPool
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from queuectl.panel import QueuePanel
+
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+MAX_THREADS = 256
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class QueueStatus:
-    """Counts per state and the live worker pools of a queue."""
+    """Counts per state and the live worker pools of a queue.
+
+    ``str()`` (and the notebook display) is the table ``queuectl status`` prints.
+    """
 
     location: str
     counts: dict[State, int]
@@ -38,6 +49,22 @@ class QueueStatus:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def unfinished(self) -> int:
+        """Jobs pending, failed (awaiting a retry) or processing."""
+        return unfinished(self.counts)
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{state.value}={self.counts.get(state, 0)}" for state in State)
+        return f"QueueStatus({counts}, workers={len(self.workers)})"
+
+    def __str__(self) -> str:
+        return status_text(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # IPython's display: the hint names the notebook's way to start workers.
+        printer.text(status_text(self, hint="%queuectl worker start --count 2"))
 
 
 def generate_id() -> str:
@@ -57,6 +84,7 @@ class Queue:
     def __init__(self, store: Store, target: str | None = None) -> None:
         self.store = store
         self.target = target or store.display_url
+        self._pools: list[WorkerPool] = []
 
     def __repr__(self) -> str:
         return f"<queuectl.Queue {self.location}>"
@@ -67,7 +95,8 @@ class Queue:
         return redact(self.target)
 
     def close(self) -> None:
-        """Close the queue's database connections."""
+        """Stop this process's pools (running jobs finish first), then close the database."""
+        self._stop_local_pools(wait=True)
         self.store.close()
 
     def __enter__(self) -> Queue:
@@ -96,24 +125,43 @@ class Queue:
             duplicate = next(i for i in ids if ids.count(i) > 1)
             raise InvalidInput(f"job id '{duplicate}' is given twice.")
         with_ids = [job if job.id else _with_id(job) for job in validated]
-        return self.store.enqueue(with_ids)
+        enqueued = self.store.enqueue(with_ids)
+        for pool in self._pools:
+            pool.wake()
+        return enqueued
 
     def get(self, job_id: str) -> Job:
         """One job (``NotFound`` if there is none)."""
         return self.store.get(job_id)
 
-    def jobs(self, state: State | str | None = None, limit: int | None = None) -> list[Job]:
-        """Jobs, newest first, optionally of one state."""
+    def jobs(self, state: State | str | None = None, limit: int | None = None) -> pd.DataFrame:
+        """Jobs as a DataFrame indexed by id, newest first, optionally of one state."""
+        from queuectl.frames import jobs_frame
+
+        return jobs_frame(self.job_records(state, limit))
+
+    def dlq(self, limit: int | None = None) -> pd.DataFrame:
+        """The dead letter queue (jobs that used up their retries) as a DataFrame."""
+        return self.jobs(State.DEAD, limit)
+
+    def attempts(self, job_id: str | None = None) -> pd.DataFrame:
+        """The attempt history as a DataFrame: one row per attempt, of one job or of all."""
+        from queuectl.frames import attempts_frame
+
+        if job_id is not None:
+            commands = {job_id: self.get(job_id).command}
+        else:
+            commands = {job.id: job.command for job in self.store.jobs(None, None)}
+        return attempts_frame(self.attempt_records(job_id), commands)
+
+    def job_records(self, state: State | str | None = None, limit: int | None = None) -> list[Job]:
+        """Jobs as ``Job`` objects, newest first, optionally of one state."""
         chosen = validate_state(state) if isinstance(state, str) else state
         return self.store.jobs(chosen, limit)
 
-    def attempts(self, job_id: str | None = None) -> list[Attempt]:
-        """The attempt history: of one job, or of the whole queue, in start order."""
+    def attempt_records(self, job_id: str | None = None) -> list[Attempt]:
+        """Attempts as ``Attempt`` objects (with output tails), in start order."""
         return self.store.attempts(job_id)
-
-    def dlq(self, limit: int | None = None) -> list[Job]:
-        """The dead letter queue: jobs that used up their retries."""
-        return self.store.jobs(State.DEAD, limit)
 
     def retry(self, *job_ids: str, all_dead: bool = False) -> list[Job]:
         """Move dead jobs back to pending with attempts reset; their history stays."""
@@ -178,28 +226,91 @@ class Queue:
 
         return start_pool(self, count, queue_home() / "logs")
 
+    def start_workers(self, count: int = 1, *, poll_interval: float | None = None) -> str:
+        """Run a pool of ``count`` daemon threads in this process; return its id at once.
+
+        This is how a notebook runs jobs: the pool lives as long as the kernel. Stop it with
+        ``stop_workers()``; at interpreter exit it stops on its own and kills the jobs still
+        running (they are recorded as failed and retried by the usual policy).
+        """
+        if not 1 <= count <= MAX_THREADS:
+            raise InvalidInput(f"the thread count must be between 1 and {MAX_THREADS}.")
+        pool = WorkerPool(self.store, count, poll_interval=poll_interval)
+        pool.start()
+        self._pools.append(pool)
+        _at_exit(self)
+        return pool.worker_id
+
     def stop_workers(self, wait: bool = False, timeout: float | None = None) -> int:
-        """Ask every pool of this queue to stop gracefully; return how many were asked.
+        """Ask every pool of this queue, here or elsewhere, to stop gracefully; return how
+        many were asked. Running jobs finish and are recorded first.
 
         With ``wait``, block until they have exited (or ``timeout`` seconds passed).
         """
         asked = self.store.request_stop()
+        self._stop_local_pools(wait=False)
         if wait:
             deadline = None if timeout is None else time.monotonic() + timeout
-            while self.workers():
+            while self.workers() or self._pools:
+                self._pools = [pool for pool in self._pools if not pool.join(0)]
                 if deadline is not None and time.monotonic() > deadline:
                     break
                 time.sleep(0.1)
         return asked
 
-    def wait(self, timeout: float | None = None, poll: float = 0.1) -> bool:
-        """Block until no job is pending, failed or processing; False if ``timeout`` passed."""
+    def _stop_local_pools(self, wait: bool, now: bool = False) -> None:
+        for pool in self._pools:
+            pool.stop(now=now)
+        if wait:
+            for pool in self._pools:
+                pool.join()
+            self._pools = []
+
+    def wait(
+        self, timeout: float | None = None, *, progress: bool | None = None, poll: float = 0.1
+    ) -> bool:
+        """Block until no job is pending, failed or processing; False if ``timeout`` passed.
+
+        ``progress`` shows a progress bar of the jobs finished since the call (in a notebook
+        a widget, in a terminal on stderr); by default only when someone is watching: in a
+        Jupyter kernel or when stderr is a terminal. Jobs scheduled for later are waited for.
+
+        Raises:
+            NoWorkers: jobs are unfinished and no pool of this queue is running.
+        """
+        from queuectl.progress import Progress
+
         deadline = None if timeout is None else time.monotonic() + timeout
-        while unfinished(self.counts()):
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-            time.sleep(poll)
+        first = self.counts()
+        with Progress(sum(first.values()), unfinished(first), progress) as bar:
+            next_check = 0.0
+            while left := unfinished(counts := self.counts()):
+                bar.update(counts)
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + 2.0
+                    if not self.workers():
+                        raise NoWorkers(
+                            f"{left} job(s) are unfinished and no worker pool of this queue is "
+                            "running: start one (queuectl worker start, or "
+                            "q.start_workers(n) in Python), then wait again."
+                        )
+                if deadline is not None and time.monotonic() > deadline:
+                    return False
+                time.sleep(poll)
+            bar.update(counts)
         return True
+
+    def wait_or_raise(self, timeout: float | None = None, progress: bool | None = None) -> None:
+        """``wait()``, raising ``WaitTimeout`` when the timeout passes first."""
+        if not self.wait(timeout, progress=progress):
+            left = unfinished(self.counts())
+            raise WaitTimeout(f"{left} job(s) still unfinished after {timeout:g} s.")
+
+    def panel(self, interval: float = 1.0) -> QueuePanel:
+        """A live ipywidgets panel of this queue (counts, workers, recent jobs, the DLQ)."""
+        from queuectl.panel import QueuePanel
+
+        return QueuePanel(self, interval=interval)
 
     def now(self) -> datetime:
         """The queue's clock."""
@@ -218,3 +329,23 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+_EXITING: list[Queue] = []
+
+
+def _at_exit(queue: Queue) -> None:
+    """At interpreter exit, stop the in-process pools of ``queue``: their threads cannot
+    outlive the process, so jobs still running are killed and recorded (not left to expire)."""
+    if not _EXITING:
+        atexit.register(_stop_all_at_exit)
+    if queue not in _EXITING:
+        _EXITING.append(queue)
+
+
+def _stop_all_at_exit() -> None:
+    for queue in _EXITING:
+        queue._stop_local_pools(wait=False, now=True)
+    for queue in _EXITING:
+        for pool in queue._pools:
+            pool.join(timeout=10)

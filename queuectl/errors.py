@@ -5,6 +5,8 @@
     │   ├── DuplicateJob          a job with this id exists already
     │   └── InvalidTransition     the job is not in a state that allows the request
     ├── NotFound                  exit 1: no job, attempt or key of that name
+    ├── NoWorkers                 exit 1: waiting for jobs that no worker pool will run
+    ├── WaitTimeout               exit 1: the jobs did not finish within the timeout
     └── StoreError                exit 1: the queue database cannot be used
         ├── SchemaTooNew          created by a newer queuectl
         └── MissingDependency     an optional extra is not installed
@@ -48,6 +50,14 @@ class InvalidTransition(InvalidInput):
 
 class NotFound(QueuectlError):
     """Nothing of that name exists."""
+
+
+class NoWorkers(QueuectlError):
+    """Jobs are unfinished and no worker pool of the queue is running."""
+
+
+class WaitTimeout(QueuectlError):
+    """The jobs did not finish within the timeout."""
 
 
 class StoreError(QueuectlError):

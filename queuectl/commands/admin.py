@@ -22,7 +22,8 @@ def status(session: Session) -> StatusReport:
 @click.pass_obj
 def metrics(session: Session) -> MetricsReport:
     """Show throughput, runtimes and failure rate over the attempt history."""
-    return MetricsReport(session.queue().metrics())
+    queue = session.queue()
+    return MetricsReport(queue.metrics(), queue.location)
 
 
 @cli.group()
@@ -41,7 +42,7 @@ def config_get(session: Session, key: str | None) -> ConfigView:
     current = session.queue().config()
     if key is None:
         return ConfigView(current.as_dict())
-    return ConfigView({normalize_key(key): display_value(key, current)})
+    return ConfigView({normalize_key(key): display_value(key, current)}, single=True)
 
 
 @config.command("set", context_settings={"ignore_unknown_options": True})

@@ -24,7 +24,7 @@ def dlq() -> None:
 def dlq_list(session: Session, limit: int) -> JobList:
     """List dead jobs, newest first."""
     queue = session.queue()
-    return JobList(queue.dlq(limit), queue.counts()[State.DEAD], dlq=True)
+    return JobList(queue.job_records(State.DEAD, limit), queue.counts()[State.DEAD], dlq=True)
 
 
 @dlq.command("retry")

@@ -20,22 +20,30 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass
 class Session:
-    """What a command run needs: which queue, opened on first use, and the output format."""
+    """What a command run needs: which queue, opened on first use, and the output format.
+
+    The console script opens the queue for one command and closes it after. The notebook
+    magic passes ``opener``, which hands out queues that stay open across cells (in-kernel
+    pools live on them), and sets ``in_kernel``: ``worker start`` then runs threads of the
+    kernel instead of a detached process.
+    """
 
     db: str | None = None
     as_json: bool = False
+    in_kernel: bool = False
+    opener: Callable[[str | None], Queue] | None = field(default=None, repr=False)
     _queue: Queue | None = field(default=None, repr=False)
 
     def queue(self) -> Queue:
         """The queue named by ``--db``, ``QUEUECTL_DB`` or the default, opened once."""
         if self._queue is None:
-            self._queue = connect(self.db)
+            self._queue = (self.opener or connect)(self.db)
         return self._queue
 
     def close(self) -> None:
-        if self._queue is not None:
+        if self._queue is not None and self.opener is None:
             self._queue.close()
-            self._queue = None
+        self._queue = None
 
 
 def json_option(command: F) -> F:

@@ -97,7 +97,7 @@ def list_jobs(session: Session, state: str | None, limit: int) -> JobList:
     chosen = State(state.lower()) if state else None
     counts = queue.counts()
     total = counts[chosen] if chosen else sum(counts.values())
-    return JobList(queue.jobs(chosen, limit), total)
+    return JobList(queue.job_records(chosen, limit), total)
 
 
 @cli.command()
@@ -107,7 +107,7 @@ def list_jobs(session: Session, state: str | None, limit: int) -> JobList:
 def show(session: Session, job_id: str) -> JobDetail:
     """Show one job with its attempts."""
     queue = session.queue()
-    return JobDetail(queue.get(job_id), queue.attempts(job_id))
+    return JobDetail(queue.get(job_id), queue.attempt_records(job_id))
 
 
 @cli.command()
@@ -124,7 +124,7 @@ def logs(session: Session, job_id: str, attempt: int | None) -> Logs:
 
     Only the last output_max_bytes of each stream are kept.
     """
-    attempts = session.queue().attempts(job_id)
+    attempts = session.queue().attempt_records(job_id)
     if attempt is not None:
         attempts = [a for a in attempts if a.number == attempt]
     if not attempts:

@@ -8,23 +8,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import click
 
-from queuectl.api import QueueStatus
+from queuectl.api import Queue, QueueStatus
 from queuectl.model import Attempt, Job, State, WorkerInfo
 from queuectl.model.metrics import Metrics
-
-
-def iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``, to the millisecond."""
-    if moment is None:
-        return None
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+from queuectl.text import iso, status_text, table
 
 
 def output_text(data: bytes) -> str:
@@ -80,25 +73,6 @@ def worker_json(worker: WorkerInfo) -> dict[str, Any]:
         "heartbeat_at": iso(worker.heartbeat_at),
         "stopping": worker.stop_requested,
     }
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60) -> str:
-    """A plain aligned text table; cells are cut to ``width`` characters."""
-    cells = [[_cell(v, width) for v in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    lines = [[h.upper() for h in headers], *cells]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    )
-
-
-def _cell(value: Any, width: int) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, datetime):
-        value = iso(value)
-    text = " ".join(str(value).split())
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 class Result:
@@ -221,34 +195,13 @@ class StatusReport(Result):
         }
 
     def to_text(self) -> str:
-        counts = self.status.counts
-        lines = [f"queue: {self.status.location}", ""]
-        lines += [f"  {state.value:<11}{counts[state]:>8}" for state in State]
-        lines += [f"  {'total':<11}{self.status.total:>8}", ""]
-        workers = self.status.workers
-        if not workers:
-            lines.append("No workers running. Start some with: queuectl worker start --count 2")
-        else:
-            rows = [
-                (
-                    w.id,
-                    w.host,
-                    w.pid,
-                    w.threads,
-                    w.started_at,
-                    w.heartbeat_at,
-                    "stopping" if w.stop_requested else "running",
-                )
-                for w in workers
-            ]
-            headers = ["worker", "host", "pid", "threads", "started", "heartbeat", "state"]
-            lines.append(table(headers, rows))
-        return "\n".join(lines)
+        return status_text(self.status)
 
 
 @dataclass
 class ConfigView(Result):
     values: dict[str, int | float]
+    single: bool = False  #: one key was asked for
 
     def to_json(self) -> Any:
         return self.values
@@ -260,6 +213,7 @@ class ConfigView(Result):
 @dataclass
 class MetricsReport(Result):
     metrics: Metrics
+    location: str = ""
 
     def to_json(self) -> Any:
         return dataclasses.asdict(self.metrics)
@@ -300,3 +254,39 @@ class Message(Result):
 
     def to_text(self) -> str:
         return self.text
+
+
+@dataclass
+class PanelView(Result):
+    """The live panel. A terminal redraws a text view; the notebook shows a widget."""
+
+    queue: Queue
+    interval: float
+    once: bool = False
+    recent: int = 10
+
+    def to_text(self) -> str:
+        queue = self.queue
+        dead = queue.counts().get(State.DEAD, 0)
+        recent = JobList(queue.job_records(limit=self.recent), total=0).to_text()
+        dlq = JobList(queue.job_records(State.DEAD, self.recent), dead, dlq=True).to_text()
+        return "\n\n".join(
+            [str(queue.status()), f"Recent jobs\n{recent}", f"Dead letter queue\n{dlq}"]
+        )
+
+    def to_json(self) -> Any:
+        return StatusReport(self.queue.status()).to_json()
+
+    def emit(self, as_json: bool) -> None:
+        if as_json or self.once or not sys.stdout.isatty():
+            super().emit(as_json)
+            return
+        try:
+            while True:
+                text = self.to_text()  # read before clearing, so the screen never flickers
+                click.clear()
+                click.echo(text)
+                click.echo(f"\n(refreshing every {self.interval:g} s; Ctrl-C to quit)")
+                time.sleep(self.interval)
+        except KeyboardInterrupt:
+            pass

@@ -41,12 +41,21 @@ def worker_start(
 ) -> Message | None:
     """Start a detached background pool and return once it runs.
 
-    Its log is in $QUEUECTL_HOME/logs. Jobs run in the current directory.
+    Its log is in $QUEUECTL_HOME/logs. Jobs run in the current directory. In a notebook
+    (%queuectl) the pool runs as threads of the kernel instead.
     """
     if foreground:
         ctx = click.get_current_context()
         ctx.invoke(worker_run, count=count, until_empty=False, poll_interval=poll_interval)
         return None
+    if session.in_kernel:
+        pool_id = session.queue().start_workers(
+            count, poll_interval=None if poll_interval is None else poll_interval / 1000
+        )
+        return Message(
+            f"Started worker pool {pool_id} with {count} thread(s) in this kernel.",
+            {"id": pool_id, "threads": count},
+        )
     info = session.queue().start_background_pool(count)
     return Message(
         f"Started worker pool {info.id} with {count} thread(s) (pid {info.pid}).",
@@ -61,10 +70,11 @@ def worker_start(
 @click.pass_obj
 def worker_run(session: Session, count: int, until_empty: bool, poll_interval: int | None) -> None:
     """Run a pool in the foreground until SIGTERM/SIGINT (a second one kills running jobs)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("queuectl")
+    # A terminal gets the pool's log; in a notebook, worker threads must not print.
+    handler: logging.Handler = logging.NullHandler() if session.in_kernel else _log_handler()
     logger.addHandler(handler)
+    previous_level = logger.level
     logger.setLevel(logging.INFO)
     try:
         session.queue().run_workers(
@@ -74,7 +84,14 @@ def worker_run(session: Session, count: int, until_empty: bool, poll_interval: i
         )
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(previous_level)
     return None
+
+
+def _log_handler() -> logging.Handler:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return handler
 
 
 @worker.command("stop")

@@ -113,6 +113,10 @@ class WorkerPool:
                     running.cancel.set()
         self._wakeup.notify()
 
+    def wake(self) -> None:
+        """Make idle threads look for work now (code in this process enqueued a job)."""
+        self._wakeup.notify()
+
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the pool has stopped; True if it has."""
         return self._stopped.wait(timeout)

@@ -1,0 +1,56 @@
+"""Commands that watch a queue: wait for it to drain, and the live panel."""
+
+from __future__ import annotations
+
+import click
+
+from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.results import Message, PanelView
+
+
+@cli.command()
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Give up after this long (exit code 1). Default: wait as long as it takes.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar. Default: when stderr is a terminal, or in a notebook.",
+)
+@json_option
+@click.pass_obj
+def wait(session: Session, timeout: float | None, progress: bool | None) -> Message:
+    """Block until no job is pending, failed (awaiting a retry) or processing.
+
+    Fails at once when jobs are unfinished and no worker pool of the queue is running.
+    """
+    queue = session.queue()
+    queue.wait_or_raise(timeout, progress=progress)
+    status = queue.status()
+    counts = {state.value: n for state, n in status.counts.items()}
+    return Message(
+        f"All jobs finished: {counts['completed']} completed, {counts['dead']} dead.", counts
+    )
+
+
+@cli.command()
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the panel refreshes.",
+)
+@click.option("--once", is_flag=True, help="Print the panel once and exit.")
+@click.pass_obj
+def panel(session: Session, interval: float, once: bool) -> PanelView:
+    """A live view of the queue: counts, workers, recent jobs and the DLQ.
+
+    In a terminal it redraws until Ctrl-C (once when the output is not a terminal); in a
+    notebook it is an ipywidgets panel with a retry button for the DLQ.
+    """
+    return PanelView(session.queue(), interval, once)

@@ -1,0 +1,176 @@
+"""Records to pandas DataFrames: the one place that builds them (and imports pandas).
+
+Every frame has fixed columns and dtypes, cast explicitly so they do not depend on the pandas
+version (pandas 3 infers ``str`` and microsecond datetimes where pandas 2 did not) and so an
+empty result has the same columns and dtypes as a full one:
+
+- ``state`` is an ordered Categorical in lifecycle order, ``outcome`` a Categorical;
+- integer columns are nullable ``Int64`` (a running attempt's exit code is ``<NA>``);
+- every timestamp is ``datetime64[ns, UTC]``; durations and timeouts are float seconds;
+- text columns (``command``, ``last_error``, ...) are ``string``.
+
+Job frames are indexed by job ``id``; the attempt history has one row per attempt, in start
+order, with ``job_id`` and ``attempt`` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from queuectl.model import Attempt, Job, Outcome, State
+from queuectl.model.metrics import Metrics
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+TIMESTAMP: Final = "datetime64[ns, UTC]"
+
+JOB_DTYPES: dict[str, str] = {
+    "command": "string",
+    "state": "state",
+    "attempts": "Int64",
+    "max_retries": "Int64",
+    "priority": "Int64",
+    "run_at": TIMESTAMP,
+    "timeout": "float64",
+    "created_at": TIMESTAMP,
+    "updated_at": TIMESTAMP,
+    "last_error": "string",
+    "worker_id": "string",
+    "lease_until": TIMESTAMP,
+}
+
+ATTEMPT_DTYPES: dict[str, str] = {
+    "job_id": "string",
+    "attempt": "Int64",
+    "command": "string",
+    "outcome": "outcome",
+    "exit_code": "Int64",
+    "started_at": TIMESTAMP,
+    "finished_at": TIMESTAMP,
+    "duration": "float64",
+    "worker_id": "string",
+    "error": "string",
+}
+
+METRIC_DTYPES: dict[str, str] = {
+    "attempts": "Int64",
+    **{outcome.value: "Int64" for outcome in Outcome},
+    "failure_rate": "float64",
+    "runtime_mean": "float64",
+    "runtime_p50": "float64",
+    "runtime_p95": "float64",
+    "runtime_max": "float64",
+    "throughput_per_minute": "float64",
+    "completed_last_minute": "Int64",
+}
+
+
+def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
+    """Jobs indexed by ``id``, in the order given."""
+    rows = [
+        {
+            "command": j.command,
+            "state": j.state.value,
+            "attempts": j.attempts,
+            "max_retries": j.max_retries,
+            "priority": j.priority,
+            "run_at": j.run_at,
+            "timeout": j.timeout,
+            "created_at": j.created_at,
+            "updated_at": j.updated_at,
+            "last_error": j.last_error,
+            "worker_id": j.worker_id,
+            "lease_until": j.lease_until,
+        }
+        for j in jobs
+    ]
+    return _frame(rows, JOB_DTYPES, index=[j.id for j in jobs], index_name="id")
+
+
+def attempts_frame(attempts: Sequence[Attempt], commands: Mapping[str, str]) -> pd.DataFrame:
+    """The attempt history, one row per attempt; ``commands`` maps job ids to commands."""
+    rows = [
+        {
+            "job_id": a.job_id,
+            "attempt": a.number,
+            "command": commands.get(a.job_id),
+            "outcome": None if a.outcome is None else a.outcome.value,
+            "exit_code": a.exit_code,
+            "started_at": a.started_at,
+            "finished_at": a.finished_at,
+            "duration": a.duration,
+            "worker_id": a.worker_id,
+            "error": a.error,
+        }
+        for a in attempts
+    ]
+    return _frame(rows, ATTEMPT_DTYPES)
+
+
+def metrics_frame(metrics: Metrics, location: str) -> pd.DataFrame:
+    """The queue's metrics as one row indexed by the queue's location; times in seconds."""
+    row: dict[str, Any] = {
+        "attempts": metrics.attempts,
+        **metrics.by_outcome,
+        "failure_rate": metrics.failure_rate,
+        "runtime_mean": metrics.runtime_mean,
+        "runtime_p50": metrics.runtime_p50,
+        "runtime_p95": metrics.runtime_p95,
+        "runtime_max": metrics.runtime_max,
+        "throughput_per_minute": metrics.throughput_per_minute,
+        "completed_last_minute": metrics.completed_last_minute,
+    }
+    return _frame([row], METRIC_DTYPES, index=[location], index_name="queue")
+
+
+def state_dtype() -> pd.CategoricalDtype:
+    """Job states as an ordered Categorical, in lifecycle order."""
+    import pandas as pd
+
+    return pd.CategoricalDtype([s.value for s in State], ordered=True)
+
+
+def outcome_dtype() -> pd.CategoricalDtype:
+    """Attempt outcomes as a Categorical."""
+    import pandas as pd
+
+    return pd.CategoricalDtype([o.value for o in Outcome])
+
+
+_CATEGORIES: dict[str, Callable[[], pd.CategoricalDtype]] = {
+    "state": state_dtype,
+    "outcome": outcome_dtype,
+}
+
+
+def _frame(
+    rows: Iterable[Mapping[str, Any]],
+    dtypes: Mapping[str, str],
+    index: Sequence[str] | None = None,
+    index_name: str | None = None,
+) -> pd.DataFrame:
+    import pandas as pd
+
+    records = list(rows)
+    columns: dict[str, Any] = {}
+    for column, dtype in dtypes.items():
+        values = [row[column] for row in records]
+        if dtype == TIMESTAMP:
+            # to_datetime infers a resolution (ns in pandas 2, us in 3), hence the cast after it
+            stamps: Any = pd.to_datetime(_utc(values), utc=True)
+            columns[column] = pd.Series(stamps).astype(TIMESTAMP)
+        else:
+            resolved: Any = _CATEGORIES[dtype]() if dtype in _CATEGORIES else dtype
+            columns[column] = pd.Series(values, dtype="object").astype(resolved)
+    frame = pd.DataFrame(columns, columns=list(dtypes))
+    if index is not None:
+        frame.index = pd.Index(list(index), dtype="string", name=index_name)
+    return frame
+
+
+def _utc(values: list[Any]) -> list[Any]:
+    if any(v is not None and v.tzinfo is None for v in values):
+        raise ValueError("naive datetime in a record: the store must return UTC times")
+    return values

@@ -1,0 +1,221 @@
+"""The ``%queuectl`` line magic: the CLI's click group, run inside IPython.
+
+``%queuectl ARGS`` runs exactly the commands of the ``queuectl`` console script and hands their
+results to the notebook as objects: tables as DataFrames, ``status`` as a ``QueueStatus``,
+``enqueue`` as the job id, ``panel`` as a live widget. User mistakes raise ``UsageError``
+(shown without a traceback); click never exits the kernel.
+
+Which queue: ``--db`` on the line, else the notebook-wide default set with ``%queuectl use
+PATH_OR_URL`` (the one sub-command that exists only here), else ``QUEUECTL_DB``, else the
+default file. Queues stay open across cells, so ``worker start`` pools (threads of the kernel)
+keep running between cells.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from functools import singledispatch
+from typing import Any
+
+import click
+from IPython.core.error import UsageError
+from IPython.core.magic import (
+    Magics,
+    line_magic,
+    magics_class,
+    no_var_expand,
+    output_can_be_silenced,
+)
+
+from queuectl import frames
+from queuectl.api import Queue, connect
+from queuectl.commands import Result, Session, cli
+from queuectl.commands.results import (
+    ConfigView,
+    Enqueued,
+    JobDetail,
+    JobList,
+    Logs,
+    Message,
+    MetricsReport,
+    PanelView,
+    StatusReport,
+)
+from queuectl.errors import QueuectlError
+from queuectl.store import redact, resolve_target
+
+PROG = "%queuectl"
+
+
+class Notebook:
+    """The magic's state: the default queue of this notebook and the queues it opened."""
+
+    def __init__(self) -> None:
+        self.default: str | None = None
+        self.queues: dict[str, Queue] = {}
+
+    def queue(self, db: str | None) -> Queue:
+        """The open queue for ``db`` (else the default), opened on first use."""
+        target = resolve_target(db if db is not None else self.default)
+        if target not in self.queues:
+            self.queues[target] = connect(target)
+        return self.queues[target]
+
+    def use(self, target: str) -> str:
+        """Make ``target`` the default queue of this notebook (it is opened to check it)."""
+        queue = self.queue(target)
+        self.default = queue.target
+        return queue.location
+
+    def close(self) -> None:
+        """Stop the pools of the queues opened here and close them."""
+        for queue in self.queues.values():
+            queue.close()
+        self.queues.clear()
+
+
+def run_line(line: str, notebook: Notebook) -> Any:
+    """Run one magic line; return what the notebook should show."""
+    line = line.strip()
+    if line.endswith(";"):  # IPython passes the silencing ';' through
+        line = line[:-1].rstrip()
+    try:
+        args = shlex.split(line)
+    except ValueError as exc:  # unbalanced quotes
+        raise UsageError(f"{PROG}: {exc}.") from None
+    if args[:1] == ["use"]:
+        return _use(args[1:], notebook)
+    if not args:
+        args = ["--help"]  # as `queuectl` alone does
+    session = Session(in_kernel=True, opener=notebook.queue)
+    try:
+        with cli.make_context(PROG, args, obj=session) as ctx:
+            result = cli.invoke(ctx)
+        if isinstance(result, Result):
+            return result.to_json() if session.as_json else present(result)
+        return None
+    except click.exceptions.Exit:  # --help, --version: already printed
+        return None
+    except click.exceptions.Abort:
+        raise UsageError(f"{PROG}: aborted.") from None
+    except click.ClickException as exc:
+        message = exc.format_message()
+        failed: click.Context | None = getattr(exc, "ctx", None)
+        if failed is not None:
+            message = f"{failed.get_usage()}\n{message}"
+        raise UsageError(message) from None
+    except QueuectlError as exc:
+        raise UsageError(exc.message) from None
+
+
+def _use(args: list[str], notebook: Notebook) -> Any:
+    if len(args) > 1:
+        raise UsageError(f"usage: {PROG} use [PATH_OR_URL] (quote a path with spaces).")
+    if not args:
+        current = resolve_target(notebook.default)
+        print(f"This notebook uses {redact(current)}.")
+        return None
+    try:
+        location = notebook.use(args[0])
+    except QueuectlError as exc:
+        raise UsageError(exc.message) from None
+    print(f"This notebook now uses {location}.")
+    return None
+
+
+@singledispatch
+def present(result: Result) -> Any:
+    """What a command's result looks like in a notebook (by default, its terminal text)."""
+    text = result.to_text()
+    if text:
+        print(text)
+    return None
+
+
+@present.register
+def _(result: Enqueued) -> Any:
+    ids = [job.id for job in result.jobs]
+    return ids[0] if len(ids) == 1 else ids
+
+
+@present.register
+def _(result: JobList) -> Any:
+    return frames.jobs_frame(result.jobs)
+
+
+@present.register
+def _(result: JobDetail) -> Any:
+    return frames.attempts_frame(result.attempts, {result.job.id: result.job.command})
+
+
+@present.register
+def _(result: StatusReport) -> Any:
+    return result.status
+
+
+@present.register
+def _(result: MetricsReport) -> Any:
+    location = result.location or ""
+    return frames.metrics_frame(result.metrics, location)
+
+
+@present.register
+def _(result: ConfigView) -> Any:
+    values = result.values
+    return next(iter(values.values())) if result.single else dict(values)
+
+
+@present.register
+def _(result: Logs) -> Any:
+    for stream, data in ((sys.stdout, result.attempt.stdout), (sys.stderr, result.attempt.stderr)):
+        stream.write(data.decode("utf-8", "replace"))
+        stream.flush()
+    return None
+
+
+@present.register
+def _(result: Message) -> Any:
+    print(result.text)
+    return None
+
+
+@present.register
+def _(result: PanelView) -> Any:
+    return result.queue.panel(interval=result.interval)
+
+
+@magics_class
+class QueuectlMagics(Magics):
+    """The ``%queuectl`` line magic."""
+
+    def __init__(self, shell: Any) -> None:
+        super().__init__(shell)
+        self.notebook = Notebook()
+
+    @no_var_expand  # "$HOME" and "{x}" belong to the shell command, not to Python
+    @output_can_be_silenced
+    @line_magic
+    def queuectl(self, line: str) -> Any:
+        """Run a queuectl command, e.g. ``%queuectl list --state dead``.
+
+        Same commands as the ``queuectl`` CLI (``%queuectl --help``), plus ``%queuectl use
+        PATH_OR_URL`` to pick this notebook's default queue.
+        """
+        return run_line(line, self.notebook)
+
+
+def load(ipython: Any) -> None:
+    """Register ``%queuectl`` on ``ipython`` (called by ``%load_ext queuectl``)."""
+    ipython.register_magics(QueuectlMagics(ipython))
+
+
+def unload(ipython: Any) -> None:
+    """Remove ``%queuectl``, stop its panels and pools, and close its queues."""
+    manager = ipython.magics_manager
+    instance = manager.registry.pop(QueuectlMagics.__name__, None)
+    manager.magics["line"].pop("queuectl", None)
+    if "queuectl.panel" in sys.modules:
+        sys.modules["queuectl.panel"].stop_all()
+    if instance is not None:
+        instance.notebook.close()
