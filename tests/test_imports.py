@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = {"pandas", "numpy", "IPython", "ipywidgets", "psycopg", "ipykernel"}
+HEAVY = {"pandas", "numpy", "IPython", "ipywidgets", "psycopg", "ipykernel", "tqdm"}
 
 
 def loaded_after(code: str) -> set[str]:

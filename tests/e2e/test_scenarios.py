@@ -85,7 +85,7 @@ def test_many_workers_in_several_processes_run_each_job_once(cli: Cli, tmp_path:
     with connect(str(cli.db)) as queue:
         queue.submit({"id": i, "command": f"echo $QUEUECTL_JOB_ID >> {ledger}"} for i in ids)
         assert queue.wait(timeout=120)
-        workers = {a.worker_id for a in queue.attempts()}
+        workers = {a.worker_id for a in queue.attempt_records()}
     for pool in pools:
         pool.send_signal(signal.SIGTERM)
         assert pool.wait(timeout=30) == 0
