@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest clean
+.PHONY: demo test lint typecheck pytest notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# Re-execute the example notebooks and store their outputs (review the diff, then commit).
+notebooks: $(VENV)/.dev
+	$(BIN)/python scripts/refresh_notebooks.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

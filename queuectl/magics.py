@@ -13,6 +13,7 @@ keep running between cells.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from functools import singledispatch
@@ -63,7 +64,12 @@ class Notebook:
         return self.queues[target]
 
     def use(self, target: str) -> str:
-        """Make ``target`` the default queue of this notebook (it is opened to check it)."""
+        """Make ``target`` the default queue of this notebook (it is opened to check it).
+
+        A relative path is made absolute now, so a later ``%cd`` does not move the queue.
+        """
+        if "://" not in target:
+            target = os.path.abspath(os.path.expanduser(target))
         queue = self.queue(target)
         self.default = queue.target
         return queue.location

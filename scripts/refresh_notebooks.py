@@ -1,0 +1,52 @@
+"""Re-execute the example notebooks in place and strip what changes on every run.
+
+    .venv/bin/python scripts/refresh_notebooks.py [notebooks/NAME.ipynb ...]
+
+Run it after changing a notebook or the output of a command it shows, review the diff, and
+commit. The stored outputs are what ``make test`` compares (nbval, with the substitutions of
+``tests/nbval_sanitize.cfg``). Widget state and execution timings are dropped: they differ on
+every run and nbval does not compare them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def refresh(path: Path) -> None:
+    notebook = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        notebook,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        record_timing=False,
+        store_widget_state=False,
+    )
+    client.execute()
+    notebook.metadata.pop("widgets", None)
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+    notebook.metadata["kernelspec"] = {
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "name": "python3",
+    }
+    nbformat.write(notebook, path)
+    print(f"refreshed {path.relative_to(ROOT)}")
+
+
+def main(args: list[str]) -> None:
+    paths = [Path(a).resolve() for a in args] or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    for path in paths:
+        refresh(path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
