@@ -115,8 +115,17 @@ class Queue:
         """
         return self.submit([{**fields, "command": command}])[0].id
 
+    def enqueue_many(self, jobs: Iterable[str | Mapping[str, Any]]) -> list[str]:
+        """Enqueue many jobs in one transaction (all or none); return their ids in order.
+
+        Each job is a command string or a mapping of job fields with a ``command``.
+        """
+        fields = [{"command": job} if isinstance(job, str) else job for job in jobs]
+        return [job.id for job in self.submit(fields)]
+
     def submit(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
-        """Validate job field mappings and enqueue them all in one transaction (all or none)."""
+        """Validate job field mappings and enqueue them all in one transaction (all or none);
+        return the stored jobs."""
         validated = [new_job(fields) for fields in jobs]
         if not validated:
             raise InvalidInput("no jobs given.")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 import click
 
@@ -17,7 +18,7 @@ STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
 
 
 @cli.command()
-@click.argument("job", nargs=-1, required=True)
+@click.argument("job", nargs=-1)
 @click.option("--id", "job_id", help="Job id (default: a generated one).")
 @click.option("--max-retries", type=int, help="Retries after the first attempt.")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
@@ -25,6 +26,12 @@ STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
 @click.option("--delay", help="Not before this long from now, e.g. 30s, 10m, 2h.")
 @click.option("--timeout", help="Kill the job after this long (seconds, or 30s, 10m); 0 = none.")
 @click.option("--raw", is_flag=True, help="JOB is a command even if it starts with '{'.")
+@click.option(
+    "--file",
+    "job_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Enqueue every job of this file (- for stdin): one JSON object or command per line.",
+)
 @json_option
 @click.pass_obj
 def enqueue(
@@ -37,19 +44,27 @@ def enqueue(
     delay: str | None,
     timeout: str | None,
     raw: bool,
+    job_file: TextIO | None,
 ) -> Enqueued:
     """Add a job; print its id.
 
     JOB is a JSON object with the fields id, command, max_retries, priority, run_at, timeout,
     or a plain command string. Several words after -- form one shell command line.
 
+    With --file, every non-empty line is a job (JSON, or a command); all are enqueued in one
+    transaction, or none if a line is invalid. The options then apply to every line.
+
     \b
     Examples:
       queuectl enqueue "echo hello"
       queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
       queuectl enqueue --id lr-0.1 --timeout 1h -- python train.py --lr 0.1
+      queuectl enqueue --priority 5 --file jobs.jsonl
     """
-    fields = _job_fields(job, raw)
+    if (job_file is None) == (not job):
+        raise InvalidInput("give one job, or --file with one job per line (not both).")
+    if job_file is not None and job_id is not None:
+        raise InvalidInput("--id names a single job: with --file, give ids in the lines.")
     options: dict[str, Any] = {
         "id": job_id,
         "max_retries": max_retries,
@@ -58,19 +73,46 @@ def enqueue(
         "timeout": None if timeout is None else parse_duration(timeout, "--timeout"),
     }
     if delay is not None:
-        if run_at is not None or "run_at" in fields:
-            raise InvalidInput("give either --delay or a run_at time, not both.")
+        if run_at is not None:
+            raise InvalidInput("give either --delay or --run-at, not both.")
         seconds = parse_duration(delay, "delay")  # validated before the queue is opened
         options["run_at"] = delay_to_time(seconds, session.queue().now())
-    for name, value in options.items():
-        if value is None:
+    given = {name: value for name, value in options.items() if value is not None}
+    flags = {name: "--delay" if delay and name == "run_at" else _flag(name) for name in given}
+    if job_file is None:
+        jobs = [_with_options(_job_fields(job, raw), given, flags)]
+    else:
+        jobs = _read_jobs(job_file, raw, given, flags)
+    return Enqueued(session.queue().submit(jobs))
+
+
+def _read_jobs(
+    lines: Iterable[str], raw: bool, given: dict[str, Any], flags: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The jobs of a file, each validated; an error names its line."""
+    jobs = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
+        try:
+            jobs.append(_with_options(_job_fields((line.rstrip("\r\n"),), raw), given, flags))
+        except InvalidInput as exc:
+            raise InvalidInput(f"line {number}: {exc.message}") from None
+    if not jobs:
+        raise InvalidInput("the file has no jobs: give one JSON object or command per line.")
+    return jobs
+
+
+def _with_options(
+    fields: dict[str, Any], given: dict[str, Any], flags: dict[str, str]
+) -> dict[str, Any]:
+    """The job's fields plus the options; refused if a field comes both ways, or is invalid."""
+    for name, value in given.items():
         if name in fields:
-            option = "--delay" if delay is not None and name == "run_at" else _flag(name)
-            raise InvalidInput(f"{name} is given both in the job JSON and as {option}.")
+            raise InvalidInput(f"{name} is given both in the job JSON and as {flags[name]}.")
         fields[name] = value
     new_job(fields)  # refuse bad input before the queue (maybe a new file) is opened
-    return Enqueued(session.queue().submit([fields]))
+    return fields
 
 
 def _job_fields(words: tuple[str, ...], raw: bool) -> dict[str, Any]:

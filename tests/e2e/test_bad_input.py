@@ -53,7 +53,7 @@ CASES: list[tuple[list[str], int, str]] = [
         2,
         "invalid job JSON",
     ),
-    (["enqueue"], 2, "Missing argument"),
+    (["enqueue"], 2, "give one job"),
     (["list", "--state", "running"], 2, "'running' is not one of"),
     (["list", "--limit", "0"], 2, "0 is not in the range"),
     (["list", "--limit", "many"], 2, "not a valid integer"),
