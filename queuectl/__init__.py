@@ -22,7 +22,9 @@ from queuectl.errors import (
 __version__ = "0.1.0"
 
 # A library does not configure logging; the worker command adds its own handler.
-logging.getLogger("queuectl").addHandler(logging.NullHandler())
+_logger = logging.getLogger("queuectl")
+if not any(isinstance(h, logging.NullHandler) for h in _logger.handlers):  # %reload_ext
+    _logger.addHandler(logging.NullHandler())
 
 from queuectl.api import Queue, QueueStatus, connect  # noqa: E402
 from queuectl.model import Attempt, Config, Job, Outcome, State  # noqa: E402

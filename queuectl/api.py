@@ -5,7 +5,6 @@ The CLI and the notebook magic are both built on this class; it holds no SQL and
 
 from __future__ import annotations
 
-import atexit
 import os
 import secrets
 import socket
@@ -24,7 +23,7 @@ from queuectl.model.job import unfinished
 from queuectl.model.parse import new_job, validate_state
 from queuectl.store import Store, open_store, queue_home, redact, resolve_target
 from queuectl.text import status_text
-from queuectl.worker.pool import WorkerPool
+from queuectl.worker.inprocess import MAX_THREADS, LocalPools
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
     from queuectl.panel import QueuePanel
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-MAX_THREADS = 256
 
 
 @dataclass(frozen=True, repr=False)
@@ -84,7 +82,7 @@ class Queue:
     def __init__(self, store: Store, target: str | None = None) -> None:
         self.store = store
         self.target = target or store.display_url
-        self._pools: list[WorkerPool] = []
+        self._local = LocalPools(store)
 
     def __repr__(self) -> str:
         return f"<queuectl.Queue {self.location}>"
@@ -94,9 +92,13 @@ class Queue:
         """Where the queue lives, safe to print."""
         return redact(self.target)
 
-    def close(self) -> None:
-        """Stop this process's pools (running jobs finish first), then close the database."""
-        self._stop_local_pools(wait=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop this process's pools of the queue, then close the database.
+
+        Running jobs finish and are recorded first: ``close`` waits for them, or, with
+        ``wait=False``, returns at once while they finish in the background.
+        """
+        self._local.stop(timeout=None if wait else 0)
         self.store.close()
 
     def __enter__(self) -> Queue:
@@ -135,8 +137,7 @@ class Queue:
             raise InvalidInput(f"job id '{duplicate}' is given twice.")
         with_ids = [job if job.id else _with_id(job) for job in validated]
         enqueued = self.store.enqueue(with_ids)
-        for pool in self._pools:
-            pool.wake()
+        self._local.wake()
         return enqueued
 
     def get(self, job_id: str) -> Job:
@@ -175,10 +176,13 @@ class Queue:
     def retry(self, *job_ids: str, all_dead: bool = False) -> list[Job]:
         """Move dead jobs back to pending with attempts reset; their history stays."""
         if all_dead:
-            return self.store.revive_all_dead()
-        if not job_ids:
+            revived = self.store.revive_all_dead()
+        elif not job_ids:
             raise InvalidInput("name the dead jobs to retry, or retry all of them.")
-        return self.store.revive(list(dict.fromkeys(job_ids)))
+        else:
+            revived = self.store.revive(list(dict.fromkeys(job_ids)))
+        self._local.wake()
+        return revived
 
     def counts(self) -> dict[State, int]:
         """Number of jobs in each state."""
@@ -227,6 +231,8 @@ class Queue:
         self, count: int = 1, *, until_empty: bool = False, poll_interval: float | None = None
     ) -> None:
         """Run a pool in this process until it is stopped (or, ``until_empty``, drained)."""
+        from queuectl.worker.pool import WorkerPool
+
         WorkerPool(self.store, count, until_empty=until_empty, poll_interval=poll_interval).run()
 
     def start_background_pool(self, count: int = 1) -> WorkerInfo:
@@ -244,11 +250,7 @@ class Queue:
         """
         if not 1 <= count <= MAX_THREADS:
             raise InvalidInput(f"the thread count must be between 1 and {MAX_THREADS}.")
-        pool = WorkerPool(self.store, count, poll_interval=poll_interval)
-        pool.start()
-        self._pools.append(pool)
-        _at_exit(self)
-        return pool.worker_id
+        return self._local.start(count, poll_interval)
 
     def stop_workers(self, wait: bool = False, timeout: float | None = None) -> int:
         """Ask every pool of this queue, here or elsewhere, to stop gracefully; return how
@@ -257,23 +259,14 @@ class Queue:
         With ``wait``, block until they have exited (or ``timeout`` seconds passed).
         """
         asked = self.store.request_stop()
-        self._stop_local_pools(wait=False)
+        self._local.stop()
         if wait:
             deadline = None if timeout is None else time.monotonic() + timeout
-            while self.workers() or self._pools:
-                self._pools = [pool for pool in self._pools if not pool.join(0)]
+            while self._local or self.workers():
                 if deadline is not None and time.monotonic() > deadline:
                     break
-                time.sleep(0.1)
+                time.sleep(0.05)
         return asked
-
-    def _stop_local_pools(self, wait: bool, now: bool = False) -> None:
-        for pool in self._pools:
-            pool.stop(now=now)
-        if wait:
-            for pool in self._pools:
-                pool.join()
-            self._pools = []
 
     def wait(
         self, timeout: float | None = None, *, progress: bool | None = None, poll: float = 0.1
@@ -300,8 +293,8 @@ class Queue:
                     if not self.workers():
                         raise NoWorkers(
                             f"{left} job(s) are unfinished and no worker pool of this queue is "
-                            "running: start one (queuectl worker start, or "
-                            "q.start_workers(n) in Python), then wait again."
+                            "running: start one (queuectl worker start; in a notebook "
+                            "%queuectl worker start or q.start_workers(n)), then wait again."
                         )
                 if deadline is not None and time.monotonic() > deadline:
                     return False
@@ -338,23 +331,3 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-_EXITING: list[Queue] = []
-
-
-def _at_exit(queue: Queue) -> None:
-    """At interpreter exit, stop the in-process pools of ``queue``: their threads cannot
-    outlive the process, so jobs still running are killed and recorded (not left to expire)."""
-    if not _EXITING:
-        atexit.register(_stop_all_at_exit)
-    if queue not in _EXITING:
-        _EXITING.append(queue)
-
-
-def _stop_all_at_exit() -> None:
-    for queue in _EXITING:
-        queue._stop_local_pools(wait=False, now=True)
-    for queue in _EXITING:
-        for pool in queue._pools:
-            pool.join(timeout=10)

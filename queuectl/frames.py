@@ -6,7 +6,8 @@ empty result has the same columns and dtypes as a full one:
 
 - ``state`` is an ordered Categorical in lifecycle order, ``outcome`` a Categorical;
 - integer columns are nullable ``Int64`` (a running attempt's exit code is ``<NA>``);
-- every timestamp is ``datetime64[ns, UTC]``; durations and timeouts are float seconds;
+- every timestamp is ``datetime64[us, UTC]`` (microseconds reach any year a job may name);
+  durations and timeouts are float seconds;
 - text columns (``command``, ``last_error``, ...) are ``string``.
 
 Job frames are indexed by job ``id``; the attempt history has one row per attempt, in start
@@ -16,6 +17,7 @@ order, with ``job_id`` and ``attempt`` columns.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from queuectl.model import Attempt, Job, Outcome, State
@@ -24,7 +26,7 @@ from queuectl.model.metrics import Metrics
 if TYPE_CHECKING:
     import pandas as pd
 
-TIMESTAMP: Final = "datetime64[ns, UTC]"
+TIMESTAMP: Final = "datetime64[us, UTC]"
 
 JOB_DTYPES: dict[str, str] = {
     "command": "string",
@@ -158,9 +160,7 @@ def _frame(
     for column, dtype in dtypes.items():
         values = [row[column] for row in records]
         if dtype == TIMESTAMP:
-            # to_datetime infers a resolution (ns in pandas 2, us in 3), hence the cast after it
-            stamps: Any = pd.to_datetime(_utc(values), utc=True)
-            columns[column] = pd.Series(stamps).astype(TIMESTAMP)
+            columns[column] = _timestamps(values)
         else:
             resolved: Any = _CATEGORIES[dtype]() if dtype in _CATEGORIES else dtype
             columns[column] = pd.Series(values, dtype="object").astype(resolved)
@@ -170,7 +170,18 @@ def _frame(
     return frame
 
 
-def _utc(values: list[Any]) -> list[Any]:
-    if any(v is not None and v.tzinfo is None for v in values):
+def _timestamps(values: list[datetime | None]) -> pd.Series:
+    """Aware datetimes to ``datetime64[us, UTC]``. Built from a numpy array of that unit, so
+    neither pandas 2 (nanoseconds, up to 2262) nor pandas 3 (inferred units) picks another."""
+    import numpy as np
+    import pandas as pd
+
+    naive = [None if v is None else _naive_utc(v) for v in values]
+    array = np.array([np.datetime64("NaT") if v is None else v for v in naive], "datetime64[us]")
+    return pd.Series(array).dt.tz_localize("UTC").astype(TIMESTAMP)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
         raise ValueError("naive datetime in a record: the store must return UTC times")
-    return values
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -58,7 +58,7 @@ class Notebook:
 
     def queue(self, db: str | None) -> Queue:
         """The open queue for ``db`` (else the default), opened on first use."""
-        target = resolve_target(db if db is not None else self.default)
+        target = _absolute(resolve_target(db if db is not None else self.default))
         if target not in self.queues:
             self.queues[target] = connect(target)
         return self.queues[target]
@@ -68,17 +68,25 @@ class Notebook:
 
         A relative path is made absolute now, so a later ``%cd`` does not move the queue.
         """
-        if "://" not in target:
-            target = os.path.abspath(os.path.expanduser(target))
-        queue = self.queue(target)
+        queue = self.queue(_absolute(target))
         self.default = queue.target
         return queue.location
 
     def close(self) -> None:
-        """Stop the pools of the queues opened here and close them."""
+        """Stop the pools of the queues opened here and close the queues, at once: jobs still
+        running finish in the background and are recorded, then the pool threads end."""
         for queue in self.queues.values():
-            queue.close()
+            queue.close(wait=False)
         self.queues.clear()
+
+
+def _absolute(target: str) -> str:
+    """A path made absolute now, so that a later ``%cd`` does not move the queue."""
+    return target if "://" in target else os.path.abspath(os.path.expanduser(target))
+
+
+#: the magic's state, kept across %reload_ext (which re-imports only the top package)
+NOTEBOOK = Notebook()
 
 
 def run_line(line: str, notebook: Notebook) -> Any:
@@ -103,6 +111,8 @@ def run_line(line: str, notebook: Notebook) -> Any:
         return None
     except click.exceptions.Exit:  # --help, --version: already printed
         return None
+    except KeyboardInterrupt:  # Ctrl-C / kernel interrupt, e.g. during `wait`
+        raise UsageError(f"{PROG}: interrupted.") from None
     except click.exceptions.Abort:
         raise UsageError(f"{PROG}: aborted.") from None
     except click.ClickException as exc:
@@ -115,8 +125,18 @@ def run_line(line: str, notebook: Notebook) -> Any:
         raise UsageError(exc.message) from None
 
 
+USE_HELP = f"""Usage: {PROG} use [PATH_OR_URL]
+
+  Make PATH_OR_URL the queue of every later {PROG} line in this notebook (--db on a line
+  still wins; QUEUECTL_DB and the default come after). Without an argument, show which queue
+  the notebook uses. Notebook only."""
+
+
 def _use(args: list[str], notebook: Notebook) -> Any:
-    if len(args) > 1:
+    if args and args[0] in ("-h", "--help"):
+        print(USE_HELP)
+        return None
+    if len(args) > 1 or (args and args[0].startswith("-")):
         raise UsageError(f"usage: {PROG} use [PATH_OR_URL] (quote a path with spaces).")
     if not args:
         current = resolve_target(notebook.default)
@@ -188,6 +208,9 @@ def _(result: Message) -> Any:
 
 @present.register
 def _(result: PanelView) -> Any:
+    if result.once:
+        print(result.to_text())
+        return None
     return result.queue.panel(interval=result.interval)
 
 
@@ -195,9 +218,9 @@ def _(result: PanelView) -> Any:
 class QueuectlMagics(Magics):
     """The ``%queuectl`` line magic."""
 
-    def __init__(self, shell: Any) -> None:
+    def __init__(self, shell: Any, notebook: Notebook) -> None:
         super().__init__(shell)
-        self.notebook = Notebook()
+        self.notebook = notebook
 
     @no_var_expand  # "$HOME" and "{x}" belong to the shell command, not to Python
     @output_can_be_silenced
@@ -206,22 +229,25 @@ class QueuectlMagics(Magics):
         """Run a queuectl command, e.g. ``%queuectl list --state dead``.
 
         Same commands as the ``queuectl`` CLI (``%queuectl --help``), plus ``%queuectl use
-        PATH_OR_URL`` to pick this notebook's default queue.
+        PATH_OR_URL`` to pick this notebook's default queue (``%queuectl use --help``).
         """
         return run_line(line, self.notebook)
 
 
 def load(ipython: Any) -> None:
     """Register ``%queuectl`` on ``ipython`` (called by ``%load_ext queuectl``)."""
-    ipython.register_magics(QueuectlMagics(ipython))
+    ipython.register_magics(QueuectlMagics(ipython, NOTEBOOK))
 
 
 def unload(ipython: Any) -> None:
-    """Remove ``%queuectl``, stop its panels and pools, and close its queues."""
+    """Remove ``%queuectl``, stop its panels and the pools it started, close its queues.
+
+    Returns at once: jobs still running finish in the background and are recorded, then the
+    pool threads end. The notebook's ``use`` choice is kept for a later load.
+    """
     manager = ipython.magics_manager
-    instance = manager.registry.pop(QueuectlMagics.__name__, None)
+    manager.registry.pop(QueuectlMagics.__name__, None)
     manager.magics["line"].pop("queuectl", None)
     if "queuectl.panel" in sys.modules:
         sys.modules["queuectl.panel"].stop_all()
-    if instance is not None:
-        instance.notebook.close()
+    NOTEBOOK.close()

@@ -17,7 +17,6 @@ import html
 import threading
 import weakref
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import ipywidgets as widgets
@@ -25,7 +24,7 @@ import ipywidgets as widgets
 from queuectl.api import Queue
 from queuectl.errors import QueuectlError
 from queuectl.model import Job, State, WorkerInfo
-from queuectl.text import iso
+from queuectl.text import cell
 
 _PANELS: weakref.WeakSet[QueuePanel] = weakref.WeakSet()
 _LATEST: dict[str, weakref.ref[QueuePanel]] = {}
@@ -94,7 +93,11 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         _set(self.workers, "value", _workers_html(self.queue.workers()))
         _set(self.recent, "value", _jobs_html(self.queue.job_records(limit=self.recent_limit)))
         dead = self.queue.job_records(State.DEAD, 200)
-        _set(self.dead, "options", tuple((_dead_label(job), job.id) for job in dead))
+        options = tuple((_dead_label(job), job.id) for job in dead)
+        if options != self.dead.options:
+            chosen = self.dead.value  # new options clear the selection: keep what still exists
+            self.dead.options = options
+            self.dead.value = tuple(v for v in chosen if v in {job.id for job in dead})
 
     def stop(self) -> None:
         """Stop refreshing (the widgets keep their last values)."""
@@ -180,17 +183,10 @@ _CELL = "style='padding:0 8px;text-align:left'"
 def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "".join(f"<th {_CELL}>{html.escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td {_CELL}>{html.escape(_text(v))}</td>" for v in row) + "</tr>"
+        "<tr>" + "".join(f"<td {_CELL}>{html.escape(cell(v))}</td>" for v in row) + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return "-"
-    text = str(iso(value) if isinstance(value, datetime) else value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _counts_html(counts: dict[State, int]) -> str:
@@ -214,4 +210,4 @@ def _jobs_html(jobs: list[Job]) -> str:
 
 
 def _dead_label(job: Job) -> str:
-    return f"{job.id} · {_text(job.command)[:40]} · {job.last_error or ''}"
+    return f"{job.id} · {cell(job.command)[:40]} · {job.last_error or ''}"

@@ -40,8 +40,10 @@ class Progress:
             return
         active = sum(n for state, n in counts.items() if state.active)
         total = self._first_unfinished + max(sum(counts.values()) - self._first_total, 0)
-        self._bar.total = max(total, active)
-        self._bar.n = self._bar.total - active
+        total = max(total, active)
+        if total != self._bar.total:
+            self._bar.reset(total=total)  # (a notebook bar takes a new total only this way)
+        self._bar.n = total - active
         self._bar.set_postfix(
             completed=counts.get(State.COMPLETED, 0), dead=counts.get(State.DEAD, 0), refresh=False
         )

@@ -21,7 +21,7 @@ def iso(moment: datetime | None) -> str | None:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60) -> str:
     """A plain aligned text table; cells are cut to ``width`` characters."""
-    cells = [[_cell(v, width) for v in row] for row in rows]
+    cells = [[cell(v, width) for v in row] for row in rows]
     widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     lines = [[h.upper() for h in headers], *cells]
     return "\n".join(
@@ -29,7 +29,8 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], width: int = 60
     )
 
 
-def _cell(value: Any, width: int) -> str:
+def cell(value: Any, width: int = 60) -> str:
+    """One value as table text: ``-`` for none, ISO times, cut to ``width`` characters."""
     if value is None:
         return "-"
     if isinstance(value, datetime):

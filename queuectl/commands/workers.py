@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import Message, worker_json
+from queuectl.worker.inprocess import MAX_THREADS
 
 COUNT = click.option(
     "--count",
     "-c",
-    type=click.IntRange(1, 256),
+    type=click.IntRange(1, MAX_THREADS),
     default=1,
     show_default=True,
     help="Worker threads in the pool.",
@@ -70,28 +72,27 @@ def worker_start(
 @click.pass_obj
 def worker_run(session: Session, count: int, until_empty: bool, poll_interval: int | None) -> None:
     """Run a pool in the foreground until SIGTERM/SIGINT (a second one kills running jobs)."""
+    run = functools.partial(
+        session.queue().run_workers,
+        count,
+        until_empty=until_empty,
+        poll_interval=None if poll_interval is None else poll_interval / 1000,
+    )
+    if session.in_kernel:  # worker threads must not print into cells: leave logging alone
+        run()
+        return None
     logger = logging.getLogger("queuectl")
-    # A terminal gets the pool's log; in a notebook, worker threads must not print.
-    handler: logging.Handler = logging.NullHandler() if session.in_kernel else _log_handler()
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     previous_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        session.queue().run_workers(
-            count,
-            until_empty=until_empty,
-            poll_interval=None if poll_interval is None else poll_interval / 1000,
-        )
+        run()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)
     return None
-
-
-def _log_handler() -> logging.Handler:
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    return handler
 
 
 @worker.command("stop")

@@ -70,6 +70,8 @@ def open_store(db: str | None = None, clock: Callable[[], float] | None = None) 
         )
     from queuectl.store.sqlite import SqliteStore
 
+    # Absolute now: each thread opens its own connection later, maybe after a chdir.
+    file = Path(path).expanduser().absolute()
     if clock is None:
-        return SqliteStore(Path(path).expanduser())
-    return SqliteStore(Path(path).expanduser(), clock=clock)
+        return SqliteStore(file)
+    return SqliteStore(file, clock=clock)

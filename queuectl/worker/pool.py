@@ -118,8 +118,14 @@ class WorkerPool:
         self._wakeup.notify()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until the pool has stopped; True if it has."""
-        return self._stopped.wait(timeout)
+        """Wait until the pool has stopped and its threads have ended; True if they have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._stopped.wait(timeout):
+            return False
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+        return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
     def run(self) -> None:
         """Run in the foreground until stopped: SIGTERM or SIGINT stops gracefully, a second

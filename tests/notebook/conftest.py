@@ -11,6 +11,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 import queuectl
+from tests.conftest import wait_for
 
 
 def queuectl_threads() -> list[str]:
@@ -27,7 +28,11 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     yield ip
     ip.run_line_magic("unload_ext", "queuectl")
     assert "queuectl" not in ip.magics_manager.magics["line"]
-    assert queuectl_threads() == [], "unloading the extension must stop every thread it started"
+    # Unloading returns at once; with no job running, the threads end right after.
+    wait_for(lambda: queuectl_threads() == [], timeout=10, what="threads to end after unload")
+    from queuectl import magics
+
+    magics.NOTEBOOK.default = None  # the next test starts as a fresh kernel would
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import queuectl
 from queuectl import frames
 from queuectl.model.metrics import compute
 
-UTC_NS = "datetime64[ns, UTC]"
+UTC_NS = "datetime64[us, UTC]"
 
 
 def test_jobs_frames_have_fixed_dtypes_full_or_empty(queue: queuectl.Queue) -> None:
@@ -59,3 +59,9 @@ def test_metrics_frame_is_one_typed_row(queue: queuectl.Queue) -> None:
     assert metrics.loc["q", "attempts"] == 0 and pd.isna(metrics.loc["q", "failure_rate"])
     assert str(metrics.dtypes["completed"]) == "Int64"
     assert str(metrics.dtypes["runtime_p95"]) == "float64"
+
+
+def test_far_future_times_fit(queue: queuectl.Queue) -> None:
+    queue.enqueue("true", id="later", run_at="2300-01-01T00:00:00Z")
+    run_at = queue.jobs().loc["later", "run_at"]
+    assert run_at.year == 2300 and str(run_at.tz) == "UTC"

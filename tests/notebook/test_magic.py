@@ -54,15 +54,44 @@ def test_help_and_version_never_exit_the_kernel(
     assert queuectl.__version__ in out
 
 
-def test_loading_twice_or_reloading_keeps_one_magic(
-    shell: InteractiveShell, capsys: pytest.CaptureFixture[str]
+def test_loading_twice_or_reloading_keeps_one_magic_and_the_queue(
+    shell: InteractiveShell, magic: Magic, db_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shell.run_line_magic("load_ext", "queuectl")
     assert "already loaded" in capsys.readouterr().out
+    magic("worker start")
     shell.run_line_magic("reload_ext", "queuectl")
     names = [n for n in shell.magics_manager.registry if n == "QueuectlMagics"]
     assert names == ["QueuectlMagics"]
     assert "queuectl" in shell.magics_manager.magics["line"]
+    wait_for(lambda: queuectl_threads() == [], what="the reload to stop the kernel's pool")
+    magic("use")
+    assert f"This notebook uses {db_path}." in capsys.readouterr().out
+
+
+def test_use_help_explains_and_writes_nothing(
+    magic: Magic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.chdir(tmp_path)
+    assert magic("use --help") is None
+    assert "Usage: %queuectl use [PATH_OR_URL]" in capsys.readouterr().out
+    assert not (tmp_path / "--help").exists()
+
+
+def test_a_relative_queue_stays_put_after_a_chdir(
+    shell: InteractiveShell, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shell.run_line_magic("queuectl", "use rel.db")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    shell.run_line_magic("queuectl", "enqueue --id here true")
+    shell.run_line_magic("queuectl", "worker start")
+    shell.run_line_magic("queuectl", "wait --timeout 30")
+    shell.run_line_magic("queuectl", "worker stop --wait")
+    assert not (tmp_path / "elsewhere" / "rel.db").exists()
+    with queuectl.connect(str(tmp_path / "rel.db")) as q:
+        assert q.get("here").state == "completed"
 
 
 def test_the_line_reaches_the_shell_unexpanded(shell: InteractiveShell, magic: Magic) -> None:
@@ -92,6 +121,7 @@ def test_a_trailing_semicolon_silences_the_output(shell: InteractiveShell, magic
         ("config set max_retries -1", "max_retries"),
         ("dlq retry", "give the ids of dead jobs"),
         ("use a b", "usage: %queuectl use"),
+        ("use --db", "usage: %queuectl use"),
         ("use /no/such/folder/q.db", "/no/such/folder"),
         ("--db ftp://host/q list", "unknown queue URL scheme"),
         ("wait", "no worker pool"),
@@ -203,6 +233,11 @@ def test_which_queue(
     for path, job in ((env_db, "from-env"), (used_db, "from-use"), (flag_db, "from-flag")):
         with queuectl.connect(str(path)) as q:
             assert list(q.jobs().index) == [job]
+
+
+def test_panel_once_prints_text(magic: Magic, capsys: pytest.CaptureFixture[str]) -> None:
+    assert magic("panel --once") is None
+    assert "Recent jobs" in capsys.readouterr().out
 
 
 def test_panel_is_a_live_widget_stopped_at_unload(magic: Magic) -> None:

@@ -1,0 +1,112 @@
+"""Measure queuectl against this machine's floors, in one run; print a table, write JSON.
+
+    make bench                       # or: .venv/bin/python -m benchmarks.run [--repeat 3]
+
+Every figure is the median of ``--repeat`` runs, each on a fresh temporary queue (embedded
+SQLite, ``synchronous=FULL``: every enqueue is durable when it returns). Floors are measured in
+the same run, so ratios stay meaningful on a busy or a different machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks import floors, queue_figures, scale
+from benchmarks.report import Figure, machine, table
+
+
+def median_of(repeat: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(repeat))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def measure(repeat: int, scale_jobs: int) -> list[Figure]:
+    spawn = median_of(repeat, floors.spawn_rate)
+    commit_full = median_of(repeat, lambda: floors.sqlite_commit_rate("FULL"))
+    commit_normal = median_of(repeat, lambda: floors.sqlite_commit_rate("NORMAL"))
+    click_seconds = median_of(max(repeat, 5), floors.import_click_seconds)
+    figures = [
+        Figure("floor: sh -c true, 4 threads", spawn, "/s"),
+        Figure("floor: SQLite WAL commit, FULL", commit_full, "/s"),
+        Figure("floor: SQLite WAL commit, NORMAL", commit_normal, "/s"),
+        Figure("floor: python -c 'import click'", click_seconds * 1000, "ms", None, None, False),
+        Figure(
+            "enqueue, one per call (API)",
+            median_of(repeat, queue_figures.enqueue_single_rate),
+            "/s",
+            "SQLite commit FULL",
+            commit_full,
+        ),
+        Figure(
+            "enqueue_many, 10,000 in one call",
+            median_of(repeat, queue_figures.enqueue_batch_rate),
+            "/s",
+            "SQLite commit FULL",
+            commit_full,
+        ),
+        Figure(
+            "queuectl enqueue (CLI), wall time",
+            median_of(repeat, queue_figures.cli_enqueue_seconds) * 1000,
+            "ms",
+            "import click",
+            click_seconds * 1000,
+            False,
+        ),
+        Figure(
+            "drain 2,000 `true`, 4 threads",
+            median_of(repeat, queue_figures.drain_rate),
+            "/s",
+            "sh -c true, 4 threads",
+            spawn,
+        ),
+        Figure(
+            "`sleep 0.05` x 1,000, 4 threads",
+            median_of(repeat, queue_figures.sleep_efficiency) * 100,
+            "% of ideal",
+        ),
+    ]
+    latencies = queue_figures.pickup_latencies(samples=30 * repeat)
+    figures += [
+        Figure("pickup latency p50", percentile(latencies, 0.50) * 1000, "ms", None, None, False),
+        Figure("pickup latency p95", percentile(latencies, 0.95) * 1000, "ms", None, None, False),
+        Figure("idle 4-thread pool, CPU", queue_figures.idle_cpu_share() * 100, "% of a core"),
+    ]
+    figures += scale.figures(scale_jobs)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--scale-jobs", type=int, default=1_000_000, help="jobs in the large queue")
+    parser.add_argument(
+        "--output", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON file"
+    )
+    args = parser.parse_args(argv)
+    started = datetime.now(UTC)
+    figures = measure(args.repeat, args.scale_jobs)
+    print(table(figures))
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "started": started.isoformat(timespec="seconds"),
+        "repeat": args.repeat,
+        "machine": machine(),
+        "figures": [{**asdict(f), "ratio": f.ratio} for f in figures],
+    }
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwritten to {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

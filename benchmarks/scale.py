@@ -1,0 +1,116 @@
+"""Large queues: the everyday operations must not slow down as history piles up.
+
+A queue of N jobs is built in one go through the store's bulk import (the path `queuectl
+migrate` uses): 98 % completed, 1 % dead, 1 % pending, one attempt per finished job.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import queuectl
+from benchmarks.report import Figure
+from queuectl.model import Attempt, Config, Job, Outcome, QueueCopy, State
+
+
+def _history(total: int) -> QueueCopy:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    jobs, attempts = [], []
+    for n in range(total):
+        state = State.DEAD if n % 100 == 1 else State.PENDING if n % 100 == 2 else State.COMPLETED
+        created = start + timedelta(milliseconds=n)
+        finished = created + timedelta(milliseconds=50)
+        done = state is not State.PENDING
+        jobs.append(
+            Job(
+                id=f"job-{n:07d}",
+                command=f"python train.py --seed {n}",
+                state=state,
+                attempts=1 if done else 0,
+                max_retries=0,
+                priority=0,
+                run_at=created,
+                timeout=0.0,
+                created_at=created,
+                updated_at=finished if done else created,
+                last_error="exit code 1" if state is State.DEAD else None,
+            )
+        )
+        if done:
+            failed = state is State.DEAD
+            attempts.append(
+                Attempt(
+                    job_id=f"job-{n:07d}",
+                    number=1,
+                    worker_id="bench:1:0000",
+                    started_at=created,
+                    finished_at=finished,
+                    exit_code=1 if failed else 0,
+                    outcome=Outcome.FAILED if failed else Outcome.COMPLETED,
+                    error="exit code 1" if failed else None,
+                    stdout=b"",
+                    stderr=b"",
+                )
+            )
+    return QueueCopy(jobs, attempts, Config())
+
+
+@contextmanager
+def large_queue(total: int) -> Iterator[queuectl.Queue]:
+    with tempfile.TemporaryDirectory(prefix="queuectl-bench-") as folder:
+        queue = queuectl.connect(str(Path(folder) / "queue.db"))
+        queue.store.import_copy(_history(total))
+        try:
+            yield queue
+        finally:
+            queue.close()
+
+
+def _seconds(action: Callable[[], object], samples: int = 7) -> float:
+    times = []
+    for _ in range(samples):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _operations(queue: queuectl.Queue) -> dict[str, float]:
+    dead = iter(queue.job_records(State.DEAD, 50))
+    return {
+        "status": _seconds(queue.status),
+        "list --state dead --limit 50": _seconds(lambda: queue.job_records(State.DEAD, 50)),
+        "claim": _seconds(lambda: queue.store.claim("bench:2:0000", 30)),
+        "dlq retry": _seconds(lambda: queue.retry(next(dead).id)),
+    }
+
+
+def figures(total: int) -> list[Figure]:
+    """Each operation's time on a large queue, against the same on a 1,000-job queue."""
+    with large_queue(1000) as small:
+        baseline = _operations(small)
+    with large_queue(total) as large:
+        measured = _operations(large)
+    result = [
+        Figure(
+            f"{name}, {total:,} jobs",
+            measured[name] * 1000,
+            "ms",
+            "1,000 jobs",
+            baseline[name] * 1000,
+            False,
+        )
+        for name in measured
+    ]
+    with large_queue(100_000) as frames:
+        result.append(Figure("jobs() DataFrame, 100,000 rows", _seconds(frames.jobs, 3), "s"))
+        result.append(
+            Figure("attempts() DataFrame, 99,000 rows", _seconds(frames.attempts, 3), "s")
+        )
+    return result

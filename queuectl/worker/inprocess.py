@@ -1,0 +1,85 @@
+"""Worker pools that run as threads of the calling process (a notebook's kernel, a script).
+
+``LocalPools`` holds the pools one ``Queue`` started. At interpreter exit every such pool is
+stopped and the jobs it is still running are killed and recorded (their threads cannot outlive
+the process, and a job left running would only come back later as ``lost``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+from queuectl.store.base import Store
+
+if TYPE_CHECKING:
+    from queuectl.worker.pool import WorkerPool
+
+#: the most threads one pool may have
+MAX_THREADS = 256
+
+#: how long the exit handler lets killed jobs be recorded
+EXIT_GRACE = 10.0
+
+_LIVE: weakref.WeakSet[LocalPools] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+class LocalPools:
+    """The in-process pools of one queue."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pools: list[WorkerPool] = []
+
+    def start(self, count: int, poll_interval: float | None = None) -> str:
+        """Start a pool of ``count`` daemon threads; return its id once it is registered."""
+        from queuectl.worker.pool import WorkerPool
+
+        pool = WorkerPool(self.store, count, poll_interval=poll_interval)
+        pool.start()
+        with _lock:
+            self._pools.append(pool)
+            if not _LIVE:
+                atexit.register(_stop_all_at_exit)
+            _LIVE.add(self)
+        return pool.worker_id
+
+    def __bool__(self) -> bool:
+        return bool(self.running())
+
+    def running(self) -> list[WorkerPool]:
+        """The pools whose threads have not all ended; forgets the others."""
+        with _lock:
+            self._pools = [pool for pool in self._pools if not pool.join(0)]
+            return list(self._pools)
+
+    def wake(self) -> None:
+        """Make idle threads look for work now: a job was enqueued or retried here."""
+        for pool in self.running():
+            pool.wake()
+
+    def stop(self, now: bool = False, timeout: float | None = 0) -> bool:
+        """Stop claiming (``now``: also kill running jobs); wait up to ``timeout`` seconds
+        (``None``: as long as it takes) for the threads to end. True if all have ended."""
+        pools = self.running()
+        for pool in pools:
+            pool.stop(now=now)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for pool in pools:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0)
+            pool.join(left)
+        return not self.running()
+
+
+def _stop_all_at_exit() -> None:
+    every = list(_LIVE)
+    for pools in every:
+        for pool in pools.running():
+            pool.stop(now=True)
+    deadline = time.monotonic() + EXIT_GRACE
+    for pools in every:
+        pools.stop(now=True, timeout=max(deadline - time.monotonic(), 0))
