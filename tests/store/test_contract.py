@@ -1,4 +1,4 @@
-"""The store contract: every store (SQLite now, PostgreSQL later) must pass this module.
+"""The store contract: every store (SQLite and PostgreSQL) must pass this module.
 
 Time is driven by a fake clock so leases and backoff are checked exactly.
 """
@@ -6,16 +6,15 @@ Time is driven by a fake clock so leases and backoff are checked exactly.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from queuectl.errors import DuplicateJob, InvalidTransition, NotFound
 from queuectl.model import NewJob, Outcome, RunResult, State, Transition
+from queuectl.store import open_store
 from queuectl.store.base import Store
-from queuectl.store.sqlite import SqliteStore
 
 OK = RunResult(Outcome.COMPLETED, 0, None, b"out", b"err")
 FAIL = RunResult(Outcome.FAILED, 1, "exit code 1")
@@ -29,21 +28,14 @@ class FakeClock:
         return self.now
 
 
-def sqlite_store(tmp_path: Path, clock: Callable[[], float]) -> Store:
-    return SqliteStore(tmp_path / "queue.db", clock=clock)
-
-
-STORES = [pytest.param(sqlite_store, id="sqlite")]
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    s = request.param(tmp_path, clock)
+@pytest.fixture
+def store(queue_target: str, clock: FakeClock) -> Iterator[Store]:
+    s = open_store(queue_target, clock=clock)
     yield s
     s.close()
 
