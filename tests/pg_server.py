@@ -52,7 +52,7 @@ def _version(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in re.findall(r"\d+", name))
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -67,7 +67,7 @@ class PgServer:
         self.root = Path(tempfile.mkdtemp(prefix="queuectl-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self.password = secrets.token_urlsafe(12)
         self._names = itertools.count(1)
         # Root may not run PostgreSQL: hand the folder to the postgres system user.

@@ -127,7 +127,12 @@ def prepare(conn: psycopg.Connection[Any]) -> None:
 
 
 def _version(conn: psycopg.Connection[Any]) -> int | None:
-    row = conn.execute("SELECT to_regclass('queuectl.meta') IS NOT NULL").fetchone()
+    # Read the catalog itself: to_regclass() would answer from this session's cache, which
+    # can miss a table that another session created while we waited for the lock.
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_tables "
+        "WHERE schemaname = 'queuectl' AND tablename = 'meta')"
+    ).fetchone()
     if not row or not row[0]:
         return None
     found = conn.execute("SELECT value FROM queuectl.meta WHERE key = 'schema_version'").fetchone()
@@ -168,7 +173,8 @@ def explain(exc: BaseException, where: str, secret: str | None) -> StoreError:
             f"{where} has a schema named queuectl that was not made by queuectl; "
             "use another database."
         )
-    text = " ".join(str(exc).split())
+    # libpq's first line says what happened; the lines after it are generic advice.
+    text = " ".join(str(exc).strip().split("\n")[0].split())
     if secret:
         text = text.replace(secret, "***")
     if isinstance(exc, psycopg.OperationalError) and text.startswith(

@@ -4,10 +4,10 @@ Time is the server's: every run_at, lease and heartbeat decision uses ``now()`` 
 the current transaction), so hosts with skewed clocks agree. Tests may pass a ``clock``; its
 time then goes into the same statements as the ``now`` parameter.
 
-A claim is one statement: it picks the next claimable job with ``FOR UPDATE SKIP LOCKED`` (so
-concurrent claimers never wait for each other nor get the same row), moves it to
-``processing``, draws a new attempt id and starts the attempt row. Every other write about a
-run matches the whole fence.
+A claim is one statement (``pg_statements.CLAIM``): it picks the next claimable job with
+``FOR UPDATE SKIP LOCKED`` (so concurrent claimers never wait for each other nor get the same
+row), moves it to ``processing``, draws a new attempt id and starts the attempt row. Every other
+write about a run matches the whole fence.
 
 Connections are per thread and in autocommit mode; a connection that broke (server restart,
 network) is dropped and the next call opens a new one, so callers recover by retrying.
@@ -40,6 +40,7 @@ from queuectl.model import (
 )
 from queuectl.model.metrics import FinishedAttempt
 from queuectl.store import pg_schema, rows
+from queuectl.store import pg_statements as sql
 from queuectl.store.base import (
     Store,
     check_import_target,
@@ -52,9 +53,7 @@ from queuectl.store.pg_listen import Listener
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
-#: the store's clock in SQL: the test clock when one is given, else the server's
-NOW = "COALESCE(%(now)s::timestamptz, now())"
-SECONDS = "* interval '1 second'"
+NOW = sql.NOW
 JOB_COLUMNS = rows.JOB_COLUMNS
 #: libpq settings used unless the URL gives its own: fail fast on a dead host, notice a
 #: silent network after about a minute, and name ourselves in pg_stat_activity
@@ -79,13 +78,19 @@ class PostgresStore(Store):
         except psycopg.Error as exc:
             raise InvalidInput(f"invalid PostgreSQL URL {self.display_url}: {exc}") from None
         self._secret = str(given.get("password") or "") or None
+        if self._secret:  # a password given in a form that redact() does not know
+            self.display_url = self.display_url.replace(self._secret, "***")
         defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
         self._conninfo = conninfo.make_conninfo(url, **defaults)
         self._clock = clock
         self._listeners: list[Listener] = []
         self._conns: PerThread[Connection] = PerThread(self._open, Connection.close)
-        with self._translate():
-            pg_schema.prepare(self._conns.get())  # fail early, in the caller's thread
+        try:
+            with self._translate():
+                pg_schema.prepare(self._conns.get())  # fail early, in the caller's thread
+        except BaseException:
+            self.close()
+            raise
 
     # -- connections --------------------------------------------------------------------------
 
@@ -157,10 +162,7 @@ class PostgresStore(Store):
                 with conn.transaction(), conn.cursor() as cursor:
                     config = self._config(conn)
                     cursor.executemany(
-                        "INSERT INTO queuectl.jobs (id, command, state, max_retries, priority, "
-                        "run_at, timeout, created_at, updated_at) VALUES (%(id)s, %(command)s, "
-                        f"'pending', %(retries)s, %(priority)s, COALESCE(%(run_at)s, {NOW}), "
-                        f"%(timeout)s, {NOW}, {NOW}) RETURNING {JOB_COLUMNS}",
+                        sql.ENQUEUE,
                         [self._new_job_params(job, config) for job in jobs],
                         returning=True,
                     )
@@ -183,35 +185,15 @@ class PostgresStore(Store):
         )
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
-        found = self._run(
-            "WITH claimed AS ("
-            "  UPDATE queuectl.jobs SET state = 'processing', attempts = attempts + 1,"
-            f"    worker_id = %(worker)s, lease_until = {NOW} + %(lease)s::float8 {SECONDS},"
-            f"    updated_at = {NOW}, attempt_id = nextval('queuectl.attempts_id_seq')"
-            "  WHERE seq = ("
-            "    SELECT seq FROM queuectl.jobs"
-            f"    WHERE state IN ('pending', 'failed') AND run_at <= {NOW}"
-            "    ORDER BY priority DESC, run_at, seq LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            f"  RETURNING {JOB_COLUMNS}"
-            "), started AS ("
-            "  INSERT INTO queuectl.attempts (id, job_id, number, worker_id, started_at)"
-            f"  SELECT attempt_id, id, attempts, worker_id, {NOW} FROM claimed"
-            f") SELECT {JOB_COLUMNS} FROM claimed",
-            worker=worker_id,
-            lease=lease_seconds,
-        )
+        found = self._run(sql.CLAIM, worker=worker_id, lease=float(lease_seconds))
         return rows.to_claim(found[0], rows.in_utc) if found else None
 
     def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
         if not fences:
             return set()
         found = self._run(
-            f"UPDATE queuectl.jobs SET lease_until = {NOW} + %(lease)s::float8 {SECONDS} "
-            "WHERE state = 'processing' AND (id, attempts, worker_id, attempt_id) IN ("
-            "  SELECT * FROM unnest(%(ids)s::text[], %(numbers)s::int[], %(workers)s::text[],"
-            "    %(attempt_ids)s::bigint[])) "
-            "RETURNING attempt_id",
-            lease=lease_seconds,
+            sql.RENEW,
+            lease=float(lease_seconds),
             ids=[f.job_id for f in fences],
             numbers=[f.attempt for f in fences],
             workers=[f.worker_id for f in fences],
@@ -227,23 +209,10 @@ class PostgresStore(Store):
         *,
         only_if_expired: bool = False,
     ) -> bool:
-        expiry = f" AND lease_until < {NOW}" if only_if_expired else ""
         found = self._run(
-            "WITH moved AS ("
-            "  UPDATE queuectl.jobs SET state = %(state)s::text,"
-            "    run_at = CASE WHEN %(state)s::text = 'failed'"
-            f"      THEN {NOW} + %(delay)s::float8 {SECONDS} ELSE run_at END,"
-            "    last_error = COALESCE(%(last_error)s::text, last_error), worker_id = NULL,"
-            f"    lease_until = NULL, updated_at = {NOW}"
-            "  WHERE id = %(id)s AND attempts = %(attempt)s AND worker_id = %(worker)s"
-            f"    AND attempt_id = %(attempt_id)s AND state = 'processing'{expiry}"
-            "  RETURNING attempt_id"
-            f") UPDATE queuectl.attempts SET finished_at = {NOW}, exit_code = %(exit_code)s,"
-            "  outcome = %(outcome)s, error = %(error)s, stdout = %(stdout)s,"
-            "  stderr = %(stderr)s"
-            " WHERE id = (SELECT attempt_id FROM moved) RETURNING id",
+            sql.FINISH_IF_EXPIRED if only_if_expired else sql.FINISH,
             state=transition.state.value,
-            delay=transition.retry_delay,
+            delay=float(transition.retry_delay),
             last_error=transition.last_error,
             id=fence.job_id,
             attempt=fence.attempt,
@@ -416,7 +385,7 @@ class PostgresStore(Store):
     def prune_workers(self, silent_for: float) -> list[str]:
         found = self._run(
             "DELETE FROM queuectl.workers "
-            f"WHERE heartbeat_at < {NOW} - %(silent)s::float8 {SECONDS} RETURNING id",
-            silent=silent_for,
+            f"WHERE heartbeat_at < {NOW} - %(silent)s * interval '1 second' RETURNING id",
+            silent=float(silent_for),
         )
         return [row[0] for row in found]
