@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from queuectl.api import connect
 from tests.conftest import Cli
 
 BIG_ID = "x" * 10_000
@@ -85,7 +86,8 @@ CASES: list[tuple[list[str], int, str]] = [
 
 @pytest.fixture
 def seeded(cli: Cli) -> Cli:
-    cli.run("enqueue", '{"id": "dup", "command": "echo first"}')
+    with connect(cli.db) as queue:  # set up through the API: only the refusal is run as a CLI
+        queue.enqueue("echo first", id="dup")
     return cli
 
 

@@ -46,26 +46,23 @@ DIRECTIONS = [
 
 def seeded_source(location: str, tmp_path: Path) -> Cli:
     """A queue with jobs in every finished and waiting state, retries and binary output."""
-    cli = Cli(location, tmp_path / "home")
+    marker = tmp_path / "flaky-ran-once"
     with connect(location) as queue:
         for key, value in [("lease_seconds", 1), ("backoff_max", 0), ("poll_interval_ms", 20)]:
             queue.set_config(key, value)
         queue.set_config("max_retries", 1)
-    marker = tmp_path / "flaky-ran-once"
-    cli.run("enqueue", "--id", "ok", "printf '\\377bytes'")
-    cli.run("enqueue", "--id", "flaky", f"test -e {marker} || {{ touch {marker}; exit 4; }}")
-    cli.run("enqueue", '{"id": "bad", "command": "exit 3", "max_retries": 0}')
-    cli.run("worker", "run", "--count", "2", "--until-empty", timeout=60)
-    cli.run("enqueue", "--id", "later", "--priority", "7", "--delay", "1h", "echo later")
-    return cli
+        queue.enqueue("printf '\\377bytes'", id="ok")
+        queue.enqueue(f"test -e {marker} || {{ touch {marker}; exit 4; }}", id="flaky")
+        queue.enqueue("exit 3", id="bad", max_retries=0)
+        queue.run_workers(2, until_empty=True)
+        queue.enqueue("echo later", id="later", priority=7, run_at="2999-01-01T00:00:00Z")
+    return Cli(location, tmp_path / "home")
 
 
-def snapshot(cli: Cli) -> dict[str, Any]:
-    """Everything a user can see of a queue's jobs and settings."""
-    return {
-        "jobs": [cli.json("show", job["id"]) for job in cli.json("list")],
-        "config": cli.json("config", "get"),
-    }
+def snapshot(location: str) -> tuple[Any, ...]:
+    """Everything a user can see of a queue: jobs, attempts with output, configuration."""
+    with connect(location) as queue:
+        return queue.jobs(), queue.attempts(), queue.config()
 
 
 @pytest.mark.parametrize("kinds", DIRECTIONS)
@@ -74,14 +71,15 @@ def test_migrate_copies_jobs_attempts_and_config(
 ) -> None:
     source = seeded_source(make_queue(kinds[0]), tmp_path)
     target = Cli(make_queue(kinds[1]), tmp_path / "home")
-    before = snapshot(source)
-    assert [j["state"] for j in before["jobs"]] == ["pending", "dead", "completed", "completed"]
+    before = snapshot(source.db)
+    assert [j.state for j in before[0]] == ["pending", "dead", "completed", "completed"]
     unchanged = source.checksum()
 
     out = source.run("migrate", "--to", target.db).stdout
     assert out.startswith("Copied 4 job(s), 4 attempt(s) and the configuration from ")
     assert "***" in out or kinds[1] == "sqlite"  # a password in a URL is never shown
-    assert snapshot(target) == before
+    assert snapshot(target.db) == before
+    assert target.json("show", "flaky") == source.json("show", "flaky")
     assert source.checksum() == unchanged
     raw = subprocess.run([QUEUECTL, "logs", "ok"], env=target.env, capture_output=True)
     assert raw.stdout == b"\xffbytes"
