@@ -11,6 +11,7 @@ Clients connect over TCP with a password (scram-sha-256), as they would to a rea
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import itertools
 import os
@@ -128,19 +129,7 @@ class PgServer:
                 "-c max_connections=200",
             ]
         )
-        self._run(
-            "pg_ctl",
-            "start",
-            "-w",
-            "-t",
-            "60",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-o",
-            options,
-        )
+        self._pg_ctl("start", "-o", options)
 
     def stop(self) -> None:
         """Stop the server at once (open connections are cut)."""
@@ -148,18 +137,12 @@ class PgServer:
 
     def restart(self) -> None:
         """Stop and start the server, as an administrator restarting it would."""
+        self._pg_ctl("restart", "-m", "fast")
+
+    def _pg_ctl(self, action: str, *args: str) -> None:
+        """Start or restart, and wait until the server accepts connections."""
         self._run(
-            "pg_ctl",
-            "restart",
-            "-m",
-            "fast",
-            "-w",
-            "-t",
-            "60",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
+            "pg_ctl", action, "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log), *args
         )
 
     def destroy(self) -> None:
@@ -185,8 +168,19 @@ class PgServer:
     def create_database(self) -> str:
         """A new empty database; return its URL."""
         name = f"q{os.getpid()}_{next(self._names)}"
-        self._admin(f"CREATE DATABASE {name}")
+        # From 15 on, a copy through the WAL is the default: three times slower for tiny
+        # databases than copying the files (cheap here, where fsync is off).
+        strategy = " STRATEGY = FILE_COPY" if self._version_num() >= 150000 else ""
+        self._admin(f"CREATE DATABASE {name}{strategy}")
         return self.url(name)
+
+    @functools.cache  # noqa: B019 - one server per session
+    def _version_num(self) -> int:
+        import psycopg
+
+        with psycopg.connect(self.url("postgres")) as conn:
+            row = conn.execute("SHOW server_version_num").fetchone()
+        return int(row[0]) if row else 0
 
     def drop_database(self, url: str) -> None:
         """Drop a database made by ``create_database``, cutting its remaining connections."""
