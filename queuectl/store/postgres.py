@@ -126,9 +126,9 @@ class PostgresStore(Store):
         """Statement parameters, with the test clock's time as ``now`` (None: the server's)."""
         return {"now": None if self._clock is None else self.now(), **params}
 
-    def _run(self, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    def _run(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
         with self._translate():
-            cursor = self._conns.get().execute(sql, self._params(**params))
+            cursor = self._conns.get().execute(statement, self._params(**params))
             return cursor.fetchall() if cursor.description else []
 
     @contextmanager
