@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import string
 import time
 from collections.abc import Iterable, Mapping
@@ -23,6 +22,7 @@ from queuectl.model.job import unfinished
 from queuectl.model.parse import new_job, validate_state
 from queuectl.store import Store, open_store, queue_home, redact, resolve_target
 from queuectl.text import status_text
+from queuectl.worker.identity import host_name
 from queuectl.worker.inprocess import MAX_THREADS, LocalPools
 
 if TYPE_CHECKING:
@@ -217,7 +217,7 @@ class Queue:
         host and its process no longer exists. Nothing is written when all pools are alive.
         """
         silent = max(3 * self.store.config().lease_seconds, 10.0)
-        now, here = self.store.now(), socket.gethostname()
+        now, here = self.store.now(), host_name()
         live = []
         for worker in self.store.workers():
             stale = (now - worker.heartbeat_at).total_seconds() > silent

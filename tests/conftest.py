@@ -1,4 +1,10 @@
-"""Shared fixtures: isolated queue homes, real SQLite stores, the installed CLI."""
+"""Shared fixtures: isolated queue homes, real stores of both kinds, the installed CLI.
+
+Tests that take ``queue_target`` (or ``new_queue``, or ``cli``) run once per store: on an SQLite
+file and on a database of the PostgreSQL server that the session starts itself (see
+``tests/pg_server.py``). Without PostgreSQL's server programs the PostgreSQL runs are skipped,
+with the reason in the summary; under CI (``CI=true``) they fail instead.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ from typing import Any
 
 import pytest
 
+from queuectl.api import connect
 from queuectl.store.sqlite import SqliteStore
+from tests.pg_server import PgServer, find_bindir, queue_digest
 
 # The developer's own queue settings must never leak into a test.
 for _name in [n for n in os.environ if n.startswith("QUEUECTL_")]:
@@ -57,12 +65,71 @@ def store(db_path: Path) -> Iterator[SqliteStore]:
     s.close()
 
 
-class Cli:
-    """Runs the installed ``queuectl`` command against one queue file."""
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A PostgreSQL server for the whole session, stopped and deleted at its end."""
+    bindir = find_bindir()
+    if bindir is None:
+        reason = (
+            "PostgreSQL server programs (initdb, pg_ctl, postgres) not found: the PostgreSQL "
+            "store is NOT tested. Install them (Debian: apt-get install postgresql)."
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    server = PgServer(bindir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
 
-    def __init__(self, db: Path, home: Path) -> None:
-        self.db = db
-        self.env = {**os.environ, "QUEUECTL_HOME": str(home), "QUEUECTL_DB": str(db)}
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which store a test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def new_queue(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], str]]:
+    """Makes locations of fresh, empty queues of the test's store: files or new databases."""
+    made: list[str] = []
+    server: PgServer | None = None
+
+    def make() -> str:
+        nonlocal server
+        if backend == "sqlite":
+            made.append(str(tmp_path / ("queue.db" if not made else f"queue{len(made)}.db")))
+        else:
+            server = server or request.getfixturevalue("pg_server")
+            made.append(server.create_database())
+        return made[-1]
+
+    yield make
+    if server is not None:
+        for url in made:
+            server.drop_database(url)
+
+
+@pytest.fixture
+def queue_target(new_queue: Callable[[], str]) -> str:
+    """The location of a fresh queue: an SQLite file path or a PostgreSQL URL."""
+    return new_queue()
+
+
+def is_postgres(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+class Cli:
+    """Runs the installed ``queuectl`` command against one queue (a file or a URL)."""
+
+    def __init__(self, db: str | Path, home: Path) -> None:
+        self.db = str(db)
+        self.env = {**os.environ, "QUEUECTL_HOME": str(home), "QUEUECTL_DB": self.db}
 
     def run(
         self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 60
@@ -88,19 +155,28 @@ class Cli:
         return subprocess.Popen([QUEUECTL, *args], env=self.env, **kwargs)
 
     def checksum(self) -> str:
-        """Digest of the database and its WAL: proof that nothing was written."""
+        """Digest of the queue's content (SQLite: the file and its WAL): proof that nothing
+        was written."""
+        if is_postgres(self.db):
+            return queue_digest(self.db)
         digest = hashlib.sha256()
         for suffix in ("", "-wal"):
             path = Path(f"{self.db}{suffix}")
             digest.update(path.read_bytes() if path.exists() else b"<absent>")
         return digest.hexdigest()
 
+    def exists(self) -> bool:
+        """Whether the queue has been created (SQLite: its file; PostgreSQL: its schema)."""
+        if is_postgres(self.db):
+            return queue_digest(self.db) != "<no queue>"
+        return Path(self.db).exists()
+
 
 @pytest.fixture
-def cli(tmp_path: Path) -> Cli:
+def cli(queue_target: str, tmp_path: Path) -> Cli:
     """The installed CLI on a fresh queue whose tests run with small leases and backoff."""
-    c = Cli(tmp_path / "queue.db", tmp_path / "home")
-    c.run("config", "set", "lease_seconds", "1")
-    c.run("config", "set", "backoff_max", "0")
-    c.run("config", "set", "poll_interval_ms", "20")
-    return c
+    with connect(queue_target) as queue:  # the API, not three more CLI starts per test
+        queue.set_config("lease_seconds", 1)
+        queue.set_config("backoff_max", 0)
+        queue.set_config("poll_interval_ms", 20)
+    return Cli(queue_target, tmp_path / "home")

@@ -67,8 +67,9 @@ def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 @click.option(
     "--db",
     metavar="PATH|URL",
-    help="The queue: a file path or sqlite:/// URL. Default: $QUEUECTL_DB, else "
-    "$QUEUECTL_HOME/queue.db (QUEUECTL_HOME defaults to ~/.queuectl).",
+    help="The queue: a file path, sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB. "
+    "Default: $QUEUECTL_DB, else $QUEUECTL_HOME/queue.db (QUEUECTL_HOME defaults to "
+    "~/.queuectl).",
 )
 @click.version_option(__version__, "-V", "--version", prog_name="queuectl")
 @click.pass_context

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from queuectl.model.config import Config
+from queuectl.model.copy import QueueCopy
 from queuectl.model.job import (
     Attempt,
     Claim,
@@ -24,6 +25,7 @@ __all__ = [
     "Job",
     "NewJob",
     "Outcome",
+    "QueueCopy",
     "RunResult",
     "State",
     "Transition",

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from queuectl.errors import InvalidInput, StoreError
+from queuectl.errors import InvalidInput, MissingDependency, StoreError
 from queuectl.store.base import Store
 
 __all__ = ["Store", "open_store", "queue_home", "redact", "resolve_target"]
@@ -49,7 +49,10 @@ def redact(target: str) -> str:
 
 
 def open_store(db: str | None = None, clock: Callable[[], float] | None = None) -> Store:
-    """Open the store for ``db`` (see the module docstring for how the name is chosen)."""
+    """Open the store for ``db`` (see the module docstring for how the name is chosen).
+
+    ``clock`` replaces the store's clock (epoch seconds), for tests that move time.
+    """
     target = resolve_target(db)
     scheme, sep, rest = target.partition("://")
     if not sep:
@@ -59,10 +62,7 @@ def open_store(db: str | None = None, clock: Callable[[], float] | None = None) 
         if not path:
             raise InvalidInput(f"the URL {target} names no file: use sqlite:///path/queue.db.")
     elif scheme.lower() in ("postgresql", "postgres"):
-        raise StoreError(
-            f"PostgreSQL queues ({redact(target)}) are not supported by this version of "
-            "queuectl yet; use an SQLite file."
-        )
+        return _open_postgres(target, clock)
     else:
         raise InvalidInput(
             f"unknown queue URL scheme '{scheme}://' in {redact(target)}: use a file path, "
@@ -75,3 +75,15 @@ def open_store(db: str | None = None, clock: Callable[[], float] | None = None) 
     if clock is None:
         return SqliteStore(file)
     return SqliteStore(file, clock=clock)
+
+
+def _open_postgres(url: str, clock: Callable[[], float] | None) -> Store:
+    # Imported here: psycopg is an optional extra, and the CLI's start must stay light.
+    try:
+        from queuectl.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise MissingDependency(
+            f"PostgreSQL queues ({redact(url)}) need the psycopg package, which could not be "
+            f"imported ({exc}). Install it with: pip install 'queuectl[postgres]'"
+        ) from None
+    return PostgresStore(url, clock=clock)

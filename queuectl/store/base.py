@@ -4,14 +4,19 @@ Methods take and return model objects and plain values; no SQL leaves a store. T
 decisions (``run_at``, leases, heartbeats) use the store's own clock (``now()``), so that on a
 shared server every host agrees. Every method is safe to call from several threads; a store keeps
 one connection per thread.
+
+Wake-ups: an idle worker pool polls ``claim`` every ``poll_interval``; a store that can tell
+when other processes make jobs claimable says so through ``watch`` (PostgreSQL: LISTEN/NOTIFY),
+so pools react at once and polling is only the backstop.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound
 from queuectl.model import (
     Attempt,
     Claim,
@@ -19,6 +24,7 @@ from queuectl.model import (
     Fence,
     Job,
     NewJob,
+    QueueCopy,
     RunResult,
     State,
     Transition,
@@ -27,8 +33,12 @@ from queuectl.model import (
 from queuectl.model.metrics import FinishedAttempt
 
 
+def _watch_nothing() -> None:
+    """What ``Store.watch`` returns when a store has nothing to watch."""
+
+
 class Store(ABC):
-    """A queue database. Implementations: ``SqliteStore`` (and, later, ``PostgresStore``)."""
+    """A queue database. Implementations: ``SqliteStore`` and ``PostgresStore``."""
 
     #: where the queue lives, safe to print (never contains a password)
     display_url: str
@@ -43,6 +53,19 @@ class Store(ABC):
     @abstractmethod
     def now(self) -> datetime:
         """The store's clock (UTC), the one all run_at and lease decisions use."""
+
+    def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
+        """Call ``notify`` whenever jobs may have become claimable; return a function that stops.
+
+        A worker pool calls it once as it starts, with the function that wakes its idle
+        threads, and calls the returned function as it stops. ``notify`` may be called from
+        any thread, must return quickly, and may be called when nothing changed. It is a hint:
+        a change can go unreported (say, while a connection is down), so pools keep polling.
+        The watching runs in the background and never raises; problems go to the log.
+
+        The default watches nothing: pools then rely on polling alone.
+        """
+        return _watch_nothing
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -123,6 +146,19 @@ class Store(ABC):
     def finished_attempts(self) -> list[FinishedAttempt]:
         """Outcome and timing of every finished attempt, for metrics."""
 
+    @abstractmethod
+    def import_copy(self, copy: QueueCopy) -> None:
+        """Insert a whole queue copied from another store, in one transaction; all or none.
+
+        Jobs keep their state, attempt count, times and last error, and their enqueue order is
+        the order of ``copy.jobs``; attempts keep their order and output. The copy's
+        configuration replaces this queue's. Pools are not copied.
+
+        Raises:
+            InvalidInput: this queue has jobs already, or a copied job is processing (nothing
+                is written either way).
+        """
+
     # -- configuration ------------------------------------------------------------------------
 
     @abstractmethod
@@ -168,3 +204,33 @@ class Store(ABC):
 
         Writes only when there is such a pool.
         """
+
+
+def check_import_target(copy: QueueCopy, jobs_present: int, display_url: str) -> None:
+    """What both stores check before ``import_copy`` writes anything (see there)."""
+    copy.check_movable()
+    if jobs_present:
+        raise InvalidInput(
+            f"the queue {display_url} has {jobs_present} job(s) already; copy only into an "
+            "empty queue (a new database, or a new file name)."
+        )
+
+
+def check_revivable(job_ids: Sequence[str], states: dict[str, str]) -> None:
+    """What ``revive`` checks, given the states of those of ``job_ids`` that exist."""
+    for job_id in job_ids:
+        if job_id not in states:
+            raise job_not_found(job_id)
+        if states[job_id] != State.DEAD:
+            raise InvalidTransition(
+                f"job '{job_id}' is {states[job_id]}, not dead: only jobs in the DLQ can be "
+                "retried."
+            )
+
+
+def job_not_found(job_id: str) -> NotFound:
+    return NotFound(f"no job with id '{job_id}'.")
+
+
+def duplicate_job(job_id: str) -> DuplicateJob:
+    return DuplicateJob(f"a job with id '{job_id}' exists already; choose another id.")

@@ -1,28 +1,58 @@
-"""Rows of the SQLite store turned into model objects (times: UTC epoch seconds)."""
+"""Rows of either store turned into model objects, and back (for copying a queue).
+
+Both stores select the same columns in the same order; only their time values differ: SQLite
+keeps UTC epoch seconds, PostgreSQL ``timestamptz``. Each mapping takes the store's decoder
+(``when``), so the column layout and the model mapping live here once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from queuectl.model import Attempt, Job, Outcome, State
+from queuectl.model import Attempt, Claim, Fence, Job, Outcome, State, WorkerInfo
+from queuectl.model.metrics import FinishedAttempt
 
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
     "updated_at, last_error, worker_id, lease_until, attempt_id"
 )
+#: the columns a copied job is inserted with (the lease columns stay empty)
+JOB_COPY_COLUMNS = (
+    "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
+    "updated_at, last_error"
+)
 ATTEMPT_COLUMNS = (
     "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, stdout, stderr"
 )
+WORKER_COLUMNS = "id, host, pid, threads, started_at, heartbeat_at, stop_requested"
+FINISHED_COLUMNS = "outcome, started_at, finished_at"
+
+Decode = Callable[[Any], datetime]
+Encode = Callable[[datetime], Any]
 
 
 def to_datetime(epoch: float) -> datetime:
-    """An aware UTC datetime from epoch seconds."""
+    """An aware UTC datetime from epoch seconds (SQLite)."""
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def to_job(row: Sequence[Any]) -> Job:
+def to_epoch(moment: datetime) -> float:
+    """Epoch seconds from an aware datetime (SQLite)."""
+    return moment.timestamp()
+
+
+def in_utc(moment: datetime) -> datetime:
+    """A ``timestamptz`` value in UTC (PostgreSQL hands them over in the session's zone)."""
+    return moment.astimezone(UTC)
+
+
+def _maybe(when: Decode, value: Any) -> datetime | None:
+    return None if value is None else when(value)
+
+
+def to_job(row: Sequence[Any], when: Decode = to_datetime) -> Job:
     """A job from a row of ``JOB_COLUMNS``."""
     return Job(
         id=row[0],
@@ -31,27 +61,78 @@ def to_job(row: Sequence[Any]) -> Job:
         attempts=row[3],
         max_retries=row[4],
         priority=row[5],
-        run_at=to_datetime(row[6]),
+        run_at=when(row[6]),
         timeout=row[7],
-        created_at=to_datetime(row[8]),
-        updated_at=to_datetime(row[9]),
+        created_at=when(row[8]),
+        updated_at=when(row[9]),
         last_error=row[10],
         worker_id=row[11],
-        lease_until=None if row[12] is None else to_datetime(row[12]),
+        lease_until=_maybe(when, row[12]),
     )
 
 
-def to_attempt(row: Sequence[Any]) -> Attempt:
+def to_claim(row: Sequence[Any], when: Decode = to_datetime) -> Claim:
+    """A running job and its fence, from a row of ``JOB_COLUMNS`` (``attempt_id`` is last)."""
+    job = to_job(row, when)
+    assert job.worker_id is not None, "only processing jobs are claims"
+    return Claim(job, Fence(job.id, job.attempts, job.worker_id, row[13]))
+
+
+def to_attempt(row: Sequence[Any], when: Decode = to_datetime) -> Attempt:
     """An attempt from a row of ``ATTEMPT_COLUMNS``."""
     return Attempt(
         job_id=row[0],
         number=row[1],
         worker_id=row[2],
-        started_at=to_datetime(row[3]),
-        finished_at=None if row[4] is None else to_datetime(row[4]),
+        started_at=when(row[3]),
+        finished_at=_maybe(when, row[4]),
         exit_code=row[5],
         outcome=None if row[6] is None else Outcome(row[6]),
         error=row[7],
         stdout=bytes(row[8]),
         stderr=bytes(row[9]),
+    )
+
+
+def to_worker(row: Sequence[Any], when: Decode = to_datetime) -> WorkerInfo:
+    """A worker pool from a row of ``WORKER_COLUMNS``."""
+    wid, host, pid, threads, started, beat, stop = row
+    return WorkerInfo(wid, host, pid, threads, when(started), when(beat), bool(stop))
+
+
+def to_finished(row: Sequence[Any], when: Decode = to_datetime) -> FinishedAttempt:
+    """Outcome and timing from a row of ``FINISHED_COLUMNS``."""
+    return FinishedAttempt(Outcome(row[0]), when(row[1]), when(row[2]))
+
+
+def job_values(job: Job, encode: Encode = to_epoch) -> tuple[Any, ...]:
+    """A copied job as values for ``JOB_COPY_COLUMNS``."""
+    return (
+        job.id,
+        job.command,
+        job.state.value,
+        job.attempts,
+        job.max_retries,
+        job.priority,
+        encode(job.run_at),
+        job.timeout,
+        encode(job.created_at),
+        encode(job.updated_at),
+        job.last_error,
+    )
+
+
+def attempt_values(attempt: Attempt, encode: Encode = to_epoch) -> tuple[Any, ...]:
+    """A copied attempt as values for ``ATTEMPT_COLUMNS``."""
+    return (
+        attempt.job_id,
+        attempt.number,
+        attempt.worker_id,
+        encode(attempt.started_at),
+        None if attempt.finished_at is None else encode(attempt.finished_at),
+        attempt.exit_code,
+        None if attempt.outcome is None else attempt.outcome.value,
+        attempt.error,
+        attempt.stdout,
+        attempt.stderr,
     )

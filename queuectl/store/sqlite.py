@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from queuectl.errors import DuplicateJob, InvalidTransition, NotFound, SchemaTooNew, StoreError
+from queuectl.errors import SchemaTooNew, StoreError
 from queuectl.model import (
     Attempt,
     Claim,
@@ -30,16 +29,22 @@ from queuectl.model import (
     Fence,
     Job,
     NewJob,
-    Outcome,
+    QueueCopy,
     RunResult,
     State,
     Transition,
     WorkerInfo,
 )
 from queuectl.model.metrics import FinishedAttempt
-from queuectl.store import schema
-from queuectl.store.base import Store
-from queuectl.store.rows import ATTEMPT_COLUMNS, JOB_COLUMNS, to_attempt, to_datetime, to_job
+from queuectl.store import rows, schema
+from queuectl.store.base import (
+    Store,
+    check_import_target,
+    check_revivable,
+    duplicate_job,
+    job_not_found,
+)
+from queuectl.store.connections import PerThread
 
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
 
@@ -51,49 +56,36 @@ class SqliteStore(Store):
         self.path = Path(path)
         self.display_url = str(self.path)
         self._clock = clock
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        self._conns = PerThread(self._open, sqlite3.Connection.close)
         schema.create_file(self.path)
         self._conn()  # fail early, in the caller's thread, if the file is unusable
 
     # -- connections --------------------------------------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            with self._translate():
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=schema.BUSY_SECONDS,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-                try:
-                    schema.prepare(conn)
-                except BaseException:
-                    conn.close()
-                    raise
-            self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
+    def _open(self) -> sqlite3.Connection:
+        with self._translate():
+            conn = sqlite3.connect(
+                self.path,
+                timeout=schema.BUSY_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                schema.prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
         return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        return self._conns.get()
 
     def close(self) -> None:
         """Close every connection this store opened."""
-        with self._lock:
-            for conn in self._all:
-                conn.close()
-            self._all.clear()
-        self._local = threading.local()
+        self._conns.close_all()
 
     def release(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            self._local.conn = None
-            with self._lock:
-                self._all.remove(conn)
-            conn.close()
+        self._conns.release()
 
     @contextmanager
     def _translate(self) -> Iterator[None]:
@@ -122,7 +114,7 @@ class SqliteStore(Store):
             return self._conn().execute(sql, params).fetchall()
 
     def now(self) -> datetime:
-        return to_datetime(self._clock())
+        return rows.to_datetime(self._clock())
 
     # -- jobs ---------------------------------------------------------------------------------
 
@@ -130,7 +122,7 @@ class SqliteStore(Store):
         with self._write() as conn:
             now = self._clock()  # read under the lock: waiting for it must not age the job
             config = self._config(conn)
-            rows = []
+            inserted = []
             for job in jobs:
                 if job.id is None:
                     raise ValueError("enqueue needs jobs with ids")
@@ -148,15 +140,13 @@ class SqliteStore(Store):
                     row = conn.execute(
                         "INSERT INTO jobs (id, command, state, max_retries, priority, run_at, "
                         "timeout, created_at, updated_at) "
-                        f"VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING {JOB_COLUMNS}",
+                        f"VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING {rows.JOB_COLUMNS}",
                         params,
                     ).fetchone()
                 except sqlite3.IntegrityError:
-                    raise DuplicateJob(
-                        f"a job with id '{job.id}' exists already; choose another id."
-                    ) from None
-                rows.append(to_job(row))
-            return rows
+                    raise duplicate_job(job.id) from None
+                inserted.append(rows.to_job(row))
+            return inserted
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
         # A plain read first: an idle pool never takes the write lock.
@@ -171,7 +161,7 @@ class SqliteStore(Store):
                 "worker_id = :worker, lease_until = :lease, updated_at = :now "
                 f"WHERE rowid = (SELECT rowid FROM jobs WHERE {CLAIMABLE} "
                 "ORDER BY priority DESC, run_at, seq LIMIT 1) "
-                f"RETURNING {JOB_COLUMNS}",
+                f"RETURNING {rows.JOB_COLUMNS}",
                 {"worker": worker_id, "lease": now + lease_seconds, "now": now},
             ).fetchone()
             if row is None:
@@ -182,7 +172,7 @@ class SqliteStore(Store):
             ).lastrowid
             assert attempt_id is not None
             conn.execute("UPDATE jobs SET attempt_id = ? WHERE id = ?", (attempt_id, row[0]))
-        job = to_job(row)
+        job = rows.to_job(row)
         return Claim(job, Fence(job.id, job.attempts, worker_id, attempt_id))
 
     def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
@@ -248,40 +238,36 @@ class SqliteStore(Store):
         return True
 
     def expired(self) -> list[Claim]:
-        rows = self._read(
-            f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = 'processing' AND lease_until < ?",
+        found = self._read(
+            f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE state = 'processing' AND lease_until < ?",
             (self._clock(),),
         )
-        claims = []
-        for row in rows:
-            job = to_job(row)
-            assert job.worker_id is not None
-            claims.append(Claim(job, Fence(job.id, job.attempts, job.worker_id, row[-1])))
-        return claims
+        return [rows.to_claim(row) for row in found]
 
     def get(self, job_id: str) -> Job:
-        rows = self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-        if not rows:
-            raise NotFound(f"no job with id '{job_id}'.")
-        return to_job(rows[0])
+        found = self._read(f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        if not found:
+            raise job_not_found(job_id)
+        return rows.to_job(found[0])
 
     def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
         where = "WHERE state = :state" if state else ""
-        rows = self._read(
-            f"SELECT {JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT :limit",
+        found = self._read(
+            f"SELECT {rows.JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT :limit",
             {"state": state.value if state else None, "limit": -1 if limit is None else limit},
         )
-        return [to_job(row) for row in rows]
+        return [rows.to_job(row) for row in found]
 
     def attempts(self, job_id: str | None = None) -> list[Attempt]:
         if job_id is None:
-            rows = self._read(f"SELECT {ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
+            found = self._read(f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
         else:
             self.get(job_id)
-            rows = self._read(
-                f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY id", (job_id,)
+            found = self._read(
+                f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY id",
+                (job_id,),
             )
-        return [to_attempt(row) for row in rows]
+        return [rows.to_attempt(row) for row in found]
 
     def counts(self) -> dict[State, int]:
         found = dict(self._read("SELECT state, COUNT(*) FROM jobs GROUP BY state"))
@@ -289,15 +275,11 @@ class SqliteStore(Store):
 
     def revive(self, job_ids: Sequence[str]) -> list[Job]:
         with self._write() as conn:
-            for job_id in job_ids:
-                row = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-                if row is None:
-                    raise NotFound(f"no job with id '{job_id}'.")
-                if row[0] != State.DEAD:
-                    raise InvalidTransition(
-                        f"job '{job_id}' is {row[0]}, not dead: only jobs in the DLQ can be "
-                        "retried."
-                    )
+            found = conn.execute(
+                "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(job_ids)),),
+            )
+            check_revivable(job_ids, dict(found.fetchall()))
             return self._revive(conn, "id IN (SELECT value FROM json_each(:ids))", job_ids)
 
     def revive_all_dead(self) -> list[Job]:
@@ -305,22 +287,37 @@ class SqliteStore(Store):
             return self._revive(conn, "state = 'dead'", [])
 
     def _revive(self, conn: sqlite3.Connection, where: str, ids: Sequence[str]) -> list[Job]:
-        rows = conn.execute(
+        revived = conn.execute(
             "UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now "
-            f"WHERE {where} RETURNING {JOB_COLUMNS}",
+            f"WHERE {where} RETURNING {rows.JOB_COLUMNS}",
             {"now": self._clock(), "ids": json.dumps(list(ids))},
         ).fetchall()
-        return [to_job(row) for row in rows]
+        return [rows.to_job(row) for row in revived]
 
     def finished_attempts(self) -> list[FinishedAttempt]:
-        rows = self._read(
-            "SELECT outcome, started_at, finished_at FROM attempts "
+        found = self._read(
+            f"SELECT {rows.FINISHED_COLUMNS} FROM attempts "
             "WHERE finished_at IS NOT NULL ORDER BY id"
         )
-        return [
-            FinishedAttempt(Outcome(o), to_datetime(start), to_datetime(end))
-            for o, start, end in rows
-        ]
+        return [rows.to_finished(row) for row in found]
+
+    def import_copy(self, copy: QueueCopy) -> None:
+        with self._write() as conn:
+            check_import_target(copy, self._count(conn), self.display_url)
+            conn.executemany(
+                f"INSERT INTO jobs ({rows.JOB_COPY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+                [rows.job_values(job) for job in copy.jobs],
+            )
+            conn.executemany(
+                f"INSERT INTO attempts ({rows.ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                [rows.attempt_values(attempt) for attempt in copy.attempts],
+            )
+            for name, value in copy.config.as_dict().items():
+                self._set_config(conn, name, value)
+
+    def _count(self, conn: sqlite3.Connection) -> int:
+        count: int = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        return count
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -333,11 +330,14 @@ class SqliteStore(Store):
 
     def set_config(self, name: str, value: float) -> None:
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO config (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (name, repr(value)),
-            )
+            self._set_config(conn, name, value)
+
+    def _set_config(self, conn: sqlite3.Connection, name: str, value: float) -> None:
+        conn.execute(
+            "INSERT INTO config (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (name, repr(value)),
+        )
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -359,22 +359,16 @@ class SqliteStore(Store):
         return None if row is None else bool(row[0])
 
     def stop_requested(self, worker_id: str) -> bool | None:
-        rows = self._read("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,))
-        return bool(rows[0][0]) if rows else None
+        found = self._read("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,))
+        return bool(found[0][0]) if found else None
 
     def deregister_worker(self, worker_id: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 
     def workers(self) -> list[WorkerInfo]:
-        rows = self._read(
-            "SELECT id, host, pid, threads, started_at, heartbeat_at, stop_requested "
-            "FROM workers ORDER BY started_at, id"
-        )
-        return [
-            WorkerInfo(wid, host, pid, threads, to_datetime(start), to_datetime(beat), bool(stop))
-            for wid, host, pid, threads, start, beat, stop in rows
-        ]
+        found = self._read(f"SELECT {rows.WORKER_COLUMNS} FROM workers ORDER BY started_at, id")
+        return [rows.to_worker(row) for row in found]
 
     def request_stop(self, worker_ids: Sequence[str] | None = None) -> int:
         with self._write() as conn:
@@ -393,7 +387,7 @@ class SqliteStore(Store):
         if not self._read("SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (cutoff,)):
             return []
         with self._write() as conn:
-            rows = conn.execute(
+            pruned = conn.execute(
                 "DELETE FROM workers WHERE heartbeat_at < ? RETURNING id", (cutoff,)
             ).fetchall()
-        return [row[0] for row in rows]
+        return [row[0] for row in pruned]

@@ -2,7 +2,11 @@
 
 A pool registers itself as a worker row. A heartbeat thread renews the leases of the jobs the
 pool runs, picks up stop requests written to the store, refreshes the configuration, and
-recovers jobs whose lease expired anywhere in the queue (their worker was killed).
+recovers jobs whose lease expired anywhere in the queue (their worker was killed). Idle threads
+poll; the store's ``watch`` hook wakes them sooner when it can tell that work arrived.
+
+When the store cannot be reached (a database server restarting), each thread retries with
+exponential backoff and carries on once it is back.
 
 Stopping is graceful: no new claims, running jobs finish and are recorded, then the pool
 deregisters. ``stop(now=True)`` also kills the running jobs' process groups; those attempts are
@@ -13,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +30,7 @@ from queuectl.model import Claim, Config, Outcome, RunResult
 from queuectl.model.job import unfinished
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
+from queuectl.worker.identity import host_name, new_worker_id
 from queuectl.worker.runner import run_command
 from queuectl.worker.wakeup import Wakeup
 
@@ -41,9 +44,8 @@ class _Running:
     cancel: threading.Event
 
 
-def new_worker_id() -> str:
-    """A pool id: host, pid and a short random tag (pids repeat across hosts and reboots)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
+#: longest pause between two tries of a store call that keeps failing, seconds
+MAX_BACKOFF = 2.0
 
 
 class WorkerPool:
@@ -77,6 +79,8 @@ class WorkerPool:
         # Re-entrant: a second signal can arrive while the handler of the first holds it.
         self._lock = threading.RLock()
         self._threads: list[threading.Thread] = []
+        self._failures = threading.local()  # consecutive failed store calls of each thread
+        self._unwatch: Callable[[], None] = lambda: None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -85,6 +89,7 @@ class WorkerPool:
         self._config = self.store.config()
         self._register()
         lifecycle.recover_expired(self.store, self._config)
+        self._unwatch = self.store.watch(self._wakeup.notify)
         self._active_threads = self.threads
         for n in range(self.threads):
             thread = threading.Thread(
@@ -236,6 +241,7 @@ class WorkerPool:
             self._guard(lambda: self.store.deregister_worker(self.worker_id))
             log.info("pool %s stopped", self.worker_id)
         finally:
+            self._unwatch()
             self._stopped.set()
             self._guard(self.store.release)
 
@@ -257,7 +263,7 @@ class WorkerPool:
         self.store.prune_workers(max(3 * self._config.lease_seconds, 10.0))
 
     def _register(self) -> None:
-        self.store.register_worker(self.worker_id, socket.gethostname(), os.getpid(), self.threads)
+        self.store.register_worker(self.worker_id, host_name(), os.getpid(), self.threads)
 
     def _renew(self) -> None:
         with self._lock:
@@ -268,12 +274,23 @@ class WorkerPool:
                 r.cancel.set()  # the job was recovered elsewhere: our run no longer counts
 
     def _guard(self, action: Callable[[], T]) -> T | None:
-        """Run a store call; on an error, log it, pause, and return None."""
+        """Run a store call; on an error, log it, pause, and return None.
+
+        The pause doubles with each failure in a row of this thread (up to ``MAX_BACKOFF``),
+        so a store that is down is tried again and again without a storm of calls and logs.
+        """
+        failures: int = getattr(self._failures, "count", 0)
         try:
-            return action()
+            value = action()
         except QueuectlError as exc:
             log.warning("worker %s: %s", self.worker_id, exc)
         except Exception:  # a thread must neither die nor print: log it and carry on
             log.exception("worker %s: unexpected error", self.worker_id)
-        self._stopping.wait(self.poll_interval)
+        else:
+            if failures:
+                log.info("worker %s: the queue answers again", self.worker_id)
+                self._failures.count = 0
+            return value
+        self._failures.count = failures + 1
+        self._stopping.wait(min(self.poll_interval * 2**failures, MAX_BACKOFF))
         return None

@@ -1,8 +1,9 @@
 """How an idle pool waits for work: the one place a faster mechanism plugs in.
 
-Today an idle worker thread sleeps for ``poll_interval`` or until it is woken: by its own pool
-(a job finished, a stop was asked for) or by code in the same process that enqueued a job.
-Cross-process wake-ups (SQLite's data_version, PostgreSQL's LISTEN/NOTIFY) slot in here.
+An idle worker thread sleeps for ``poll_interval`` or until it is woken: by its own pool (a job
+finished, a stop was asked for), or by the store. A pool hands ``notify`` to ``Store.watch``
+as it starts, so a store that can see other processes' writes wakes it: PostgreSQL through
+LISTEN/NOTIFY; SQLite's ``PRAGMA data_version`` can plug into the same hook.
 """
 
 from __future__ import annotations

@@ -82,7 +82,7 @@ def test_many_workers_in_several_processes_run_each_job_once(cli: Cli, tmp_path:
     pools = [cli.popen("worker", "run", "--count", "4") for _ in range(3)]
     # All three pools are polling before the jobs arrive, so they race for every claim.
     wait_for(lambda: len(cli.json("status")["workers"]) == 3, what="three pools")
-    with connect(str(cli.db)) as queue:
+    with connect(cli.db) as queue:
         queue.submit({"id": i, "command": f"echo $QUEUECTL_JOB_ID >> {ledger}"} for i in ids)
         assert queue.wait(timeout=120)
         workers = {a.worker_id for a in queue.attempt_records()}

@@ -70,9 +70,12 @@ def test_loading_twice_or_reloading_keeps_one_magic_and_the_queue(
 
 
 def test_use_help_explains_and_writes_nothing(
-    magic: Magic, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    magic: Magic,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     assert magic("use --help") is None
     assert "Usage: %queuectl use [PATH_OR_URL]" in capsys.readouterr().out
     assert not (tmp_path / "--help").exists()

@@ -1,4 +1,4 @@
-"""The store contract: every store (SQLite now, PostgreSQL later) must pass this module.
+"""The store contract: every store (SQLite and PostgreSQL) must pass this module.
 
 Time is driven by a fake clock so leases and backoff are checked exactly.
 """
@@ -8,14 +8,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
-from queuectl.errors import DuplicateJob, InvalidTransition, NotFound
-from queuectl.model import NewJob, Outcome, RunResult, State, Transition
+from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound
+from queuectl.model import Config, NewJob, Outcome, QueueCopy, RunResult, State, Transition
+from queuectl.store import open_store
 from queuectl.store.base import Store
-from queuectl.store.sqlite import SqliteStore
 
 OK = RunResult(Outcome.COMPLETED, 0, None, b"out", b"err")
 FAIL = RunResult(Outcome.FAILED, 1, "exit code 1")
@@ -29,21 +28,14 @@ class FakeClock:
         return self.now
 
 
-def sqlite_store(tmp_path: Path, clock: Callable[[], float]) -> Store:
-    return SqliteStore(tmp_path / "queue.db", clock=clock)
-
-
-STORES = [pytest.param(sqlite_store, id="sqlite")]
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    s = request.param(tmp_path, clock)
+@pytest.fixture
+def store(queue_target: str, clock: FakeClock) -> Iterator[Store]:
+    s = open_store(queue_target, clock=clock)
     yield s
     s.close()
 
@@ -275,3 +267,46 @@ def test_concurrent_claims_never_share_a_job(store: Store) -> None:
     for t in threads:
         t.join()
     assert sorted(claimed) == sorted(ids)
+
+
+def test_import_copy_keeps_every_field_and_the_history(
+    store: Store, clock: FakeClock, new_queue: Callable[[], str]
+) -> None:
+    store.set_config("max_retries", 0)
+    store.set_config("backoff_base", 5)
+    add(store, "done", "dead", "waiting")
+    add(store, "later", priority=3, run_at=store.now() + timedelta(hours=1))
+    for result in (OK, FAIL):
+        claim = store.claim("w", 30)
+        assert claim
+        clock.now += 1.25
+        state = State.COMPLETED if result is OK else State.DEAD
+        store.finish(claim.fence, result, Transition(state, 0, result.error))
+    copy = QueueCopy(list(reversed(store.jobs())), store.attempts(), store.config())
+
+    target = open_store(new_queue(), clock=clock)
+    try:
+        target.import_copy(copy)
+        assert target.jobs() == store.jobs()  # every field, and the enqueue order
+        assert target.attempts() == store.attempts()
+        assert target.config() == store.config()
+        assert target.claim("w2", 30).job.id == "waiting"  # type: ignore[union-attr]
+        # A second copy into a queue with jobs is refused, and changes nothing.
+        with pytest.raises(InvalidInput, match="has 4 job"):
+            target.import_copy(QueueCopy([], [], Config(max_retries=9)))
+        assert target.config().max_retries == 0
+    finally:
+        target.close()
+
+
+def test_import_copy_refuses_running_jobs(store: Store, new_queue: Callable[[], str]) -> None:
+    add(store, "a", "b")
+    assert store.claim("w", 30)
+    copy = QueueCopy(list(reversed(store.jobs())), store.attempts(), store.config())
+    target = open_store(new_queue())
+    try:
+        with pytest.raises(InvalidInput, match=r"1 job\(s\) are running \(a\)"):
+            target.import_copy(copy)
+        assert target.jobs() == []
+    finally:
+        target.close()

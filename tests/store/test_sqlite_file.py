@@ -54,10 +54,9 @@ def test_sqlite_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_password_in_url_is_redacted() -> None:
+    # Errors from a real server are checked in test_postgres.py.
     assert redact("postgresql://bob:s3cret@db:5432/q") == "postgresql://bob:***@db:5432/q"
-    with pytest.raises(StoreError) as info:
-        open_store("postgresql://bob:s3cret@db/q")
-    assert "s3cret" not in str(info.value)
+    assert redact("postgres://bob@db/q") == "postgres://bob@db/q"
 
 
 def _faulty(tmp_path: Path, kind: str) -> Path:

@@ -1,0 +1,190 @@
+"""The PostgreSQL schema, its version, and what psycopg errors mean to a user.
+
+Everything lives in the schema ``queuectl`` of the database, so a queue can share a database
+with an application without its tables colliding. The version is a row of ``queuectl.meta``.
+Creating or upgrading the schema happens under a transaction-scoped advisory lock, so processes
+that start at the same moment take turns and the later ones find the work done. DDL is
+transactional in PostgreSQL: a failed upgrade leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import psycopg
+
+from queuectl.errors import SchemaTooNew, StoreError
+
+VERSION = 1
+#: any constant that other applications are unlikely to pick: "queuectl" in ASCII
+ADVISORY_LOCK = 0x7175657565637471
+#: the NOTIFY channel that says "jobs may be claimable now"
+CHANNEL = "queuectl_claimable"
+
+MIGRATIONS: dict[int, str] = {
+    1: f"""
+CREATE TABLE queuectl.jobs (
+    seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- enqueue order
+    id text NOT NULL UNIQUE,
+    command text NOT NULL,
+    state text NOT NULL
+        CHECK (state IN ('pending', 'processing', 'failed', 'completed', 'dead')),
+    attempts integer NOT NULL DEFAULT 0,
+    max_retries integer NOT NULL,
+    priority integer NOT NULL DEFAULT 0,
+    run_at timestamptz NOT NULL,
+    timeout double precision NOT NULL DEFAULT 0,
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL,
+    last_error text,
+    worker_id text,
+    lease_until timestamptz,
+    attempt_id bigint
+);
+CREATE INDEX jobs_claimable ON queuectl.jobs (priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_by_state ON queuectl.jobs (state, seq);
+CREATE INDEX jobs_leases ON queuectl.jobs (lease_until) WHERE state = 'processing';
+
+-- A sequence never hands out a number twice, so an attempt id fences a run for good.
+CREATE TABLE queuectl.attempts (
+    id bigserial PRIMARY KEY,
+    job_id text NOT NULL,
+    number integer NOT NULL,
+    worker_id text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    exit_code integer,
+    outcome text,
+    error text,
+    stdout bytea NOT NULL DEFAULT '',
+    stderr bytea NOT NULL DEFAULT ''
+);
+CREATE INDEX attempts_by_job ON queuectl.attempts (job_id, id);
+
+CREATE TABLE queuectl.config (key text PRIMARY KEY, value text NOT NULL);
+
+CREATE TABLE queuectl.workers (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    threads integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    heartbeat_at timestamptz NOT NULL,
+    stop_requested boolean NOT NULL DEFAULT false
+);
+
+-- Wake idle pools on every host when a job becomes claimable, whoever wrote it (enqueue,
+-- dlq retry, a retry without backoff, a recovered lease, a copied queue). PostgreSQL
+-- delivers it at commit and folds repeats within one transaction into one.
+CREATE FUNCTION queuectl.notify_claimable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{CHANNEL}', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_claimable AFTER INSERT OR UPDATE OF state ON queuectl.jobs
+    FOR EACH ROW WHEN (NEW.state IN ('pending', 'failed') AND NEW.run_at <= now())
+    EXECUTE FUNCTION queuectl.notify_claimable();
+""",
+}
+
+
+class TooNew(Exception):
+    """The database holds a schema written by a newer queuectl."""
+
+
+class NotOurs(Exception):
+    """The database has a ``queuectl`` schema that queuectl did not make."""
+
+
+def prepare(conn: psycopg.Connection[Any]) -> None:
+    """Bring the schema to ``VERSION``; only reads when it is current."""
+    version = _version(conn)
+    if version == VERSION:
+        return
+    if version is not None and version > VERSION:
+        raise TooNew(version)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK,))
+        version = _version(conn)  # another process may have done it while we waited
+        if version is None:
+            if _schema_has_tables(conn):
+                raise NotOurs()
+            conn.execute("CREATE SCHEMA IF NOT EXISTS queuectl")
+            conn.execute("CREATE TABLE queuectl.meta (key text PRIMARY KEY, value text NOT NULL)")
+            version = 0
+        if version > VERSION:
+            raise TooNew(version)
+        for step in range(version + 1, VERSION + 1):
+            conn.execute(MIGRATIONS[step])  # no parameters: one script, many statements
+        conn.execute(
+            "INSERT INTO queuectl.meta (key, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(VERSION),),
+        )
+
+
+def _version(conn: psycopg.Connection[Any]) -> int | None:
+    # Read the catalog itself: to_regclass() would answer from this session's cache, which
+    # can miss a table that another session created while we waited for the lock.
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_tables "
+        "WHERE schemaname = 'queuectl' AND tablename = 'meta')"
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    found = conn.execute("SELECT value FROM queuectl.meta WHERE key = 'schema_version'").fetchone()
+    return int(found[0]) if found else 0
+
+
+def _schema_has_tables(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'queuectl'"
+    ).fetchone()
+    return bool(row and row[0])
+
+
+# What libpq says when it cannot connect, and what the user should check.
+_CONNECT_HINTS = [
+    ("password authentication failed", "check the user name and password in the URL"),
+    ("no password supplied", "put the password in the URL or in ~/.pgpass"),
+    (r"database \S+ does not exist", "create it (createdb NAME) or fix the name in the URL"),
+    (r"role \S+ does not exist", "create that user on the server or fix the user in the URL"),
+    ("connection refused", "check the host and port, and that PostgreSQL runs there"),
+    ("resolve host|translate host name", "check the host name in the URL"),
+    ("timeout expired", "check the host and port, and the network between"),
+]
+
+
+def explain(exc: BaseException, where: str, secret: str | None) -> StoreError:
+    """The ``StoreError`` to raise for a psycopg error on the queue at ``where``.
+
+    ``secret`` (the password of the URL) is blanked out of the text, whatever libpq put in it.
+    """
+    if isinstance(exc, TooNew):
+        return SchemaTooNew(
+            f"{where} was created by a newer queuectl (schema version {exc.args[0]}; this one "
+            f"knows {VERSION}). Upgrade queuectl to use this queue."
+        )
+    if isinstance(exc, NotOurs):
+        return StoreError(
+            f"{where} has a schema named queuectl that was not made by queuectl; "
+            "use another database."
+        )
+    # libpq's first line says what happened; the lines after it are generic advice.
+    text = " ".join(str(exc).strip().split("\n")[0].split())
+    if secret:
+        text = text.replace(secret, "***")
+    if isinstance(exc, psycopg.OperationalError) and text.startswith(
+        ("connection failed", "failed to resolve", "connection is bad", "could not")
+    ):
+        reason = text.rsplit(" failed: ", 1)[-1]
+        hint = next((h for pattern, h in _CONNECT_HINTS if re.search(pattern, text, re.I)), "")
+        return StoreError(
+            f"cannot connect to the queue {where}: {reason}" + (f" ({hint})." if hint else ".")
+        )
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(f"lost the connection to the queue {where}: {text}")
+    return StoreError(f"the queue {where} failed: {text}")

@@ -1,0 +1,69 @@
+"""The statements of a run's life on PostgreSQL: enqueue, claim, renew, finish.
+
+Each is one statement, so each is atomic without an explicit transaction. ``NOW`` is the
+store's clock: the ``now`` parameter when a test clock is set, else the server's ``now()``.
+"""
+
+from __future__ import annotations
+
+from queuectl.store.rows import JOB_COLUMNS
+
+NOW = "COALESCE(%(now)s::timestamptz, now())"
+
+ENQUEUE = f"""
+INSERT INTO queuectl.jobs
+    (id, command, state, max_retries, priority, run_at, timeout, created_at, updated_at)
+VALUES (%(id)s, %(command)s, 'pending', %(retries)s, %(priority)s,
+    COALESCE(%(run_at)s, {NOW}), %(timeout)s, {NOW}, {NOW})
+RETURNING {JOB_COLUMNS}
+"""
+
+# SKIP LOCKED: concurrent claimers pass over a row another one is taking instead of waiting
+# for it, and never get the same one. The new attempt id comes from the attempts' sequence,
+# so the job row and its attempt row are written by this one statement.
+CLAIM = f"""
+WITH claimed AS (
+    UPDATE queuectl.jobs SET state = 'processing', attempts = attempts + 1,
+        worker_id = %(worker)s, lease_until = {NOW} + %(lease)s * interval '1 second',
+        updated_at = {NOW}, attempt_id = nextval('queuectl.attempts_id_seq')
+    WHERE seq = (
+        SELECT seq FROM queuectl.jobs
+        WHERE state IN ('pending', 'failed') AND run_at <= {NOW}
+        ORDER BY priority DESC, run_at, seq
+        LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING {JOB_COLUMNS}
+), started AS (
+    INSERT INTO queuectl.attempts (id, job_id, number, worker_id, started_at)
+    SELECT attempt_id, id, attempts, worker_id, {NOW} FROM claimed
+)
+SELECT {JOB_COLUMNS} FROM claimed
+"""
+
+RENEW = f"""
+UPDATE queuectl.jobs SET lease_until = {NOW} + %(lease)s * interval '1 second'
+WHERE state = 'processing' AND (id, attempts, worker_id, attempt_id) IN (
+    SELECT * FROM unnest(
+        %(ids)s::text[], %(numbers)s::int[], %(workers)s::text[], %(attempt_ids)s::bigint[]))
+RETURNING attempt_id
+"""
+
+# The job moves only under its whole fence; the attempt row is written only if it did.
+_FINISH = f"""
+WITH moved AS (
+    UPDATE queuectl.jobs SET state = %(state)s::text,
+        run_at = CASE WHEN %(state)s::text = 'failed'
+            THEN {NOW} + %(delay)s * interval '1 second' ELSE run_at END,
+        last_error = COALESCE(%(last_error)s::text, last_error),
+        worker_id = NULL, lease_until = NULL, updated_at = {NOW}
+    WHERE id = %(id)s AND attempts = %(attempt)s AND worker_id = %(worker)s
+        AND attempt_id = %(attempt_id)s AND state = 'processing' {{expiry}}
+    RETURNING attempt_id
+)
+UPDATE queuectl.attempts SET finished_at = {NOW}, exit_code = %(exit_code)s,
+    outcome = %(outcome)s, error = %(error)s, stdout = %(stdout)s, stderr = %(stderr)s
+WHERE id = (SELECT attempt_id FROM moved)
+RETURNING id
+"""
+FINISH = _FINISH.format(expiry="")
+#: recovery of a lost run: only if the lease is still expired (a renewal may have won)
+FINISH_IF_EXPIRED = _FINISH.format(expiry=f"AND lease_until < {NOW}")

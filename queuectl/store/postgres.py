@@ -1,0 +1,391 @@
+"""The shared store: one PostgreSQL database, for worker pools on many hosts.
+
+Time is the server's: every run_at, lease and heartbeat decision uses ``now()`` (the start of
+the current transaction), so hosts with skewed clocks agree. Tests may pass a ``clock``; its
+time then goes into the same statements as the ``now`` parameter.
+
+A claim is one statement (``pg_statements.CLAIM``): it picks the next claimable job with
+``FOR UPDATE SKIP LOCKED`` (so concurrent claimers never wait for each other nor get the same
+row), moves it to ``processing``, draws a new attempt id and starts the attempt row. Every other
+write about a run matches the whole fence.
+
+Connections are per thread and in autocommit mode; a connection that broke (server restart,
+network) is dropped and the next call opens a new one, so callers recover by retrying.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import conninfo
+
+from queuectl.errors import InvalidInput
+from queuectl.model import (
+    Attempt,
+    Claim,
+    Config,
+    Fence,
+    Job,
+    NewJob,
+    QueueCopy,
+    RunResult,
+    State,
+    Transition,
+    WorkerInfo,
+)
+from queuectl.model.metrics import FinishedAttempt
+from queuectl.store import pg_schema, rows
+from queuectl.store import pg_statements as sql
+from queuectl.store.base import (
+    Store,
+    check_import_target,
+    check_revivable,
+    duplicate_job,
+    job_not_found,
+)
+from queuectl.store.connections import PerThread
+from queuectl.store.pg_listen import Listener
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+NOW = sql.NOW
+JOB_COLUMNS = rows.JOB_COLUMNS
+#: libpq settings used unless the URL gives its own: fail fast on a dead host, notice a
+#: silent network after about a minute, and name ourselves in pg_stat_activity
+CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "application_name": "queuectl",
+}
+
+
+class PostgresStore(Store):
+    """A queue in the ``queuectl`` schema of one PostgreSQL database."""
+
+    def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
+        from queuectl.store import redact
+
+        self.display_url = redact(url)
+        try:
+            given = conninfo.conninfo_to_dict(url)
+        except psycopg.Error as exc:
+            raise InvalidInput(f"invalid PostgreSQL URL {self.display_url}: {exc}") from None
+        self._secret = str(given.get("password") or "") or None
+        if self._secret:  # a password given in a form that redact() does not know
+            self.display_url = self.display_url.replace(self._secret, "***")
+        defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
+        self._conninfo = conninfo.make_conninfo(url, **defaults)
+        self._clock = clock
+        self._listeners: list[Listener] = []
+        self._conns: PerThread[Connection] = PerThread(self._open, Connection.close)
+        try:
+            with self._translate():
+                pg_schema.prepare(self._conns.get())  # fail early, in the caller's thread
+        except BaseException:
+            self.close()
+            raise
+
+    # -- connections --------------------------------------------------------------------------
+
+    def connect(self) -> Connection:
+        """A new autocommit connection to the queue's database (raises psycopg errors)."""
+        return psycopg.connect(self._conninfo, autocommit=True)
+
+    def _open(self) -> Connection:
+        with self._translate():
+            return self.connect()
+
+    def close(self) -> None:
+        """Close every connection this store opened and stop its listeners."""
+        for listener in self._listeners:
+            listener.stop()
+        self._listeners.clear()
+        self._conns.close_all()
+
+    def release(self) -> None:
+        self._conns.release()
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        try:
+            yield
+        except (psycopg.Error, pg_schema.TooNew, pg_schema.NotOurs) as exc:
+            conn = self._conns.peek()
+            if conn is not None and conn.closed:
+                self._conns.release()  # broken: the next call connects again
+            raise pg_schema.explain(exc, self.display_url, self._secret) from exc
+
+    def _params(self, **params: Any) -> dict[str, Any]:
+        """Statement parameters, with the test clock's time as ``now`` (None: the server's)."""
+        return {"now": None if self._clock is None else self.now(), **params}
+
+    def _run(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+        with self._translate():
+            cursor = self._conns.get().execute(statement, self._params(**params))
+            return cursor.fetchall() if cursor.description else []
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self._translate():
+            conn = self._conns.get()
+            with conn.transaction():
+                yield conn
+
+    def now(self) -> datetime:
+        if self._clock is not None:
+            return rows.to_datetime(self._clock())
+        return rows.in_utc(self._run("SELECT now()")[0][0])
+
+    def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
+        listener = Listener(self.connect, notify, self.display_url, self._secret)
+        self._listeners.append(listener)
+        listener.start()
+        return listener.stop
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+        if any(job.id is None for job in jobs):
+            raise ValueError("enqueue needs jobs with ids")
+        if not jobs:
+            return []
+        with self._translate():
+            conn = self._conns.get()
+            try:
+                with conn.transaction(), conn.cursor() as cursor:
+                    config = self._config(conn)
+                    cursor.executemany(
+                        sql.ENQUEUE,
+                        [self._new_job_params(job, config) for job in jobs],
+                        returning=True,
+                    )
+                    inserted = [self._job(cursor.fetchone())]
+                    while cursor.nextset():
+                        inserted.append(self._job(cursor.fetchone()))
+                    return inserted
+            except psycopg.errors.UniqueViolation as exc:  # rolled back: nothing was inserted
+                found = re.search(r"\(id\)=\((.*)\) already exists", exc.diag.message_detail or "")
+                raise duplicate_job(found.group(1) if found else str(jobs[0].id)) from None
+
+    def _new_job_params(self, job: NewJob, config: Config) -> dict[str, Any]:
+        return self._params(
+            id=job.id,
+            command=job.command,
+            retries=config.max_retries if job.max_retries is None else job.max_retries,
+            priority=job.priority,
+            run_at=job.run_at,
+            timeout=config.job_timeout if job.timeout is None else job.timeout,
+        )
+
+    def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
+        found = self._run(sql.CLAIM, worker=worker_id, lease=float(lease_seconds))
+        return rows.to_claim(found[0], rows.in_utc) if found else None
+
+    def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
+        if not fences:
+            return set()
+        found = self._run(
+            sql.RENEW,
+            lease=float(lease_seconds),
+            ids=[f.job_id for f in fences],
+            numbers=[f.attempt for f in fences],
+            workers=[f.worker_id for f in fences],
+            attempt_ids=[f.attempt_id for f in fences],
+        )
+        return {row[0] for row in found}
+
+    def finish(
+        self,
+        fence: Fence,
+        result: RunResult,
+        transition: Transition,
+        *,
+        only_if_expired: bool = False,
+    ) -> bool:
+        found = self._run(
+            sql.FINISH_IF_EXPIRED if only_if_expired else sql.FINISH,
+            state=transition.state.value,
+            delay=float(transition.retry_delay),
+            last_error=transition.last_error,
+            id=fence.job_id,
+            attempt=fence.attempt,
+            worker=fence.worker_id,
+            attempt_id=fence.attempt_id,
+            exit_code=result.exit_code,
+            outcome=result.outcome.value,
+            error=result.error,
+            stdout=result.stdout,
+            stderr=result.stderr,
+        )
+        return bool(found)
+
+    def expired(self) -> list[Claim]:
+        found = self._run(
+            f"SELECT {JOB_COLUMNS} FROM queuectl.jobs "
+            f"WHERE state = 'processing' AND lease_until < {NOW}"
+        )
+        return [rows.to_claim(row, rows.in_utc) for row in found]
+
+    def get(self, job_id: str) -> Job:
+        found = self._run(f"SELECT {JOB_COLUMNS} FROM queuectl.jobs WHERE id = %(id)s", id=job_id)
+        if not found:
+            raise job_not_found(job_id)
+        return self._job(found[0])
+
+    def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
+        found = self._run(
+            f"SELECT {JOB_COLUMNS} FROM queuectl.jobs "
+            "WHERE %(state)s::text IS NULL OR state = %(state)s::text "
+            "ORDER BY seq DESC LIMIT %(limit)s",
+            state=state.value if state else None,
+            limit=limit,
+        )
+        return [self._job(row) for row in found]
+
+    def attempts(self, job_id: str | None = None) -> list[Attempt]:
+        if job_id is not None:
+            self.get(job_id)
+        found = self._run(
+            f"SELECT {rows.ATTEMPT_COLUMNS} FROM queuectl.attempts "
+            "WHERE %(job)s::text IS NULL OR job_id = %(job)s::text ORDER BY id",
+            job=job_id,
+        )
+        return [rows.to_attempt(row, rows.in_utc) for row in found]
+
+    def counts(self) -> dict[State, int]:
+        found = dict(self._run("SELECT state, count(*) FROM queuectl.jobs GROUP BY state"))
+        return {state: found.get(state.value, 0) for state in State}
+
+    def revive(self, job_ids: Sequence[str]) -> list[Job]:
+        with self._transaction() as conn:
+            found = conn.execute(
+                "SELECT id, state FROM queuectl.jobs WHERE id = ANY(%s) FOR UPDATE",
+                (list(job_ids),),
+            )
+            check_revivable(job_ids, dict(found.fetchall()))
+            return self._revive(conn, "id = ANY(%(ids)s)", job_ids)
+
+    def revive_all_dead(self) -> list[Job]:
+        with self._transaction() as conn:
+            return self._revive(conn, "state = 'dead'", [])
+
+    def _revive(self, conn: Connection, where: str, ids: Sequence[str]) -> list[Job]:
+        revived = conn.execute(
+            f"UPDATE queuectl.jobs SET state = 'pending', attempts = 0, run_at = {NOW}, "
+            f"updated_at = {NOW} WHERE {where} RETURNING {JOB_COLUMNS}",
+            self._params(ids=list(ids)),
+        )
+        return [self._job(row) for row in revived.fetchall()]
+
+    def finished_attempts(self) -> list[FinishedAttempt]:
+        found = self._run(
+            f"SELECT {rows.FINISHED_COLUMNS} FROM queuectl.attempts "
+            "WHERE finished_at IS NOT NULL ORDER BY id"
+        )
+        return [rows.to_finished(row, rows.in_utc) for row in found]
+
+    def import_copy(self, copy: QueueCopy) -> None:
+        with self._transaction() as conn, conn.cursor() as cursor:
+            # Taken first, so that a concurrent enqueue cannot slip in after the check.
+            cursor.execute("LOCK TABLE queuectl.jobs IN EXCLUSIVE MODE")
+            present = cursor.execute("SELECT count(*) FROM queuectl.jobs").fetchone()
+            check_import_target(copy, present[0] if present else 0, self.display_url)
+            slots = ", ".join(["%s"] * 11)
+            cursor.executemany(
+                f"INSERT INTO queuectl.jobs ({rows.JOB_COPY_COLUMNS}) VALUES ({slots})",
+                [rows.job_values(job, lambda moment: moment) for job in copy.jobs],
+            )
+            slots = ", ".join(["%s"] * 10)
+            cursor.executemany(
+                f"INSERT INTO queuectl.attempts ({rows.ATTEMPT_COLUMNS}) VALUES ({slots})",
+                [rows.attempt_values(a, lambda moment: moment) for a in copy.attempts],
+            )
+            for name, value in copy.config.as_dict().items():
+                self._set_config(conn, name, value)
+
+    def _job(self, row: Sequence[Any] | None) -> Job:
+        assert row is not None
+        return rows.to_job(row, rows.in_utc)
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def config(self) -> Config:
+        with self._translate():
+            return self._config(self._conns.get())
+
+    def _config(self, conn: Connection) -> Config:
+        found = conn.execute("SELECT key, value FROM queuectl.config").fetchall()
+        return Config.from_stored(dict(found))
+
+    def set_config(self, name: str, value: float) -> None:
+        with self._translate():
+            self._set_config(self._conns.get(), name, value)
+
+    def _set_config(self, conn: Connection, name: str, value: float) -> None:
+        conn.execute(
+            "INSERT INTO queuectl.config (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (name, repr(value)),
+        )
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def register_worker(self, worker_id: str, host: str, pid: int, threads: int) -> None:
+        self._run(
+            "INSERT INTO queuectl.workers (id, host, pid, threads, started_at, heartbeat_at) "
+            f"VALUES (%(id)s, %(host)s, %(pid)s, %(threads)s, {NOW}, {NOW}) "
+            "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+            "threads = excluded.threads, started_at = excluded.started_at, "
+            "heartbeat_at = excluded.heartbeat_at, stop_requested = false",
+            id=worker_id,
+            host=host,
+            pid=pid,
+            threads=threads,
+        )
+
+    def heartbeat(self, worker_id: str) -> bool | None:
+        found = self._run(
+            f"UPDATE queuectl.workers SET heartbeat_at = {NOW} WHERE id = %(id)s "
+            "RETURNING stop_requested",
+            id=worker_id,
+        )
+        return bool(found[0][0]) if found else None
+
+    def stop_requested(self, worker_id: str) -> bool | None:
+        found = self._run(
+            "SELECT stop_requested FROM queuectl.workers WHERE id = %(id)s", id=worker_id
+        )
+        return bool(found[0][0]) if found else None
+
+    def deregister_worker(self, worker_id: str) -> None:
+        self._run("DELETE FROM queuectl.workers WHERE id = %(id)s", id=worker_id)
+
+    def workers(self) -> list[WorkerInfo]:
+        found = self._run(
+            f"SELECT {rows.WORKER_COLUMNS} FROM queuectl.workers ORDER BY started_at, id"
+        )
+        return [rows.to_worker(row, rows.in_utc) for row in found]
+
+    def request_stop(self, worker_ids: Sequence[str] | None = None) -> int:
+        found = self._run(
+            "UPDATE queuectl.workers SET stop_requested = true "
+            "WHERE %(all)s OR id = ANY(%(ids)s::text[]) RETURNING id",
+            all=worker_ids is None,
+            ids=list(worker_ids or []),
+        )
+        return len(found)
+
+    def prune_workers(self, silent_for: float) -> list[str]:
+        found = self._run(
+            "DELETE FROM queuectl.workers "
+            f"WHERE heartbeat_at < {NOW} - %(silent)s * interval '1 second' RETURNING id",
+            silent=float(silent_for),
+        )
+        return [row[0] for row in found]

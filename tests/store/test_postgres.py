@@ -1,0 +1,197 @@
+"""What only the PostgreSQL store has: connections, its schema, the server's clock, LISTEN/NOTIFY.
+
+The behaviour it shares with SQLite is in the contract suite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from queuectl.errors import MissingDependency, SchemaTooNew, StoreError
+from queuectl.model import NewJob
+from queuectl.store import open_store
+from queuectl.store.postgres import PostgresStore
+from tests.conftest import Cli, wait_for
+from tests.pg_server import PgServer, free_port, queue_digest
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def store(pg_url: str) -> Iterator[PostgresStore]:
+    s = open_store(pg_url)
+    assert isinstance(s, PostgresStore)
+    yield s
+    s.close()
+
+
+def sql(url: str, statement: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        cursor = conn.execute(statement)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        ("password", 'password authentication failed for user "postgres" (check the user'),
+        ("database", 'database "no_such_queue" does not exist (create it'),
+        ("port", "Connection refused (check the host and port"),
+        ("host", "check the host name"),
+        ("garbage", "invalid integer value"),
+    ],
+)
+def test_unreachable_queues_give_a_clear_error_without_the_password(
+    pg_server: PgServer, tmp_path: object, which: str, message: str
+) -> None:
+    secret = "s3cret-pw"
+    url = {
+        "password": pg_server.url("postgres", password=secret),
+        "database": pg_server.url("no_such_queue"),
+        "port": f"postgresql://postgres:{secret}@127.0.0.1:{free_port()}/q",
+        "host": f"postgresql://postgres:{secret}@no-such-host.invalid/q",
+        "garbage": f"postgresql://postgres:{secret}@127.0.0.1:notaport/q",
+    }[which]
+    with pytest.raises(StoreError) as info:
+        open_store(url)
+    assert message in info.value.message
+    assert "cannot connect to the queue postgresql://postgres:***@" in info.value.message
+    assert secret not in info.value.message and pg_server.password not in info.value.message
+    proc = Cli(url, pg_server.root / "no-home").run("status", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: cannot connect") and message in proc.stderr
+    assert "Traceback" not in proc.stderr and secret not in proc.stderr
+
+
+def test_without_psycopg_the_error_says_what_to_install(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in sys.modules if n == "psycopg" or n.startswith("queuectl.store.p")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # what an uninstalled package looks like
+    with pytest.raises(MissingDependency, match=r"pip install 'queuectl\[postgres\]'"):
+        open_store(pg_url)
+    script = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from queuectl.cli import main; sys.exit(main(['status']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env={"QUEUECTL_DB": pg_url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: PostgreSQL queues (postgresql://postgres:***@")
+    assert "need the psycopg package" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_processes_starting_at_once_create_the_schema_once(pg_url: str) -> None:
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def open_and_enqueue(n: int) -> None:
+        start.wait()
+        try:
+            store = open_store(pg_url)  # each has its own session, as a process would
+            store.enqueue([NewJob("true", f"j{n}")])
+            store.close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_enqueue, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sql(pg_url, "SELECT value FROM queuectl.meta") == [("1",)]
+    assert sql(pg_url, "SELECT count(*) FROM queuectl.jobs") == [(8,)]
+
+
+def test_a_queue_from_a_newer_queuectl_is_refused_and_left_alone(
+    store: PostgresStore, pg_url: str
+) -> None:
+    url = pg_url
+    store.close()
+    sql(url, "UPDATE queuectl.meta SET value = '99' WHERE key = 'schema_version'")
+    before = queue_digest(url)
+    with pytest.raises(SchemaTooNew, match=r"newer queuectl \(schema version 99"):
+        PostgresStore(url)
+    assert queue_digest(url) == before
+
+
+def test_a_queuectl_schema_made_by_someone_else_is_refused(pg_url: str) -> None:
+    sql(pg_url, "CREATE SCHEMA queuectl; CREATE TABLE queuectl.jobs (x int)")
+    with pytest.raises(StoreError, match="schema named queuectl that was not made by queuectl"):
+        open_store(pg_url)
+    assert sql(pg_url, "SELECT to_regclass('queuectl.meta')") == [(None,)]
+
+
+def test_times_are_the_servers_in_utc_whatever_this_hosts_clock_and_zone_say(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3 * 3600)  # this host's clock is off
+    store = open_store(pg_url + "?options=-c%20timezone%3DAsia/Kathmandu")
+    try:
+        (server_now,) = sql(pg_url, "SELECT now()")[0]
+        assert abs(store.now() - server_now) < timedelta(seconds=5)  # type: ignore[operator]
+        assert store.now().utcoffset() == timedelta(0)
+        (job,) = store.enqueue([NewJob("true", "a")])
+        assert job.created_at.tzinfo == UTC
+        assert abs(job.created_at - datetime.fromtimestamp(real(), UTC)) < timedelta(seconds=5)
+        claim = store.claim("w", 30)  # claimable at once: run_at is the server's now
+        assert claim is not None and claim.job.lease_until is not None
+        assert claim.job.lease_until - claim.job.updated_at == timedelta(seconds=30)
+    finally:
+        store.close()
+
+
+def test_watch_reports_new_work_from_other_clients_and_survives_a_restart(
+    store: PostgresStore, pg_url: str, pg_server: PgServer
+) -> None:
+    woken = threading.Event()
+    stop = store.watch(woken.set)
+    wait_for(woken.is_set, timeout=10, what="the listener's first look")
+    other = open_store(pg_url)
+    try:
+        woken.clear()
+        other.enqueue([NewJob("true", "a")])
+        assert woken.wait(5), "no wake-up after an enqueue elsewhere"
+
+        woken.clear()
+        other.enqueue([NewJob("true", "later", run_at=other.now() + timedelta(hours=1))])
+        assert not woken.wait(1), "a job that is not claimable yet woke the pools"
+
+        pg_server.restart()
+        wait_for(woken.is_set, timeout=15, what="the listener reconnecting")
+        with pytest.raises(StoreError, match="lost the connection"):
+            other.counts()
+        woken.clear()
+        other.enqueue([NewJob("true", "b")])
+        assert woken.wait(5), "no wake-up after the restart"
+    finally:
+        other.close()
+        stop()
+    wait_for(
+        lambda: "queuectl-listener" not in {t.name for t in threading.enumerate()},
+        timeout=5,
+        what="the listener to stop",
+    )
