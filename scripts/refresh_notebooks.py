@@ -10,13 +10,40 @@ every run and nbval does not compare them.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def environment(path: Path) -> Iterator[None]:
+    """04-scale-out runs against a throwaway PostgreSQL server, as in the test run."""
+    if path.name != "04-scale-out.ipynb":
+        yield
+        return
+    sys.path.insert(0, str(ROOT))
+    from tests.pg_server import destroy_session_server, session_server
+
+    server = session_server()
+    saved = dict(os.environ)
+    home = tempfile.mkdtemp(prefix="queuectl-scale-home-")
+    os.environ.update(QUEUECTL_DB=server.create_database(), QUEUECTL_HOME=home)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        shutil.rmtree(home, ignore_errors=True)
+        destroy_session_server()
 
 
 def refresh(path: Path) -> None:
@@ -29,7 +56,8 @@ def refresh(path: Path) -> None:
         record_timing=False,
         store_widget_state=False,
     )
-    client.execute()
+    with environment(path):
+        client.execute()
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)

@@ -22,7 +22,7 @@ import pytest
 
 from queuectl.api import connect
 from queuectl.store.sqlite import SqliteStore
-from tests.pg_server import PgServer, find_bindir, queue_digest
+from tests.pg_server import PgServer, destroy_session_server, queue_digest, session_server
 
 # The developer's own queue settings must never leak into a test.
 for _name in [n for n in os.environ if n.startswith("QUEUECTL_")]:
@@ -68,21 +68,10 @@ def store(db_path: Path) -> Iterator[SqliteStore]:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
     """A PostgreSQL server for the whole session, stopped and deleted at its end."""
-    bindir = find_bindir()
-    if bindir is None:
-        reason = (
-            "PostgreSQL server programs (initdb, pg_ctl, postgres) not found: the PostgreSQL "
-            "store is NOT tested. Install them (Debian: apt-get install postgresql)."
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
-    server = PgServer(bindir)
     try:
-        server.start()
-        yield server
+        yield session_server()
     finally:
-        server.destroy()
+        destroy_session_server()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

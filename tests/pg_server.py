@@ -204,3 +204,40 @@ def queue_digest(url: str) -> str:
             for row in conn.execute(f"SELECT * FROM queuectl.{table} ORDER BY 1"):  # type: ignore[arg-type]
                 digest.update(repr(row).encode())
     return digest.hexdigest()
+
+
+_session_server: PgServer | None = None
+
+
+def session_server() -> PgServer:
+    """The test session's server, started on first use; skips the test (fails it under
+    ``CI=true``) when the server programs are missing."""
+    global _session_server
+    if _session_server is None:
+        import pytest
+
+        bindir = find_bindir()
+        if bindir is None:
+            reason = (
+                "PostgreSQL server programs (initdb, pg_ctl, postgres) not found: the "
+                "PostgreSQL store is NOT tested. Install them (Debian: apt-get install postgresql)."
+            )
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason, pytrace=False)
+            pytest.skip(reason)
+        server = PgServer(bindir)
+        try:
+            server.start()
+        except BaseException:
+            server.destroy()
+            raise
+        _session_server = server
+    return _session_server
+
+
+def destroy_session_server() -> None:
+    """Stop and delete the session's server, if one was started."""
+    global _session_server
+    if _session_server is not None:
+        _session_server.destroy()
+        _session_server = None

