@@ -13,7 +13,7 @@ from pathlib import Path
 
 from queuectl.errors import StoreError
 
-VERSION = 1
+VERSION = 2
 BUSY_SECONDS = 60.0
 
 MIGRATIONS: dict[int, str] = {
@@ -69,9 +69,27 @@ CREATE TABLE workers (
     stop_requested INTEGER NOT NULL DEFAULT 0
 );
 """,
+    # Counts per state kept by triggers, so that `status` does not scan a million jobs.
+    2: """
+CREATE TABLE job_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO job_counts (state, n)
+    SELECT column1, (SELECT COUNT(*) FROM jobs WHERE jobs.state = column1)
+    FROM (VALUES ('pending'), ('processing'), ('failed'), ('completed'), ('dead'));
+CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
+    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state ON jobs
+    WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
+    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
+END;
+""",
 }
 
-OUR_TABLES = {"jobs", "attempts", "config", "workers", "sqlite_sequence"}
+OUR_TABLES = {"jobs", "attempts", "config", "workers", "job_counts", "sqlite_sequence"}
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -130,14 +148,26 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 raise NotOurs()
         # Statement by statement: executescript() would commit the transaction half-way.
         for step in range(version + 1, VERSION + 1):
-            for statement in MIGRATIONS[step].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in statements(MIGRATIONS[step]):
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {VERSION}")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of ``script`` (a trigger's body holds ``;`` too)."""
+    found, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            found.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement: {pending.strip()[:60]}")
+    return found
 
 
 def _ensure_wal(conn: sqlite3.Connection) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from queuectl.errors import SchemaTooNew, StoreError
-from queuectl.store import open_store, redact
+from queuectl.model import State
+from queuectl.store import open_store, redact, schema
 from queuectl.store.sqlite import SqliteStore
 from tests.conftest import Cli
 
@@ -41,7 +42,26 @@ def test_wal_mode_and_full_sync(store: SqliteStore) -> None:
 
 
 def test_schema_version_is_recorded(store: SqliteStore) -> None:
-    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == 1
+    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
+
+
+def test_a_version_1_queue_is_upgraded_with_its_counts(db_path: Path) -> None:
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for statement in schema.statements(schema.MIGRATIONS[1]):
+            conn.execute(statement)
+        for n, state in enumerate(["pending", "dead", "dead", "completed"]):
+            conn.execute(
+                "INSERT INTO jobs (id, command, state, max_retries, run_at, created_at, "
+                "updated_at) VALUES (?, 'true', ?, 0, 0, 0, 0)",
+                (f"j{n}", state),
+            )
+        conn.execute("PRAGMA user_version = 1")
+    store = SqliteStore(db_path)
+    counts = store.counts()
+    assert (counts[State.PENDING], counts[State.DEAD], counts[State.COMPLETED]) == (1, 2, 1)
+    store.revive(["j1"])
+    assert store.counts()[State.DEAD] == 1 and store.counts()[State.PENDING] == 2
+    store.close()
 
 
 def test_sqlite_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,93 @@
+"""Noticing other processes' commits to an SQLite queue at once, without polling.
+
+In WAL mode every commit, from any process, writes to the ``-wal`` file next to the database.
+The kernel reports those writes through inotify (a watch on the folder, which also survives the
+WAL file being deleted and made again), so the watcher sleeps in ``select`` at no cost while
+nothing happens. A write is seen before its commit is visible (the commit ends with an fsync and
+an update of the shared-memory index, which inotify does not report), so after a write the
+watcher polls ``PRAGMA data_version`` (which changes when another connection commits) for a
+short while and wakes the pool the moment the commit shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("queuectl.worker")
+
+#: how long after a write to the WAL the watcher looks for its commit, and how often
+COMMIT_WAIT = 0.25
+COMMIT_POLL = 0.0005
+
+
+def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], None]:
+    """Call ``notify`` after each commit to ``database``; return a function that stops.
+
+    Where inotify is unavailable (another OS, the watch limit reached), nothing is watched and
+    the pool relies on polling; that is logged, not raised.
+    """
+    try:
+        from inotify_simple import INotify, flags
+
+        inotify = INotify()
+        inotify.add_watch(
+            database.parent, flags.MODIFY | flags.CREATE | flags.MOVED_TO | flags.CLOSE_WRITE
+        )
+    except (ImportError, OSError) as exc:
+        log.warning("cannot watch %s for commits (%s); polling instead", database, exc)
+        return lambda: None
+    names = {database.name, f"{database.name}-wal"}
+    stop_reader, stop_writer = os.pipe()
+
+    def loop() -> None:
+        conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        try:
+            seen = _data_version(conn)
+            while True:
+                ready, _, _ = select.select([inotify.fileno(), stop_reader], [], [])
+                if stop_reader in ready:
+                    return
+                events = inotify.read(timeout=0)
+                if any(e.name in names or e.mask & flags.Q_OVERFLOW for e in events):
+                    seen = _await_commit(conn, seen, notify)
+        except Exception:  # a watcher must never take its pool down, nor print
+            log.exception("watching %s for commits failed; polling instead", database)
+        finally:
+            conn.close()
+            inotify.close()
+            os.close(stop_reader)
+
+    thread = threading.Thread(target=loop, name="queuectl-watch", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        os.write(stop_writer, b"x")
+        thread.join(timeout=5)
+        os.close(stop_writer)
+
+    return stop
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+    return version
+
+
+def _await_commit(conn: sqlite3.Connection, seen: int, notify: Callable[[], None]) -> int:
+    """Poll briefly for a commit by another connection; notify once it shows."""
+    deadline = time.monotonic() + COMMIT_WAIT
+    while True:
+        version = _data_version(conn)
+        if version != seen:
+            notify()
+            return version
+        if time.monotonic() > deadline:
+            return seen  # a write that committed nothing yet (or was rolled back)
+        time.sleep(COMMIT_POLL)
