@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,6 +59,7 @@ class SqliteStore(Store):
         self.display_url = str(self.path)
         self._clock = clock
         self._conns = PerThread(self._open, sqlite3.Connection.close)
+        self._writer = threading.Lock()
         schema.create_file(self.path)
         self._conn()  # fail early, in the caller's thread, if the file is unusable
 
@@ -111,7 +113,9 @@ class SqliteStore(Store):
         (enqueues, retries, configuration, stop requests) is always durable.
         """
         conn = self._conn()
-        with self._translate():
+        # Threads of this process queue on a mutex, which hands over at once; SQLite's busy
+        # handler, left for other processes, sleeps in steps of up to 100 ms.
+        with self._writer, self._translate():
             conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             try:
