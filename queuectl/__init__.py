@@ -6,7 +6,6 @@ are used. ``%load_ext queuectl`` loads the notebook front end (``queuectl.magics
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from queuectl.errors import (
@@ -21,13 +20,8 @@ from queuectl.errors import (
 
 __version__ = "0.1.0"
 
-# A library does not configure logging; the worker command adds its own handler.
-_logger = logging.getLogger("queuectl")
-if not any(isinstance(h, logging.NullHandler) for h in _logger.handlers):  # %reload_ext
-    _logger.addHandler(logging.NullHandler())
-
-from queuectl.api import Queue, QueueStatus, connect  # noqa: E402
-from queuectl.model import Attempt, Config, Job, Outcome, State  # noqa: E402
+from queuectl.api import Queue, QueueStatus, connect
+from queuectl.model import Attempt, Config, Job, Outcome, State
 
 
 def load_ipython_extension(ipython: Any) -> None:

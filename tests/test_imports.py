@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = {"pandas", "numpy", "IPython", "ipywidgets", "psycopg", "ipykernel", "tqdm"}
 
@@ -27,3 +28,12 @@ def test_cli_help_loads_nothing_heavy() -> None:
     )
     assert HEAVY.isdisjoint(modules), HEAVY & modules
     assert "click" in modules  # the measurement saw the CLI
+
+
+def test_cli_enqueue_loads_only_what_it_needs(tmp_path: Path) -> None:
+    db = tmp_path / "queue.db"
+    code = f"from queuectl.cli import main\nmain(['--db', {str(db)!r}, 'enqueue', 'true'])"
+    modules = loaded_after(code)
+    assert "queuectl.store.sqlite" in modules  # the measurement saw the enqueue
+    unneeded = {"logging", "statistics", "difflib", "secrets", "random", "socket", "subprocess"}
+    assert HEAVY.isdisjoint(modules) and unneeded.isdisjoint(modules), unneeded & modules

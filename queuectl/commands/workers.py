@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 
 import click
 
@@ -81,6 +80,8 @@ def worker_run(session: Session, count: int, until_empty: bool, poll_interval: i
     if session.in_kernel:  # worker threads must not print into cells: leave logging alone
         run()
         return None
+    import logging  # here: other commands start faster without it
+
     logger = logging.getLogger("queuectl")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))

@@ -8,7 +8,6 @@ accepted and converted: ``max_retries_default`` is ``max_retries``, and ``poll_i
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -97,11 +96,17 @@ def resolve_key(key: str) -> tuple[str, float]:
     if name in ALIASES:
         return ALIASES[name]
     known = [*SETTINGS, *ALIASES]
-    hint = difflib.get_close_matches(name, known, n=1)
-    suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
     raise InvalidInput(
-        f"unknown config key '{key}'.{suggestion} Known keys: {', '.join(SETTINGS)}."
+        f"unknown config key '{key}'.{did_you_mean(name, known)} Known keys: {', '.join(SETTINGS)}."
     )
+
+
+def did_you_mean(word: str, known: list[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``known``, or nothing."""
+    import difflib  # only on this error path: the CLI's start stays light
+
+    hint = difflib.get_close_matches(word, known, n=1)
+    return f" Did you mean '{hint[0]}'?" if hint else ""
 
 
 def parse_setting(key: str, raw: str) -> tuple[str, int | float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import statistics
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,7 +58,7 @@ def compute(attempts: Sequence[FinishedAttempt], now: datetime) -> Metrics:
         attempts=len(attempts),
         by_outcome=counts,
         failure_rate=(len(attempts) - len(completed)) / len(attempts) if attempts else None,
-        runtime_mean=statistics.fmean(runtimes) if runtimes else None,
+        runtime_mean=math.fsum(runtimes) / len(runtimes) if runtimes else None,
         runtime_p50=_quantile(runtimes, 0.50),
         runtime_p95=_quantile(runtimes, 0.95),
         runtime_max=runtimes[-1] if runtimes else None,

@@ -6,7 +6,6 @@ it, before anything is written.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
@@ -15,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from queuectl.errors import InvalidInput
+from queuectl.model.config import did_you_mean
 from queuectl.model.job import NewJob, State
 
 JOB_FIELDS = ("id", "command", "max_retries", "priority", "run_at", "timeout")
@@ -56,8 +56,7 @@ def canonical_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         name = FIELD_ALIASES.get(key, key)
         if name not in JOB_FIELDS:
             known = [*JOB_FIELDS, *FIELD_ALIASES]
-            hint = difflib.get_close_matches(str(key), known, n=1)
-            suggestion = f" Did you mean '{hint[0]}'?" if hint else ""
+            suggestion = did_you_mean(str(key), known)
             raise InvalidInput(
                 f"unknown job field '{key}'.{suggestion} Valid fields: {', '.join(JOB_FIELDS)}."
             )

@@ -10,16 +10,16 @@ pool, and never prints nor raises.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
+from queuectl.logs import worker_log
 from queuectl.store import pg_schema
 
-log = logging.getLogger("queuectl.worker")
+log = worker_log
 
 #: seconds between checks of the stop flag while no notification arrives
 POLL = 0.5

@@ -11,7 +11,6 @@ short while and wakes the pool the moment the commit shows.
 
 from __future__ import annotations
 
-import logging
 import os
 import select
 import sqlite3
@@ -20,7 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-log = logging.getLogger("queuectl.worker")
+from queuectl.logs import worker_log
+
+log = worker_log
 
 #: how long after a write to the WAL the watcher looks for its commit, and how often
 COMMIT_WAIT = 0.25

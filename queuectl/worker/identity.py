@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
-import socket
 
 
 def host_name() -> str:
@@ -12,9 +10,9 @@ def host_name() -> str:
 
     Set it where the machine's name says little (containers get a new one at every start).
     """
-    return os.environ.get("QUEUECTL_HOSTNAME") or socket.gethostname()
+    return os.environ.get("QUEUECTL_HOSTNAME") or os.uname().nodename
 
 
 def new_worker_id() -> str:
     """A pool id: host, pid and a short random tag (pids repeat across hosts and reboots)."""
-    return f"{host_name()}:{os.getpid()}:{secrets.token_hex(2)}"
+    return f"{host_name()}:{os.getpid()}:{os.urandom(2).hex()}"

@@ -15,7 +15,6 @@ recorded as failed. Threads never print: problems go to the ``queuectl.worker`` 
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -26,6 +25,7 @@ from types import FrameType
 from typing import TypeVar
 
 from queuectl.errors import QueuectlError
+from queuectl.logs import worker_log
 from queuectl.model import Claim, Config, Outcome, RunResult
 from queuectl.model.job import unfinished
 from queuectl.store.base import Store
@@ -34,7 +34,7 @@ from queuectl.worker.identity import host_name, new_worker_id
 from queuectl.worker.runner import run_command
 from queuectl.worker.wakeup import Wakeup
 
-log = logging.getLogger("queuectl.worker")
+log = worker_log
 T = TypeVar("T")
 
 
