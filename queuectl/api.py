@@ -164,7 +164,7 @@ class Queue:
         if job_id is not None:
             commands = {job_id: self.get(job_id).command}
         else:
-            commands = {job.id: job.command for job in self.store.jobs(None, None)}
+            commands = self.store.commands()
         return attempts_frame(self.attempt_records(job_id), commands)
 
     def job_records(self, state: State | str | None = None, limit: int | None = None) -> list[Job]:

@@ -16,8 +16,8 @@ order, with ``job_id`` and ``attempt`` columns.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from queuectl.model import Attempt, Job, Outcome, State
@@ -71,44 +71,17 @@ METRIC_DTYPES: dict[str, str] = {
 
 def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
     """Jobs indexed by ``id``, in the order given."""
-    rows = [
-        {
-            "command": j.command,
-            "state": j.state.value,
-            "attempts": j.attempts,
-            "max_retries": j.max_retries,
-            "priority": j.priority,
-            "run_at": j.run_at,
-            "timeout": j.timeout,
-            "created_at": j.created_at,
-            "updated_at": j.updated_at,
-            "last_error": j.last_error,
-            "worker_id": j.worker_id,
-            "lease_until": j.lease_until,
-        }
-        for j in jobs
-    ]
-    return _frame(rows, JOB_DTYPES, index=[j.id for j in jobs], index_name="id")
+    columns = {name: [getattr(job, name) for job in jobs] for name in JOB_DTYPES}
+    return _frame(columns, JOB_DTYPES, index=[job.id for job in jobs], index_name="id")
 
 
 def attempts_frame(attempts: Sequence[Attempt], commands: Mapping[str, str]) -> pd.DataFrame:
     """The attempt history, one row per attempt; ``commands`` maps job ids to commands."""
-    rows = [
-        {
-            "job_id": a.job_id,
-            "attempt": a.number,
-            "command": commands.get(a.job_id),
-            "outcome": None if a.outcome is None else a.outcome.value,
-            "exit_code": a.exit_code,
-            "started_at": a.started_at,
-            "finished_at": a.finished_at,
-            "duration": a.duration,
-            "worker_id": a.worker_id,
-            "error": a.error,
-        }
-        for a in attempts
-    ]
-    return _frame(rows, ATTEMPT_DTYPES)
+    named_alike = [name for name in ATTEMPT_DTYPES if name not in ("attempt", "command")]
+    columns = {name: [getattr(a, name) for a in attempts] for name in named_alike}
+    columns["attempt"] = [a.number for a in attempts]
+    columns["command"] = [commands.get(a.job_id) for a in attempts]
+    return _frame(columns, ATTEMPT_DTYPES)
 
 
 def metrics_frame(metrics: Metrics, location: str) -> pd.DataFrame:
@@ -124,7 +97,7 @@ def metrics_frame(metrics: Metrics, location: str) -> pd.DataFrame:
         "throughput_per_minute": metrics.throughput_per_minute,
         "completed_last_minute": metrics.completed_last_minute,
     }
-    return _frame([row], METRIC_DTYPES, index=[location], index_name="queue")
+    return _frame({k: [v] for k, v in row.items()}, METRIC_DTYPES, [location], "queue")
 
 
 def state_dtype() -> pd.CategoricalDtype:
@@ -148,40 +121,43 @@ _CATEGORIES: dict[str, Callable[[], pd.CategoricalDtype]] = {
 
 
 def _frame(
-    rows: Iterable[Mapping[str, Any]],
+    columns: Mapping[str, list[Any]],
     dtypes: Mapping[str, str],
     index: Sequence[str] | None = None,
     index_name: str | None = None,
 ) -> pd.DataFrame:
     import pandas as pd
 
-    records = list(rows)
-    columns: dict[str, Any] = {}
+    typed: dict[str, Any] = {}
     for column, dtype in dtypes.items():
-        values = [row[column] for row in records]
+        values = columns[column]
         if dtype == TIMESTAMP:
-            columns[column] = _timestamps(values)
+            typed[column] = _timestamps(values)
         else:
             resolved: Any = _CATEGORIES[dtype]() if dtype in _CATEGORIES else dtype
-            columns[column] = pd.Series(values, dtype="object").astype(resolved)
-    frame = pd.DataFrame(columns, columns=list(dtypes))
+            typed[column] = pd.Series(values, dtype="object").astype(resolved)
+    frame = pd.DataFrame(typed, columns=list(dtypes))
     if index is not None:
         frame.index = pd.Index(list(index), dtype="string", name=index_name)
     return frame
 
 
 def _timestamps(values: list[datetime | None]) -> pd.Series:
-    """Aware datetimes to ``datetime64[us, UTC]``. Built from a numpy array of that unit, so
-    neither pandas 2 (nanoseconds, up to 2262) nor pandas 3 (inferred units) picks another."""
+    """Aware datetimes to ``datetime64[us, UTC]``, through epoch microseconds, so that neither
+    pandas 2 (nanoseconds, up to 2262) nor pandas 3 (inferred units) picks another unit."""
     import numpy as np
     import pandas as pd
 
-    naive = [None if v is None else _naive_utc(v) for v in values]
-    array = np.array([np.datetime64("NaT") if v is None else v for v in naive], "datetime64[us]")
-    return pd.Series(array).dt.tz_localize("UTC").astype(TIMESTAMP)
+    micros = np.fromiter((_micros(v) for v in values), dtype=np.int64, count=len(values))
+    return pd.Series(micros.view("datetime64[us]")).dt.tz_localize("UTC").astype(TIMESTAMP)
 
 
-def _naive_utc(moment: datetime) -> datetime:
+_NAT = -(2**63)  # numpy's NaT as an int64
+
+
+def _micros(moment: datetime | None) -> int:
+    if moment is None:
+        return _NAT
     if moment.tzinfo is None:
         raise ValueError("naive datetime in a record: the store must return UTC times")
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    return round(moment.timestamp() * 1_000_000)

@@ -127,6 +127,10 @@ class Store(ABC):
         """Attempts in the order they started: of one job (``NotFound`` if none), or all."""
 
     @abstractmethod
+    def commands(self) -> dict[str, str]:
+        """Every job's command by job id (for the attempt history as a table)."""
+
+    @abstractmethod
     def counts(self) -> dict[State, int]:
         """Number of jobs in each state (every state present, zero if empty)."""
 

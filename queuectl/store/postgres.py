@@ -259,6 +259,9 @@ class PostgresStore(Store):
         )
         return [rows.to_attempt(row, rows.in_utc) for row in found]
 
+    def commands(self) -> dict[str, str]:
+        return dict(self._run("SELECT id, command FROM queuectl.jobs"))
+
     def counts(self) -> dict[State, int]:
         found = dict(self._run("SELECT state, count(*) FROM queuectl.jobs GROUP BY state"))
         return {state: found.get(state.value, 0) for state in State}

@@ -287,6 +287,9 @@ class SqliteStore(Store):
             )
         return [rows.to_attempt(row) for row in found]
 
+    def commands(self) -> dict[str, str]:
+        return dict(self._read("SELECT id, command FROM jobs"))
+
     def counts(self) -> dict[State, int]:
         found = dict(self._read("SELECT state, n FROM job_counts"))
         return {state: found.get(state.value, 0) for state in State}

@@ -211,6 +211,22 @@ def test_counts_cover_every_state(store: Store) -> None:
     }
 
 
+def test_counts_follow_every_transition(store: Store) -> None:
+    add(store, "a", "b")
+    claim = store.claim("w", 30)
+    assert claim is not None
+    assert store.counts()[State.PROCESSING] == 1 and store.counts()[State.PENDING] == 1
+    store.finish(claim.fence, RunResult(Outcome.FAILED, 1, "exit code 1"), Transition(State.DEAD))
+    store.revive([claim.job.id])
+    assert store.counts()[State.PENDING] == 2 and store.counts()[State.DEAD] == 0
+
+
+def test_commands_by_job_id(store: Store) -> None:
+    assert store.commands() == {}
+    add(store, "a", "b")
+    assert store.commands() == {"a": "echo a", "b": "echo b"}
+
+
 def test_jobs_newest_first_filter_and_limit(store: Store) -> None:
     add(store, "a", "b", "c")
     assert [j.id for j in store.jobs()] == ["c", "b", "a"]
