@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest notebooks clean
+.PHONY: demo test lint typecheck pytest notebooks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# Figures against this machine's floors; prints a table, writes benchmarks/results/latest.json.
+bench: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.run
 
 # Re-execute the example notebooks and store their outputs (review the diff, then commit).
 notebooks: $(VENV)/.dev

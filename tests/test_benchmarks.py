@@ -1,0 +1,40 @@
+"""The benchmark harness still runs (tiny sizes; its figures are not checked here)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import floors, queue_figures, run, scale
+
+
+def test_each_figure_measures_something() -> None:
+    for value in (
+        floors.spawn_rate(threads=2, total=20),
+        floors.sqlite_commit_rate("NORMAL", total=20),
+        floors.import_click_seconds(),
+        queue_figures.enqueue_single_rate(total=20),
+        queue_figures.enqueue_batch_rate(total=50),
+        queue_figures.drain_rate(total=20, threads=2),
+        queue_figures.sleep_efficiency(total=8, threads=2, seconds=0.01),
+        *queue_figures.pickup_latencies(samples=2),
+    ):
+        assert math.isfinite(value) and value > 0
+
+
+def test_scale_figures_compare_against_a_small_queue() -> None:
+    figures = scale.figures(total=2000, frame_rows=500)
+    assert {f.name.split(",")[0] for f in figures} >= {"status", "claim", "dlq retry"}
+    assert all(f.value > 0 for f in figures)
+
+
+@pytest.mark.slow
+def test_the_report_is_written_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run, "measure", lambda repeat, scale_jobs: [run.Figure("x", 1.0, "/s")])
+    out = tmp_path / "report.json"
+    run.main(["--repeat", "1", "--output", str(out)])
+    report = json.loads(out.read_text())
+    assert report["figures"][0]["name"] == "x" and report["machine"]["cpus"]
