@@ -58,9 +58,9 @@ def store(db_path: Path) -> Iterator[SqliteStore]:
 
 
 class Cli:
-    """Runs the installed ``queuectl`` command against one queue file."""
+    """Runs the installed ``queuectl`` command against one queue (a file, or any URL)."""
 
-    def __init__(self, db: Path, home: Path) -> None:
+    def __init__(self, db: Path | str, home: Path) -> None:
         self.db = db
         self.env = {**os.environ, "QUEUECTL_HOME": str(home), "QUEUECTL_DB": str(db)}
 

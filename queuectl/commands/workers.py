@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import Message, worker_json
+from queuectl.worker import watchdog
 
 COUNT = click.option(
     "--count",
@@ -77,11 +79,15 @@ def worker_run(session: Session, count: int, until_empty: bool, poll_interval: i
     previous_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        session.queue().run_workers(
-            count,
-            until_empty=until_empty,
-            poll_interval=None if poll_interval is None else poll_interval / 1000,
-        )
+        # A killed pool cannot kill its jobs' process groups: its watchdog does (not in a
+        # notebook, whose kernel stops its pools' jobs itself when it exits).
+        guard = contextlib.nullcontext() if session.in_kernel else watchdog.guard_job_groups()
+        with guard:
+            session.queue().run_workers(
+                count,
+                until_empty=until_empty,
+                poll_interval=None if poll_interval is None else poll_interval / 1000,
+            )
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)

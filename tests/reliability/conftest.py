@@ -1,0 +1,148 @@
+"""Fixtures of the reliability suite: the queue under test, pool processes, and figures.
+
+Store-agnostic tests take the queue from ``queue_target`` (a path or URL handed to every process
+as ``QUEUECTL_DB``) and look at it only through the CLI or ``queuectl.connect``. Checks that only
+make sense for a file (checksums, modes) use the file-based ``cli`` fixture of ``tests/conftest``.
+Another store joins by adding a value to ``STORES`` and a branch to ``queue_target``.
+
+Figures (counts, sizes, how long a run took) are printed at the end of the run, in a section of
+the terminal summary, so that they show in ``make test`` output; they are never asserted on.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli, wait_for
+
+STORES = ["sqlite"]
+
+_FIGURES: list[str] = []
+
+
+@pytest.fixture(params=STORES)
+def queue_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the queue of this test lives, as ``--db`` / ``QUEUECTL_DB`` take it."""
+    if request.param == "sqlite":
+        return str(tmp_path / "queue.db")
+    raise AssertionError(f"unknown store {request.param}")
+
+
+@pytest.fixture
+def rcli(queue_target: str, tmp_path: Path) -> Cli:
+    """The installed CLI on a fresh queue of the store under test; quick polls and retries."""
+    c = Cli(queue_target, tmp_path / "home")
+    c.run("config", "set", "backoff_max", "0")
+    c.run("config", "set", "poll_interval_ms", "20")
+    return c
+
+
+Figure = Callable[[str], None]
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Figure:
+    """Record one line of figures for the summary at the end of the run (and print it)."""
+
+    def record(line: str) -> None:
+        name = request.node.name
+        _FIGURES.append(f"{name}: {line}")
+        print(f"{name}: {line}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _FIGURES:
+        terminalreporter.write_sep("=", "queuectl reliability figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+
+
+class Pools:
+    """Foreground pool processes (``queuectl worker run``), each logging to its own file."""
+
+    def __init__(self, cli: Cli, log_dir: Path) -> None:
+        self.cli = cli
+        self.log_dir = log_dir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Path] = []
+
+    def start(self, count: int = 1, *args: str) -> subprocess.Popen[bytes]:
+        log = self.log_dir / f"pool-{len(self.procs) + 1}.log"
+        with open(log, "wb") as out:
+            proc = self.cli.popen(
+                "worker", "run", "--count", str(count), *args, stdout=out, stderr=out
+            )
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def live(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.procs if p.poll() is None]
+
+    def wait_registered(self) -> None:
+        """Wait until every live pool has registered (and so handles SIGTERM)."""
+
+        def registered() -> bool:
+            pids = {worker["pid"] for worker in self.cli.json("status")["workers"]}
+            return {proc.pid for proc in self.live()} <= pids
+
+        wait_for(registered, timeout=60, what="the pools to register")
+
+    def terminate_all(self, timeout: float = 60) -> list[int]:
+        """SIGTERM every live pool (a graceful stop) once it runs; return their exit codes."""
+        self.wait_registered()
+        live = self.live()
+        for proc in live:
+            proc.send_signal(signal.SIGTERM)
+        return [proc.wait(timeout=timeout) for proc in live]
+
+    def log_text(self) -> str:
+        return "".join(path.read_text(errors="replace") for path in self.logs)
+
+    def kill_all(self) -> None:
+        for proc in self.live():
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+
+
+@pytest.fixture
+def pools(rcli: Cli, tmp_path: Path) -> Iterator[Pools]:
+    """Pools of the queue under test; whatever still runs at the end is killed."""
+    p = Pools(rcli, tmp_path)
+    yield p
+    p.kill_all()
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of the processes whose command line contains ``marker``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ")
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                zombie = f.read().rpartition(b")")[2].split()[0] == b"Z"
+        except OSError:
+            continue  # gone meanwhile
+        if marker.encode() in cmdline and not zombie:
+            found.append(int(entry.name))
+    return found
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A ``kB`` field of ``/proc/PID/status``, such as ``VmHWM`` (peak resident memory)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    raise KeyError(field)
