@@ -11,10 +11,14 @@ the terminal summary, so that they show in ``make test`` output; they are never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
+import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -146,3 +150,37 @@ def status_kib(pid: int, field: str) -> int:
         if line.startswith(f"{field}:"):
             return int(line.split()[1])
     raise KeyError(field)
+
+
+def freeze(proc: subprocess.Popen[bytes], target: str) -> None:
+    """SIGSTOP a pool at a moment it holds no write lock on the queue.
+
+    A process frozen inside a write transaction would block every other writer of an SQLite
+    file until it resumes: a property of SQLite, not what a test of leases is about.
+    """
+    for _ in range(100):
+        proc.send_signal(signal.SIGSTOP)
+        wait_for(lambda: _all_threads_stopped(proc.pid), what="the pool to stop")
+        if "://" in target or _sqlite_writable(target):
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("the pool always held the write lock")
+
+
+def _all_threads_stopped(pid: int) -> bool:
+    states = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            states.append((task / "stat").read_bytes().rpartition(b")")[2].split()[0])
+    return bool(states) and all(state in (b"T", b"t") for state in states)
+
+
+def _sqlite_writable(path: str) -> bool:
+    with closing(sqlite3.connect(path, timeout=0.5, isolation_level=None)) as conn:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return False
+        conn.execute("ROLLBACK")
+        return True
