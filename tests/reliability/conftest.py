@@ -184,3 +184,32 @@ def _sqlite_writable(path: str) -> bool:
             return False
         conn.execute("ROLLBACK")
         return True
+
+
+def stop_now(pools: list[subprocess.Popen[bytes]], marker: str, timeout: float = 60) -> None:
+    """Stop pools with a second SIGTERM, which kills the running jobs named by ``marker``.
+
+    Two signals sent in a row can reach a pool's handler as one, so while a pool still runs a
+    marked job it is sent another one a second later. No signal goes to a pool that no longer
+    runs one: it may be exiting, its handlers already restored.
+    """
+    for pool in pools:
+        pool.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while holders := {_pool_of(pid, pools) for pid in processes_with(marker)} - {None}:
+        assert time.monotonic() < deadline, "the marked jobs survived a stop now"
+        time.sleep(1.0)
+        for pool in pools:
+            if pool.pid in holders and pool.poll() is None:
+                pool.send_signal(signal.SIGTERM)
+
+
+def _pool_of(pid: int, pools: list[subprocess.Popen[bytes]]) -> int | None:
+    """The pid of the pool among ``pools`` that ``pid`` descends from, if any."""
+    wanted = {pool.pid for pool in pools}
+    while pid > 1 and pid not in wanted:
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            return None
+    return pid if pid in wanted else None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cli, wait_for
-from tests.reliability.conftest import Pools, processes_with
+from tests.reliability.conftest import Pools, processes_with, stop_now
 
 
 def family(marker: str, started: Path) -> str:
@@ -52,14 +52,8 @@ def test_stop_now_kills_grandchildren(rcli: Cli, pools: Pools, tmp_path: Path, m
     pool = pools.start(1)
     wait_running(marker, tmp_path / "started")
 
-    # The first SIGTERM stops gracefully (the job may finish), the second stops now. Signals
-    # sent at once can merge into one, so repeat until the pool is gone.
-    def stopped() -> bool:
-        pool.send_signal(signal.SIGTERM)
-        return pool.poll() is not None
-
-    wait_for(stopped, timeout=60, interval=0.5, what="the pool to stop")
-    assert pool.returncode == 0
+    stop_now([pool], marker)
+    assert pool.wait(timeout=60) == 0
     assert_none_left(marker)
     job = rcli.json("show", "busy")
     assert (job["state"], job["last_error"]) == ("dead", "killed: the worker was stopped")
