@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest notebooks clean
+.PHONY: demo test lint typecheck pytest soak notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# The heavier reliability variants (20,000 jobs under kill -9, 64 concurrent writers): minutes.
+soak: $(VENV)/.dev
+	$(BIN)/python -m pytest -m soak tests/reliability
 
 # Re-execute the example notebooks and store their outputs (review the diff, then commit).
 notebooks: $(VENV)/.dev

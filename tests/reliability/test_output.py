@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from tests.conftest import QUEUECTL, Cli, wait_for
 from tests.reliability.conftest import Figure, Pools, status_kib
 
@@ -23,10 +25,16 @@ def octal(data: bytes) -> str:
     return "".join(f"\\{b:03o}" for b in data)
 
 
+@pytest.mark.timeout(900)
 def test_a_gibibyte_on_each_stream_keeps_memory_bounded(
     rcli: Cli, pools: Pools, figure: Figure
 ) -> None:
     out, err = b"0123456789abcdef\n", b"fedcba9876543210\n"
+    pool = pools.start(1)
+    wait_for(lambda: rcli.json("status")["workers"], what="the pool")
+    rcli.run("enqueue", "--id", "warm-up", "echo warm")  # the pool's usual work, for a baseline
+    wait_for(lambda: rcli.json("show", "warm-up")["state"] == "completed", what="warm-up")
+    before = status_kib(pool.pid, "VmHWM")
     rcli.run(
         "enqueue",
         "--raw",
@@ -35,9 +43,6 @@ def test_a_gibibyte_on_each_stream_keeps_memory_bounded(
         f"{{ yes {out.decode().strip()} | head -c {GIB}; printf END-OUT; }} & "
         f"{{ yes {err.decode().strip()} | head -c {GIB}; printf END-ERR; }} >&2; wait",
     )
-    pool = pools.start(1)
-    wait_for(lambda: rcli.json("status")["workers"], what="the pool")
-    before = status_kib(pool.pid, "VmHWM")
     wait_for(lambda: rcli.json("show", "loud")["state"] == "completed", timeout=600)
     peak = status_kib(pool.pid, "VmHWM")
     assert pools.terminate_all() == [0]
