@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest notebooks bench clean
+.PHONY: demo test lint typecheck pytest soak notebooks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ test: lint typecheck pytest
 # Figures against this machine's floors; prints a table, writes benchmarks/results/latest.json.
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.run
+
+# The heavier reliability variants (20,000 jobs under kill -9, 64 concurrent writers): minutes.
+soak: $(VENV)/.dev
+	$(BIN)/python -m pytest -m soak tests/reliability
 
 # Re-execute the example notebooks and store their outputs (review the diff, then commit).
 notebooks: $(VENV)/.dev

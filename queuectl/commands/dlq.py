@@ -7,6 +7,7 @@ import copy
 import click
 
 from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.jobs import existing_ids
 from queuectl.commands.results import JobList, Message
 from queuectl.errors import InvalidInput
 from queuectl.model import State
@@ -28,7 +29,7 @@ def dlq_list(session: Session, limit: int) -> JobList:
 
 
 @dlq.command("retry")
-@click.argument("job_ids", metavar="ID...", nargs=-1)
+@click.argument("job_ids", metavar="ID...", nargs=-1, callback=existing_ids)
 @click.option("--all", "all_dead", is_flag=True, help="Retry every dead job.")
 @json_option
 @click.pass_obj

@@ -142,8 +142,19 @@ def list_jobs(session: Session, state: str | None, limit: int) -> JobList:
     return JobList(queue.job_records(chosen, limit), total)
 
 
+def existing_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse an id that is not text (bytes of the command line that are not UTF-8): no job
+    has such an id, and the store cannot even look it up."""
+    for job_id in (value,) if isinstance(value, str) else value:
+        try:
+            job_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise NotFound(f"no job with id {job_id!r}.") from None
+    return value
+
+
 @cli.command()
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", callback=existing_ids)
 @json_option
 @click.pass_obj
 def show(session: Session, job_id: str) -> JobDetail:
@@ -153,7 +164,7 @@ def show(session: Session, job_id: str) -> JobDetail:
 
 
 @cli.command()
-@click.argument("job_id", metavar="ID")
+@click.argument("job_id", metavar="ID", callback=existing_ids)
 @click.option(
     "--attempt",
     type=click.IntRange(min=1),

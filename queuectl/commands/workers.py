@@ -8,6 +8,7 @@ import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import Message, worker_json
+from queuectl.worker import watchdog
 from queuectl.worker.inprocess import MAX_THREADS
 
 COUNT = click.option(
@@ -89,7 +90,10 @@ def worker_run(session: Session, count: int, until_empty: bool, poll_interval: i
     previous_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        run()
+        # A killed pool cannot kill its jobs' process groups: its watchdog does. (A notebook's
+        # kernel pools, run above, stop their jobs themselves when the kernel exits.)
+        with watchdog.guard_job_groups():
+            run()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(previous_level)

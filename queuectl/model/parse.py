@@ -33,7 +33,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 def parse_job_json(text: str) -> dict[str, Any]:
     """Parse a job given as a JSON object; return its fields with aliases resolved."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise InvalidInput(
             f"invalid job JSON: {exc.msg} at line {exc.lineno} column {exc.colno}. "
@@ -47,6 +47,15 @@ def parse_job_json(text: str) -> dict[str, Any]:
             'Example: {"id": "job1", "command": "echo hi"}.'
         )
     return canonical_fields(data)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different (``json`` keeps the last of duplicates)."""
+    data = dict(pairs)
+    if len(data) < len(pairs):
+        twice = next(key for n, (key, _) in enumerate(pairs) if key in dict(pairs[:n]))
+        raise InvalidInput(f"invalid job JSON: field '{twice}' is given twice.")
+    return data
 
 
 def canonical_fields(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,7 +111,13 @@ def validate_command(value: Any) -> str:
         raise InvalidInput("command is empty: give the shell command the job should run.")
     if "\x00" in value:
         raise InvalidInput("command contains a NUL byte, which a shell command cannot hold.")
-    size = len(value.encode("utf-8", "surrogateescape"))
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:  # bytes from the command line that are not UTF-8
+        raise InvalidInput(
+            "command is not valid UTF-8 text: write the bytes it needs with printf escapes "
+            "(e.g. printf '\\377'), or keep them in a script file."
+        ) from None
     if size > MAX_COMMAND_BYTES:
         raise InvalidInput(
             f"command is {size} bytes; the limit is {MAX_COMMAND_BYTES}. "

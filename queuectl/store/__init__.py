@@ -18,7 +18,9 @@ from queuectl.store.base import Store
 
 __all__ = ["Store", "open_store", "queue_home", "redact", "resolve_target"]
 
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@]*:)[^@]*(?P<tail>@)", re.IGNORECASE)
+# Up to the last "@": a password may hold an unescaped "@" (or "/"); hiding too much is safe.
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@]*:).*(?P<tail>@)", re.IGNORECASE)
+_PASSWORD_PARAM = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def queue_home(create: bool = True) -> Path:
@@ -45,7 +47,8 @@ def resolve_target(db: str | None = None) -> str:
 
 def redact(target: str) -> str:
     """The target with any password in a URL replaced by ``***``, safe to print."""
-    return _PASSWORD.sub(r"\g<head>***\g<tail>", target)
+    target = _PASSWORD.sub(r"\g<head>***\g<tail>", target)
+    return _PASSWORD_PARAM.sub(r"\g<head>***", target)
 
 
 def open_store(db: str | None = None, clock: Callable[[], float] | None = None) -> Store:
@@ -58,6 +61,8 @@ def open_store(db: str | None = None, clock: Callable[[], float] | None = None) 
     if not sep:
         path = target
     elif scheme.lower() == "sqlite":
+        if "@" in rest.partition("/")[0]:  # sqlite://user:password@... names no file
+            raise InvalidInput(f"the URL {redact(target)} names no file: use sqlite:///path.db.")
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
             raise InvalidInput(f"the URL {target} names no file: use sqlite:///path/queue.db.")

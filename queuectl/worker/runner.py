@@ -7,7 +7,9 @@
   child or grandchild outlives the job.
 
 The group leader is not reaped until its group has been signalled: its pid (the group id)
-cannot be reused by another process while we may still send it signals.
+cannot be reused by another process while we may still send it signals. Groups are announced to
+the pool's watchdog (``queuectl.worker.watchdog``), if it has one, which kills them should the
+pool process die first.
 """
 
 from __future__ import annotations
@@ -27,6 +29,23 @@ KILL_GRACE = 2.0
 #: how long to read leftover output once the shell has exited and its group was killed
 DRAIN_SECONDS = 1.0
 _CHUNK = 65536
+#: the write end of the watchdog's pipe, or None (see ``announce_groups_to``)
+_announce_fd: int | None = None
+
+
+def announce_groups_to(fd: int | None) -> None:
+    """Tell the watchdog listening on pipe ``fd`` about every job group (None: stop telling)."""
+    global _announce_fd
+    _announce_fd = fd
+
+
+def _announce(sign: bytes, pgid: int) -> None:
+    fd = _announce_fd
+    if fd is None:
+        return
+    # One short write, atomic on a pipe. If the watchdog is gone, jobs still end with the pool.
+    with contextlib.suppress(OSError):
+        os.write(fd, b"%s%d\n" % (sign, pgid))
 
 
 class _Tail:
@@ -62,10 +81,12 @@ def run_command(
         )
     except OSError as exc:
         return RunResult(Outcome.FAILED, None, f"could not start the job: {exc.strerror or exc}")
+    _announce(b"+", proc.pid)
     try:
         return _supervise(proc, timeout, max_bytes, cancel)
     except BaseException:
         _signal_group(proc.pid, signal.SIGKILL)
+        _announce(b"-", proc.pid)
         proc.wait()
         raise
     finally:
@@ -125,6 +146,7 @@ def _supervise(
                     tails[fd].add(chunk)
                 else:
                     selector.unregister(fd)
+    _announce(b"-", proc.pid)  # before the reap: the group id is still ours
     code = proc.wait()
     stdout, stderr = (bytes(tail.data) for tail in tails.values())
     return RunResult(*_verdict(code, stop_reason, timeout), stdout=stdout, stderr=stderr)

@@ -79,7 +79,8 @@ def test_password_in_url_is_redacted() -> None:
     assert redact("postgres://bob@db/q") == "postgres://bob@db/q"
 
 
-def _faulty(tmp_path: Path, kind: str) -> Path:
+def faulty_file(tmp_path: Path, kind: str) -> Path:
+    """A queue path in ``tmp_path`` that is unusable in the way ``kind`` (of ``FAULTS``) says."""
     path = tmp_path / "queue.db"
     if kind == "garbage":
         path.write_bytes(os.urandom(4096))
@@ -99,20 +100,22 @@ def _faulty(tmp_path: Path, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("kind", "message", "error"),
-    [
-        ("garbage", "not an SQLite file", StoreError),
-        ("newer", "newer queuectl (schema version 99", SchemaTooNew),
-        ("foreign", "database of another program", StoreError),
-        ("missing-dir", "does not exist", StoreError),
-        ("directory", "is a directory", StoreError),
-    ],
-)
+# (kind, what the error says, the exception of open_store)
+FAULTS = [
+    ("garbage", "not an SQLite file", StoreError),
+    ("short", "not an SQLite file", StoreError),
+    ("newer", "newer queuectl (schema version 99", SchemaTooNew),
+    ("foreign", "database of another program", StoreError),
+    ("missing-dir", "does not exist", StoreError),
+    ("directory", "is a directory", StoreError),
+]
+
+
+@pytest.mark.parametrize(("kind", "message", "error"), FAULTS)
 def test_unusable_files_give_a_clear_error_and_stay_untouched(
     tmp_path: Path, kind: str, message: str, error: type[Exception]
 ) -> None:
-    path = _faulty(tmp_path, kind)
+    path = faulty_file(tmp_path, kind)
     before = path.read_bytes() if path.is_file() else None
     with pytest.raises(error, match=re.escape(message)):
         open_store(str(path))

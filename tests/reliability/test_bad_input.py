@@ -1,4 +1,8 @@
-"""Bad input: a clear ``Error:`` message, the documented exit code, and nothing written."""
+"""Bad input: a clear ``Error:`` message, the documented exit code, and nothing written.
+
+Every case runs on both stores against a queue holding one job, and compares a digest of the
+queue before and after: of the file and its WAL, or of every row in PostgreSQL.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from queuectl.api import connect
 from tests.conftest import Cli
 
 BIG_ID = "x" * 10_000
+HALF_COMMAND = "x" * 100_000  # two of them: more than one shell command may hold
+NOT_UTF8 = b"\xff".decode("utf-8", "surrogateescape")  # a byte of argv that is not UTF-8
 
 # (arguments, exit code, text the message must contain)
 CASES: list[tuple[list[str], int, str]] = [
@@ -81,6 +87,40 @@ CASES: list[tuple[list[str], int, str]] = [
     (["worker", "run", "--poll-interval", "0"], 2, "not in the range"),
     (["frobnicate"], 2, "No such command"),
     (["--db", "mysql://host/db", "status"], 2, "unknown queue URL scheme"),
+    (["--db", "", "status"], 2, "the queue location is empty"),
+    (["--db", "sqlite://", "status"], 2, "names no file"),
+    (["--db", "sqlite://bob:pw@/x.db", "status"], 2, "sqlite://bob:***@/x.db names no file"),
+    (["enqueue", "{}"], 2, "no command"),
+    (["enqueue", '{"command": "echo"} trailing'], 2, "Extra data"),
+    (["enqueue", '{"command": "echo", "command": "ls"}'], 2, "field 'command' is given twice"),
+    (["enqueue", "--", ""], 2, "command is empty"),
+    (["enqueue", "--", HALF_COMMAND, HALF_COMMAND], 2, "the limit is 131071"),
+    (["enqueue", f"echo {NOT_UTF8}"], 2, "not valid UTF-8"),
+    (["enqueue", '{"command": "echo ' + NOT_UTF8 + '"}'], 2, "not valid UTF-8"),
+    (["enqueue", "--max-retries", "1001", "echo"], 2, "between 0 and 1000"),
+    (["enqueue", "--run-at", "yesterday", "echo"], 2, "invalid run_at 'yesterday'"),
+    (["enqueue", "--delay", "-5s", "echo"], 2, "invalid delay"),
+    (["enqueue", '{"command": "echo", "run_at": "2030-02-30T00:00:00Z"}'], 2, "invalid run_at"),
+    (["enqueue", '{"command": "echo", "timeout": Infinity}'], 2, "timeout must be between"),
+    (["enqueue", '{"command": "echo", "priority": -1e400}'], 2, "whole number"),
+    (["enqueue", '{"command": "echo", "id": "a/b"}'], 2, "invalid job id"),
+    (["enqueue", '{"command": "echo", "id": "\u00fcn\u00ef"}'], 2, "invalid job id"),
+    (["show"], 2, "Missing argument 'ID'"),
+    (["show", NOT_UTF8], 1, "no job with id"),
+    (["logs", "dup", "--attempt", "two"], 2, "not a valid integer"),
+    (["logs", "dup", "--attempt", "99"], 1, "has no attempt 99"),
+    (["dlq", "retry", NOT_UTF8], 1, "no job with id"),
+    (["list", "--state", ""], 2, "is not one of"),
+    (["status", "extra"], 2, "unexpected extra argument"),
+    (["metrics", "--state", "dead"], 2, "No such option"),
+    (["wait", "--timeout", "-1"], 2, "not in the range"),
+    (["wait", "--timeout", "soon"], 2, "not a valid float"),
+    (["panel", "--interval", "0"], 2, "not in the range"),
+    (["worker", "stop", "--timeout", "-1"], 2, "not in the range"),
+    (["worker", "run", "--count", "257"], 2, "not in the range"),
+    (["config", "set", "poll_interval", "0"], 2, "between 0.001 and 60"),
+    (["config", "set", "lease_seconds", "inf"], 2, "finite"),
+    (["config", "set", "max_retries"], 2, "Missing argument 'VALUE'"),
 ]
 
 
