@@ -8,7 +8,6 @@ import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import Message, worker_json
-from queuectl.worker import watchdog
 from queuectl.worker.inprocess import MAX_THREADS
 
 COUNT = click.option(
@@ -81,7 +80,9 @@ def worker_run(session: Session, count: int, until_empty: bool, poll_interval: i
     if session.in_kernel:  # worker threads must not print into cells: leave logging alone
         run()
         return None
-    import logging  # here: other commands start faster without it
+    import logging  # here: other commands start faster without these
+
+    from queuectl.worker import watchdog
 
     logger = logging.getLogger("queuectl")
     handler = logging.StreamHandler()
