@@ -67,7 +67,7 @@ def open_store(db: str | None = None, clock: Callable[[], float] | None = None) 
         if not path:
             raise InvalidInput(f"the URL {target} names no file: use sqlite:///path/queue.db.")
     elif scheme.lower() in ("postgresql", "postgres"):
-        return _open_postgres(target, clock)
+        return _open_postgres(f"{scheme.lower()}://{rest}", clock)  # libpq wants lower case
     else:
         raise InvalidInput(
             f"unknown queue URL scheme '{scheme}://' in {redact(target)}: use a file path, "

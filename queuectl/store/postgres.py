@@ -76,7 +76,9 @@ class PostgresStore(Store):
         try:
             given = conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
-            raise InvalidInput(f"invalid PostgreSQL URL {self.display_url}: {exc}") from None
+            # psycopg quotes the URL it could not parse: never show it.
+            reason = str(exc).replace(url, self.display_url).split(" after ")[0].strip()
+            raise InvalidInput(f"invalid PostgreSQL URL {self.display_url}: {reason}.") from None
         self._secret = str(given.get("password") or "") or None
         if self._secret:  # a password given in a form that redact() does not know
             self.display_url = self.display_url.replace(self._secret, "***")
