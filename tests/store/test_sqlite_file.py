@@ -154,3 +154,15 @@ def test_a_file_in_rollback_mode_is_switched_to_wal(tmp_path: Path) -> None:
     SqliteStore(path).close()
     with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_claim_reads_only_the_claimable_index(store: SqliteStore) -> None:
+    from queuectl.store.sqlite import CLAIM_SOURCE, CLAIMABLE
+
+    query = (
+        f"SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} ORDER BY priority DESC, run_at, seq"
+    )
+    plan = " ".join(
+        row[3] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {query}", {"now": 0})
+    )
+    assert "jobs_claimable" in plan and "TEMP B-TREE" not in plan
