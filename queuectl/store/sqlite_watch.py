@@ -26,6 +26,9 @@ log = worker_log
 #: how long after a write to the WAL the watcher looks for its commit, and how often
 COMMIT_WAIT = 0.25
 COMMIT_POLL = 0.0005
+#: after a wake-up, how long further commits are left to pile up: a busy queue (whose pools
+#: have no idle thread to wake anyway) costs the watcher a few hundred checks a second at most
+COALESCE = 0.002
 
 
 def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], None]:
@@ -58,6 +61,7 @@ def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], No
                 events = inotify.read(timeout=0)
                 if any(e.name in names or e.mask & flags.Q_OVERFLOW for e in events):
                     seen = _await_commit(conn, seen, notify)
+                    time.sleep(COALESCE)
         except Exception:  # a watcher must never take its pool down, nor print
             log.exception("watching %s for commits failed; polling instead", database)
         finally:

@@ -218,7 +218,8 @@ class WorkerPool:
             f" ({result.error})" if result.error else "",
         )
         for delay in (0, 0.1, 0.5, 1, 2, 5, 5, 5, 10, 10):
-            time.sleep(delay)
+            if delay:  # (even sleep(0) costs a thread switch on this hot path)
+                time.sleep(delay)
             try:
                 if not lifecycle.record(self.store, running.claim, result, self._config):
                     log.warning(
