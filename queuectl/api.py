@@ -47,11 +47,6 @@ class QueueStatus:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    @property
-    def unfinished(self) -> int:
-        """Jobs pending, failed (awaiting a retry) or processing."""
-        return unfinished(self.counts)
-
     def __repr__(self) -> str:
         counts = ", ".join(f"{state.value}={self.counts.get(state, 0)}" for state in State)
         return f"QueueStatus({counts}, workers={len(self.workers)})"

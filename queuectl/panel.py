@@ -22,7 +22,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from queuectl.api import Queue
-from queuectl.errors import QueuectlError
+from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.model import Job, State, WorkerInfo
 from queuectl.text import cell
 
@@ -133,7 +133,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         chosen = list(self.dead.value)
         try:
             if not all_dead and not chosen:
-                raise QueuectlError("select dead jobs first.")
+                raise InvalidInput("select dead jobs first.")
             retried = self.queue.retry(*chosen, all_dead=all_dead)
             self.message.value = f"Retried {len(retried)} job(s)."
             self.refresh()
