@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound
+from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound, StoreError
 from queuectl.model import (
     Attempt,
     Claim,
@@ -109,6 +109,28 @@ class Store(ABC):
         ``only_if_expired``, past its lease). Otherwise nothing changes and ``False`` is
         returned: a worker that lost its lease cannot overwrite the job.
         """
+
+    def finish_and_claim(
+        self,
+        fence: Fence,
+        result: RunResult,
+        transition: Transition,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[bool, Claim | None]:
+        """``finish`` this attempt, then ``claim`` the worker's next job; return both results.
+
+        The claim is made whether or not the fence held. A store may do both in one
+        transaction (SQLite does: one commit per job instead of two); the default makes two
+        calls, which is as cheap for a server whose statements commit on their own. Raises
+        only if nothing was recorded: once the result is in, a failed claim is no claim (the
+        worker claims again in its loop, which reports and backs off).
+        """
+        recorded = self.finish(fence, result, transition)
+        try:
+            return recorded, self.claim(worker_id, lease_seconds)
+        except StoreError:
+            return recorded, None
 
     @abstractmethod
     def expired(self) -> list[Claim]:

@@ -54,6 +54,17 @@ CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
 CLAIM_SOURCE = "jobs INDEXED BY jobs_claimable"
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that remembers its ``synchronous`` setting, to change it only when needed."""
+
+    synchronous = "FULL"  # what ``schema.prepare`` sets
+
+    def set_synchronous(self, mode: str) -> None:
+        if mode != self.synchronous:
+            self.execute(f"PRAGMA synchronous = {mode}")
+            self.synchronous = mode
+
+
 class SqliteStore(Store):
     """A queue in one SQLite database file."""
 
@@ -61,7 +72,7 @@ class SqliteStore(Store):
         self.path = Path(path)
         self.display_url = str(self.path)
         self._clock = clock
-        self._conns = PerThread(self._open, sqlite3.Connection.close)
+        self._conns = PerThread(self._open, _Connection.close)
         self._writer = threading.Lock()
         schema.create_file(self.path)
         self._conn()  # fail early, in the caller's thread, if the file is unusable
@@ -73,13 +84,14 @@ class SqliteStore(Store):
 
     # -- connections --------------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self) -> _Connection:
         with self._translate():
             conn = sqlite3.connect(
                 self.path,
                 timeout=schema.BUSY_SECONDS,
                 isolation_level=None,
                 check_same_thread=False,
+                factory=_Connection,
             )
             try:
                 schema.prepare(conn)
@@ -88,7 +100,7 @@ class SqliteStore(Store):
                 raise
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
+    def _conn(self) -> _Connection:
         return self._conns.get()
 
     def close(self) -> None:
@@ -119,7 +131,7 @@ class SqliteStore(Store):
         # Threads of this process queue on a mutex, which hands over at once; SQLite's busy
         # handler, left for other processes, sleeps in steps of up to 100 ms.
         with self._writer, self._translate():
-            conn.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
+            conn.set_synchronous("FULL" if durable else "NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -175,24 +187,29 @@ class SqliteStore(Store):
         if not self._read(f"SELECT 1 FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} LIMIT 1", probe):
             return None
         with self._write(durable=False) as conn:
-            # The lease starts once the lock is ours, however long we waited for it.
-            now = self._clock()
-            row = conn.execute(
-                "UPDATE jobs SET state = 'processing', attempts = attempts + 1, "
-                "worker_id = :worker, lease_until = :lease, updated_at = :now "
-                f"WHERE rowid = (SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} "
-                "ORDER BY priority DESC, run_at, seq LIMIT 1) "
-                f"RETURNING {rows.JOB_COLUMNS}",
-                {"worker": worker_id, "lease": now + lease_seconds, "now": now},
-            ).fetchone()
-            if row is None:
-                return None
-            attempt_id = conn.execute(
-                "INSERT INTO attempts (job_id, number, worker_id, started_at) VALUES (?, ?, ?, ?)",
-                (row[0], row[3], worker_id, now),
-            ).lastrowid
-            assert attempt_id is not None
-            conn.execute("UPDATE jobs SET attempt_id = ? WHERE id = ?", (attempt_id, row[0]))
+            return self._claim(conn, worker_id, lease_seconds)
+
+    def _claim(
+        self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float
+    ) -> Claim | None:
+        # The lease starts once the lock is ours, however long we waited for it.
+        now = self._clock()
+        row = conn.execute(
+            "UPDATE jobs SET state = 'processing', attempts = attempts + 1, "
+            "worker_id = :worker, lease_until = :lease, updated_at = :now "
+            f"WHERE rowid = (SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} "
+            "ORDER BY priority DESC, run_at, seq LIMIT 1) "
+            f"RETURNING {rows.JOB_COLUMNS}",
+            {"worker": worker_id, "lease": now + lease_seconds, "now": now},
+        ).fetchone()
+        if row is None:
+            return None
+        attempt_id = conn.execute(
+            "INSERT INTO attempts (job_id, number, worker_id, started_at) VALUES (?, ?, ?, ?)",
+            (row[0], row[3], worker_id, now),
+        ).lastrowid
+        assert attempt_id is not None
+        conn.execute("UPDATE jobs SET attempt_id = ? WHERE id = ?", (attempt_id, row[0]))
         job = rows.to_job(row)
         return Claim(job, Fence(job.id, job.attempts, worker_id, attempt_id))
 
@@ -221,41 +238,65 @@ class SqliteStore(Store):
         only_if_expired: bool = False,
     ) -> bool:
         with self._write(durable=False) as conn:
-            now = self._clock()
-            expiry = " AND lease_until < :now" if only_if_expired else ""
-            cursor = conn.execute(
-                "UPDATE jobs SET state = :state, "
-                "run_at = CASE WHEN :state = 'failed' THEN :now + :delay ELSE run_at END, "
-                "last_error = COALESCE(:error, last_error), worker_id = NULL, "
-                "lease_until = NULL, updated_at = :now "
-                "WHERE id = :id AND attempts = :attempt AND worker_id = :worker "
-                f"AND attempt_id = :attempt_id AND state = 'processing'{expiry}",
-                {
-                    "state": transition.state.value,
-                    "now": now,
-                    "delay": transition.retry_delay,
-                    "error": transition.last_error,
-                    "id": fence.job_id,
-                    "attempt": fence.attempt,
-                    "worker": fence.worker_id,
-                    "attempt_id": fence.attempt_id,
-                },
-            )
-            if cursor.rowcount != 1:
-                return False
-            conn.execute(
-                "UPDATE attempts SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
-                "stdout = ?, stderr = ? WHERE id = ?",
-                (
-                    now,
-                    result.exit_code,
-                    result.outcome.value,
-                    result.error,
-                    result.stdout,
-                    result.stderr,
-                    fence.attempt_id,
-                ),
-            )
+            return self._finish(conn, fence, result, transition, only_if_expired)
+
+    def finish_and_claim(
+        self,
+        fence: Fence,
+        result: RunResult,
+        transition: Transition,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[bool, Claim | None]:
+        # One commit instead of two: the pages both touch (the job's, the indexes', the
+        # counts') are written to the WAL once, and the lock is taken once.
+        with self._write(durable=False) as conn:
+            recorded = self._finish(conn, fence, result, transition, only_if_expired=False)
+            return recorded, self._claim(conn, worker_id, lease_seconds)
+
+    def _finish(
+        self,
+        conn: sqlite3.Connection,
+        fence: Fence,
+        result: RunResult,
+        transition: Transition,
+        only_if_expired: bool,
+    ) -> bool:
+        now = self._clock()
+        expiry = " AND lease_until < :now" if only_if_expired else ""
+        cursor = conn.execute(
+            "UPDATE jobs SET state = :state, "
+            "run_at = CASE WHEN :state = 'failed' THEN :now + :delay ELSE run_at END, "
+            "last_error = COALESCE(:error, last_error), worker_id = NULL, "
+            "lease_until = NULL, updated_at = :now "
+            "WHERE id = :id AND attempts = :attempt AND worker_id = :worker "
+            f"AND attempt_id = :attempt_id AND state = 'processing'{expiry}",
+            {
+                "state": transition.state.value,
+                "now": now,
+                "delay": transition.retry_delay,
+                "error": transition.last_error,
+                "id": fence.job_id,
+                "attempt": fence.attempt,
+                "worker": fence.worker_id,
+                "attempt_id": fence.attempt_id,
+            },
+        )
+        if cursor.rowcount != 1:
+            return False
+        conn.execute(
+            "UPDATE attempts SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
+            "stdout = ?, stderr = ? WHERE id = ?",
+            (
+                now,
+                result.exit_code,
+                result.outcome.value,
+                result.error,
+                result.stdout,
+                result.stderr,
+                fence.attempt_id,
+            ),
+        )
         return True
 
     def expired(self) -> list[Claim]:

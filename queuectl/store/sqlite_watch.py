@@ -7,6 +7,12 @@ nothing happens. A write is seen before its commit is visible (the commit ends w
 an update of the shared-memory index, which inotify does not report), so after a write the
 watcher polls ``PRAGMA data_version`` (which changes when another connection commits) for a
 short while and wakes the pool the moment the commit shows.
+
+The watcher also keeps the WAL short. SQLite copies the WAL back into the database (a
+checkpoint) in whichever commit makes it pass 1,000 pages; that commit then waits for the
+fsync of everything written since, and in a busy pool every other thread waits behind it for
+the write lock. So every ``CHECKPOINT_AFTER`` commits it sees, the watcher runs a passive
+checkpoint itself, which does not block writers, and commits seldom have to.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ COMMIT_POLL = 0.0005
 #: after a wake-up, how long further commits are left to pile up: a busy queue (whose pools
 #: have no idle thread to wake anyway) costs the watcher a few hundred checks a second at most
 COALESCE = 0.002
+#: commits seen between two checkpoints by the watcher (a pool's commit writes about 8 pages)
+CHECKPOINT_AFTER = 32
 
 
 def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], None]:
@@ -47,20 +55,27 @@ def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], No
     except (ImportError, OSError) as exc:
         log.warning("cannot watch %s for commits (%s); polling instead", database, exc)
         return lambda: None
-    names = {database.name, f"{database.name}-wal"}
+    # Commits go to the WAL only; the database file changes in checkpoints (our own, too).
+    wal = f"{database.name}-wal"
     stop_reader, stop_writer = os.pipe()
 
     def loop() -> None:
         conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
         try:
             seen = _data_version(conn)
+            commits = 0
             while True:
                 ready, _, _ = select.select([inotify.fileno(), stop_reader], [], [])
                 if stop_reader in ready:
                     return
                 events = inotify.read(timeout=0)
-                if any(e.name in names or e.mask & flags.Q_OVERFLOW for e in events):
-                    seen = _await_commit(conn, seen, notify)
+                if any(e.name == wal or e.mask & flags.Q_OVERFLOW for e in events):
+                    version = _await_commit(conn, seen, notify)
+                    commits += version != seen
+                    seen = version
+                    if commits >= CHECKPOINT_AFTER:
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        commits = 0
                     time.sleep(COALESCE)
         except Exception:  # a watcher must never take its pool down, nor print
             log.exception("watching %s for commits failed; polling instead", database)

@@ -5,7 +5,7 @@ These functions hold the policy and no SQL; the store applies their result under
 
 from __future__ import annotations
 
-from queuectl.model import Claim, Config, Outcome, RunResult
+from queuectl.model import Claim, Config, Outcome, RunResult, Transition
 from queuectl.model.policy import after_attempt
 from queuectl.store.base import Store
 
@@ -14,10 +14,24 @@ def record(
     store: Store, claim: Claim, result: RunResult, config: Config, *, only_if_expired: bool = False
 ) -> bool:
     """Persist an attempt's result; False when the worker had lost the job (fenced out)."""
-    transition = after_attempt(
+    transition = _transition(claim, result, config)
+    return store.finish(claim.fence, result, transition, only_if_expired=only_if_expired)
+
+
+def record_and_claim(
+    store: Store, claim: Claim, result: RunResult, config: Config
+) -> tuple[bool, Claim | None]:
+    """``record``, then claim the same worker's next job (one transaction where the store can)."""
+    transition = _transition(claim, result, config)
+    return store.finish_and_claim(
+        claim.fence, result, transition, claim.fence.worker_id, config.lease_seconds
+    )
+
+
+def _transition(claim: Claim, result: RunResult, config: Config) -> Transition:
+    return after_attempt(
         result, claim.job.attempts, claim.job.max_retries, config.backoff_base, config.backoff_max
     )
-    return store.finish(claim.fence, result, transition, only_if_expired=only_if_expired)
 
 
 def recover_expired(store: Store, config: Config) -> list[str]:

@@ -164,11 +164,15 @@ class WorkerPool:
 
     def _work(self) -> None:
         ident = threading.get_ident()
+        claim: Claim | None = None
         try:
-            while not self._stopping.is_set():
-                claim = self._guard(
-                    lambda: self.store.claim(self.worker_id, self._config.lease_seconds)
-                )
+            # A job claimed together with the last result still runs when a stop comes in
+            # meanwhile: like a job that had just started, it is finished, not dropped.
+            while claim is not None or not self._stopping.is_set():
+                if claim is None:
+                    claim = self._guard(
+                        lambda: self.store.claim(self.worker_id, self._config.lease_seconds)
+                    )
                 if claim is None:
                     if self.until_empty and self._guard(self._drained):
                         self.stop()
@@ -181,7 +185,7 @@ class WorkerPool:
                     if self._killing.is_set():  # stop(now=True) came in while claiming
                         running.cancel.set()
                 try:
-                    self._execute(running)
+                    claim = self._record(claim, self._execute(running))
                 finally:
                     with self._lock:
                         del self._running[ident]
@@ -193,7 +197,7 @@ class WorkerPool:
                     self._workers_done.set()
             self._guard(self.store.release)
 
-    def _execute(self, running: _Running) -> None:
+    def _execute(self, running: _Running) -> RunResult:
         job, fence = running.claim.job, running.claim.fence
         try:
             result = run_command(
@@ -217,18 +221,35 @@ class WorkerPool:
             result.outcome.value,
             f" ({result.error})" if result.error else "",
         )
+        return result
+
+    def _record(self, claim: Claim, result: RunResult) -> Claim | None:
+        """Persist an attempt's result, retrying while the store fails; unless the pool is
+        stopping, claim the thread's next job in the same step and return it."""
+        job, fence = claim.job, claim.fence
         for delay in (0, 0.1, 0.5, 1, 2, 5, 5, 5, 10, 10):
             if delay:  # (even sleep(0) costs a thread switch on this hot path)
                 time.sleep(delay)
             try:
-                if not lifecycle.record(self.store, running.claim, result, self._config):
-                    log.warning(
-                        "job %s attempt %s: lease lost, result discarded", job.id, fence.attempt
+                if self._stopping.is_set():
+                    recorded, next_claim = (
+                        lifecycle.record(self.store, claim, result, self._config),
+                        None,
                     )
-                return
+                else:
+                    recorded, next_claim = lifecycle.record_and_claim(
+                        self.store, claim, result, self._config
+                    )
             except QueuectlError as exc:
                 log.warning("job %s: recording the result failed (%s); retrying", job.id, exc)
+                continue
+            if not recorded:
+                log.warning(
+                    "job %s attempt %s: lease lost, result discarded", job.id, fence.attempt
+                )
+            return next_claim
         log.error("job %s: could not record its result; it will be recovered as lost", job.id)
+        return None
 
     def _drained(self) -> bool:
         return unfinished(self.store.counts()) == 0

@@ -145,6 +145,45 @@ def test_fencing_rejects_a_worker_that_lost_its_lease(store: Store, clock: FakeC
     assert outcomes == [Outcome.LOST, Outcome.COMPLETED]
 
 
+def test_finish_and_claim_records_then_takes_the_next_job(store: Store, clock: FakeClock) -> None:
+    add(store, "a", "b")
+    first = store.claim("w", 30)
+    assert first
+    clock.now += 1
+    recorded, second = store.finish_and_claim(first.fence, OK, Transition(State.COMPLETED), "w", 20)
+    assert recorded and second and second.job.id == "b"
+    assert store.get("a").state is State.COMPLETED
+    assert store.attempts("a")[0].outcome is Outcome.COMPLETED
+    job = store.get("b")
+    assert (job.state, job.worker_id, job.attempts) == (State.PROCESSING, "w", 1)
+    assert job.lease_until == store.now() + timedelta(seconds=20)
+    assert second.fence.attempt_id != first.fence.attempt_id
+    recorded, none_left = store.finish_and_claim(
+        second.fence, FAIL, Transition(State.DEAD, 0, "exit code 1"), "w", 20
+    )
+    assert recorded and none_left is None
+    assert store.counts()[State.DEAD] == 1
+
+
+def test_finish_and_claim_claims_even_when_the_fence_is_gone(
+    store: Store, clock: FakeClock
+) -> None:
+    add(store, "a")
+    stale = store.claim("w1", 10)
+    assert stale
+    clock.now += 11
+    (expired,) = store.expired()
+    lost = RunResult(Outcome.LOST, None, "lost")
+    assert store.finish(
+        expired.fence, lost, Transition(State.FAILED, 0, "lost"), only_if_expired=True
+    )
+    # The stale worker's result is refused, but it is alive and takes the job again.
+    recorded, again = store.finish_and_claim(stale.fence, OK, Transition(State.COMPLETED), "w1", 10)
+    assert not recorded
+    assert again and (again.job.id, again.fence.attempt) == ("a", 2)
+    assert [a.outcome for a in store.attempts("a")] == [Outcome.LOST, None]
+
+
 def test_same_worker_and_number_after_dlq_retry_is_still_fenced(
     store: Store, clock: FakeClock
 ) -> None:
