@@ -1,29 +1,22 @@
 """The embedded store: one SQLite file in WAL mode, shared by every process on one machine.
 
-Concurrency: SQLite has one writer at a time. Every read-then-write runs inside
-``BEGIN IMMEDIATE``, which takes the write lock up front so that contending writers wait on the
-busy timeout instead of failing with "database is locked". Enqueues, retries and configuration
-commit with ``synchronous=FULL``: once they return, they are on disk. A worker's bookkeeping
-commits with ``synchronous=NORMAL`` (see ``_write``).
+Every write is one ``BEGIN IMMEDIATE`` transaction (see ``sqlite_connections``). Enqueues,
+retries and configuration commit with ``synchronous=FULL``: once they return, they are on disk.
+A worker's bookkeeping commits with ``synchronous=NORMAL`` (see ``SqliteConnections.write``).
 
 Times are stored as UTC epoch seconds (REAL) and turned into aware datetimes on the way out.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from queuectl.errors import SchemaTooNew, StoreError
 from queuectl.model import (
     Attempt,
     Claim,
@@ -46,23 +39,12 @@ from queuectl.store.base import (
     duplicate_job,
     job_not_found,
 )
-from queuectl.store.connections import PerThread
+from queuectl.store.sqlite_connections import SqliteConnections
 
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
 # Without statistics SQLite prefers the state index and sorts every pending job; the partial
 # index of claimable jobs, in claim order, keeps a claim O(1) however long the history grows.
 CLAIM_SOURCE = "jobs INDEXED BY jobs_claimable"
-
-
-class _Connection(sqlite3.Connection):
-    """A connection that remembers its ``synchronous`` setting, to change it only when needed."""
-
-    synchronous = "FULL"  # what ``schema.prepare`` sets
-
-    def set_synchronous(self, mode: str) -> None:
-        if mode != self.synchronous:
-            self.execute(f"PRAGMA synchronous = {mode}")
-            self.synchronous = mode
 
 
 class SqliteStore(Store):
@@ -72,79 +54,22 @@ class SqliteStore(Store):
         self.path = Path(path)
         self.display_url = str(self.path)
         self._clock = clock
-        self._conns = PerThread(self._open, _Connection.close)
-        self._writer = threading.Lock()
+        self._db = SqliteConnections(self.path)
+        self._config_cache: tuple[tuple[tuple[str, str], ...] | None, Config] = (None, Config())
         schema.create_file(self.path)
-        self._conn()  # fail early, in the caller's thread, if the file is unusable
+        self._db.connection()  # fail early, in the caller's thread, if the file is unusable
 
     def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
         from queuectl.store.sqlite_watch import watch_commits
 
         return watch_commits(self.path, notify)
 
-    # -- connections --------------------------------------------------------------------------
-
-    def _open(self) -> _Connection:
-        with self._translate():
-            conn = sqlite3.connect(
-                self.path,
-                timeout=schema.BUSY_SECONDS,
-                isolation_level=None,
-                check_same_thread=False,
-                factory=_Connection,
-            )
-            try:
-                schema.prepare(conn)
-            except BaseException:
-                conn.close()
-                raise
-        return conn
-
-    def _conn(self) -> _Connection:
-        return self._conns.get()
-
     def close(self) -> None:
         """Close every connection this store opened."""
-        self._conns.close_all()
+        self._db.close()
 
     def release(self) -> None:
-        self._conns.release()
-
-    @contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.Error as exc:
-            error = SchemaTooNew if isinstance(exc, schema.TooNew) else StoreError
-            raise error(schema.explain(exc, self.path)) from exc
-
-    @contextmanager
-    def _write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """A write transaction. ``durable``: on disk when it returns (``synchronous=FULL``).
-
-        A worker's own bookkeeping (claims, results, leases, heartbeats) commits with
-        ``synchronous=NORMAL``, which saves an fsync per commit: a power cut may undo the last
-        few, and the job then runs again (delivery is at least once). What users write
-        (enqueues, retries, configuration, stop requests) is always durable.
-        """
-        conn = self._conn()
-        # Threads of this process queue on a mutex, which hands over at once; SQLite's busy
-        # handler, left for other processes, sleeps in steps of up to 100 ms.
-        with self._writer, self._translate():
-            conn.set_synchronous("FULL" if durable else "NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # never leave the connection inside a transaction
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                raise
-
-    def _read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        with self._translate():
-            return self._conn().execute(sql, params).fetchall()
+        self._db.release()
 
     def now(self) -> datetime:
         return rows.to_datetime(self._clock())
@@ -152,7 +77,7 @@ class SqliteStore(Store):
     # -- jobs ---------------------------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
-        with self._write() as conn:
+        with self._db.write() as conn:
             now = self._clock()  # read under the lock: waiting for it must not age the job
             config = self._config(conn)
             inserted = []
@@ -184,9 +109,9 @@ class SqliteStore(Store):
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
         # A plain read first: an idle pool never takes the write lock.
         probe = {"now": self._clock()}
-        if not self._read(f"SELECT 1 FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} LIMIT 1", probe):
+        if not self._db.read(f"SELECT 1 FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} LIMIT 1", probe):
             return None
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             return self._claim(conn, worker_id, lease_seconds)
 
     def _claim(
@@ -217,7 +142,7 @@ class SqliteStore(Store):
         if not fences:
             return set()
         held = set()
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             lease = self._clock() + lease_seconds
             for fence in fences:
                 cursor = conn.execute(
@@ -237,7 +162,7 @@ class SqliteStore(Store):
         *,
         only_if_expired: bool = False,
     ) -> bool:
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             return self._finish(conn, fence, result, transition, only_if_expired)
 
     def finish_and_claim(
@@ -250,7 +175,7 @@ class SqliteStore(Store):
     ) -> tuple[bool, Claim | None]:
         # One commit instead of two: the pages both touch (the job's, the indexes', the
         # counts') are written to the WAL once, and the lock is taken once.
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             recorded = self._finish(conn, fence, result, transition, only_if_expired=False)
             return recorded, self._claim(conn, worker_id, lease_seconds)
 
@@ -300,21 +225,21 @@ class SqliteStore(Store):
         return True
 
     def expired(self) -> list[Claim]:
-        found = self._read(
+        found = self._db.read(
             f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE state = 'processing' AND lease_until < ?",
             (self._clock(),),
         )
         return [rows.to_claim(row) for row in found]
 
     def get(self, job_id: str) -> Job:
-        found = self._read(f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        found = self._db.read(f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         if not found:
             raise job_not_found(job_id)
         return rows.to_job(found[0])
 
     def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
         where = "WHERE state = :state" if state else ""
-        found = self._read(
+        found = self._db.read(
             f"SELECT {rows.JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT :limit",
             {"state": state.value if state else None, "limit": -1 if limit is None else limit},
         )
@@ -322,24 +247,24 @@ class SqliteStore(Store):
 
     def attempts(self, job_id: str | None = None) -> list[Attempt]:
         if job_id is None:
-            found = self._read(f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
+            found = self._db.read(f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
         else:
             self.get(job_id)
-            found = self._read(
+            found = self._db.read(
                 f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY id",
                 (job_id,),
             )
         return [rows.to_attempt(row) for row in found]
 
     def commands(self) -> dict[str, str]:
-        return dict(self._read("SELECT id, command FROM jobs"))
+        return dict(self._db.read("SELECT id, command FROM jobs"))
 
     def counts(self) -> dict[State, int]:
-        found = dict(self._read("SELECT state, n FROM job_counts"))
+        found = dict(self._db.read("SELECT state, n FROM job_counts"))
         return {state: found.get(state.value, 0) for state in State}
 
     def revive(self, job_ids: Sequence[str]) -> list[Job]:
-        with self._write() as conn:
+        with self._db.write() as conn:
             found = conn.execute(
                 "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(job_ids)),),
@@ -348,7 +273,7 @@ class SqliteStore(Store):
             return self._revive(conn, "id IN (SELECT value FROM json_each(:ids))", job_ids)
 
     def revive_all_dead(self) -> list[Job]:
-        with self._write() as conn:
+        with self._db.write() as conn:
             return self._revive(conn, "state = 'dead'", [])
 
     def _revive(self, conn: sqlite3.Connection, where: str, ids: Sequence[str]) -> list[Job]:
@@ -360,14 +285,14 @@ class SqliteStore(Store):
         return [rows.to_job(row) for row in revived]
 
     def finished_attempts(self) -> list[FinishedAttempt]:
-        found = self._read(
+        found = self._db.read(
             f"SELECT {rows.FINISHED_COLUMNS} FROM attempts "
             "WHERE finished_at IS NOT NULL ORDER BY id"
         )
         return [rows.to_finished(row) for row in found]
 
     def import_copy(self, copy: QueueCopy) -> None:
-        with self._write() as conn:
+        with self._db.write() as conn:
             check_import_target(copy, self._count(conn), self.display_url)
             conn.executemany(
                 f"INSERT INTO jobs ({rows.JOB_COPY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
@@ -387,14 +312,22 @@ class SqliteStore(Store):
     # -- configuration ------------------------------------------------------------------------
 
     def config(self) -> Config:
-        return self._config(self._conn())
+        return self._config(self._db.connection())
 
     def _config(self, conn: sqlite3.Connection) -> Config:
-        with self._translate():
-            return Config.from_stored(dict(conn.execute("SELECT key, value FROM config")))
+        with self._db.translate():
+            stored = tuple(conn.execute("SELECT key, value FROM config"))
+        # Each enqueue reads the configuration, and parsing it costs more than the query.
+        # (One tuple, swapped whole: threads share it.)
+        cached_rows, cached = self._config_cache
+        if stored == cached_rows:
+            return cached
+        config = Config.from_stored(dict(stored))
+        self._config_cache = (stored, config)
+        return config
 
     def set_config(self, name: str, value: float) -> None:
-        with self._write() as conn:
+        with self._db.write() as conn:
             self._set_config(conn, name, value)
 
     def _set_config(self, conn: sqlite3.Connection, name: str, value: float) -> None:
@@ -407,7 +340,7 @@ class SqliteStore(Store):
     # -- workers ------------------------------------------------------------------------------
 
     def register_worker(self, worker_id: str, host: str, pid: int, threads: int) -> None:
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             now = self._clock()
             conn.execute(
                 "INSERT OR REPLACE INTO workers (id, host, pid, threads, started_at, heartbeat_at) "
@@ -416,7 +349,7 @@ class SqliteStore(Store):
             )
 
     def heartbeat(self, worker_id: str) -> bool | None:
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             row = conn.execute(
                 "UPDATE workers SET heartbeat_at = ? WHERE id = ? RETURNING stop_requested",
                 (self._clock(), worker_id),
@@ -424,19 +357,19 @@ class SqliteStore(Store):
         return None if row is None else bool(row[0])
 
     def stop_requested(self, worker_id: str) -> bool | None:
-        found = self._read("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,))
+        found = self._db.read("SELECT stop_requested FROM workers WHERE id = ?", (worker_id,))
         return bool(found[0][0]) if found else None
 
     def deregister_worker(self, worker_id: str) -> None:
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             conn.execute("DELETE FROM workers WHERE id = ?", (worker_id,))
 
     def workers(self) -> list[WorkerInfo]:
-        found = self._read(f"SELECT {rows.WORKER_COLUMNS} FROM workers ORDER BY started_at, id")
+        found = self._db.read(f"SELECT {rows.WORKER_COLUMNS} FROM workers ORDER BY started_at, id")
         return [rows.to_worker(row) for row in found]
 
     def request_stop(self, worker_ids: Sequence[str] | None = None) -> int:
-        with self._write() as conn:
+        with self._db.write() as conn:
             if worker_ids is None:
                 cursor = conn.execute("UPDATE workers SET stop_requested = 1")
             else:
@@ -449,9 +382,9 @@ class SqliteStore(Store):
 
     def prune_workers(self, silent_for: float) -> list[str]:
         cutoff = self._clock() - silent_for
-        if not self._read("SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (cutoff,)):
+        if not self._db.read("SELECT 1 FROM workers WHERE heartbeat_at < ? LIMIT 1", (cutoff,)):
             return []
-        with self._write(durable=False) as conn:
+        with self._db.write(durable=False) as conn:
             pruned = conn.execute(
                 "DELETE FROM workers WHERE heartbeat_at < ? RETURNING id", (cutoff,)
             ).fetchall()

@@ -44,13 +44,20 @@ def add(store: Store, *ids: str, **fields: object) -> None:
     store.enqueue([NewJob(command=f"echo {i}", id=i, **fields) for i in ids])  # type: ignore[arg-type]
 
 
-def test_enqueue_fills_defaults_from_config(store: Store) -> None:
+def test_enqueue_fills_defaults_from_config(store: Store, queue_target: str) -> None:
+    add(store, "before")
     store.set_config("max_retries", 7)
     store.set_config("job_timeout", 12)
     add(store, "a")
     job = store.get("a")
     assert (job.state, job.attempts, job.max_retries, job.timeout) == (State.PENDING, 0, 7, 12)
     assert job.run_at == job.created_at == store.now()
+    assert store.get("before").max_retries == 3
+    other = open_store(queue_target)  # another process, say the CLI, changes it
+    other.set_config("max_retries", 1)
+    other.close()
+    add(store, "after")
+    assert store.get("after").max_retries == 1
 
 
 def test_duplicate_id_inserts_nothing(store: Store) -> None:

@@ -36,13 +36,13 @@ def test_home_is_0700_and_database_0600_even_with_a_permissive_umask(
 
 
 def test_wal_mode_and_full_sync(store: SqliteStore) -> None:
-    conn = store._conn()
+    conn = store._db.connection()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_schema_version_is_recorded(store: SqliteStore) -> None:
-    assert store._conn().execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
+    assert store._db.connection().execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
 
 
 def test_a_version_1_queue_is_upgraded_with_its_counts(db_path: Path) -> None:
@@ -163,6 +163,6 @@ def test_a_claim_reads_only_the_claimable_index(store: SqliteStore) -> None:
         f"SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} ORDER BY priority DESC, run_at, seq"
     )
     plan = " ".join(
-        row[3] for row in store._conn().execute(f"EXPLAIN QUERY PLAN {query}", {"now": 0})
+        row[3] for row in store._db.connection().execute(f"EXPLAIN QUERY PLAN {query}", {"now": 0})
     )
     assert "jobs_claimable" in plan and "TEMP B-TREE" not in plan
