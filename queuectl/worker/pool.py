@@ -231,15 +231,7 @@ class WorkerPool:
             if delay:  # (even sleep(0) costs a thread switch on this hot path)
                 time.sleep(delay)
             try:
-                if self._stopping.is_set():
-                    recorded, next_claim = (
-                        lifecycle.record(self.store, claim, result, self._config),
-                        None,
-                    )
-                else:
-                    recorded, next_claim = lifecycle.record_and_claim(
-                        self.store, claim, result, self._config
-                    )
+                recorded, next_claim = self._persist(claim, result)
             except QueuectlError as exc:
                 log.warning("job %s: recording the result failed (%s); retrying", job.id, exc)
                 continue
@@ -250,6 +242,11 @@ class WorkerPool:
             return next_claim
         log.error("job %s: could not record its result; it will be recovered as lost", job.id)
         return None
+
+    def _persist(self, claim: Claim, result: RunResult) -> tuple[bool, Claim | None]:
+        if self._stopping.is_set():  # a stopping pool takes no next job
+            return lifecycle.record(self.store, claim, result, self._config), None
+        return lifecycle.record_and_claim(self.store, claim, result, self._config)
 
     def _drained(self) -> bool:
         return unfinished(self.store.counts()) == 0
