@@ -1,5 +1,8 @@
 """The worker pool: N threads in one process, each looping claim -> run -> record.
 
+A thread records a result and claims its next job in one store call (one transaction on
+SQLite), so a busy pool pays one commit per job.
+
 A pool registers itself as a worker row. A heartbeat thread renews the leases of the jobs the
 pool runs, picks up stop requests written to the store, refreshes the configuration, and
 recovers jobs whose lease expired anywhere in the queue (their worker was killed). Idle threads
