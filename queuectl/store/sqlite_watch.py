@@ -17,6 +17,7 @@ checkpoint itself, which does not block writers, and commits seldom have to.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import sqlite3
@@ -74,7 +75,7 @@ def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], No
                     commits += version != seen
                     seen = version
                     if commits >= CHECKPOINT_AFTER:
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                        _checkpoint(conn)
                         commits = 0
                     time.sleep(COALESCE)
         except Exception:  # a watcher must never take its pool down, nor print
@@ -111,3 +112,11 @@ def _await_commit(conn: sqlite3.Connection, seen: int, notify: Callable[[], None
         if time.monotonic() > deadline:
             return seen  # a write that committed nothing yet (or was rolled back)
         time.sleep(COMMIT_POLL)
+
+
+def _checkpoint(conn: sqlite3.Connection) -> None:
+    """Copy committed pages from the WAL into the database, without waiting for anyone."""
+    # A failed checkpoint is harmless (a later one, or a commit, does it): it must not end
+    # the watching.
+    with contextlib.suppress(sqlite3.OperationalError):
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
