@@ -6,7 +6,6 @@ The CLI and the notebook magic are both built on this class; it holds no SQL and
 from __future__ import annotations
 
 import os
-import string
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -29,7 +28,7 @@ if TYPE_CHECKING:
 
     from queuectl.panel import QueuePanel
 
-_ID_ALPHABET = string.ascii_lowercase + string.digits
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 
 @dataclass(frozen=True, repr=False)

@@ -6,7 +6,6 @@ import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import Message
-from queuectl.migrate import copy_queue
 
 
 @cli.command()
@@ -25,6 +24,8 @@ def migrate(session: Session, target: str) -> Message:
     For moving an SQLite queue to PostgreSQL (or back). Stop the worker pools first. This
     queue is left as it was; point QUEUECTL_DB (or --db) at the new one afterwards.
     """
+    from queuectl.migrate import copy_queue  # here: other commands start faster without it
+
     moved = copy_queue(session.queue(), target)
     return Message(
         f"Copied {moved.jobs} job(s), {moved.attempts} attempt(s) and the configuration "
