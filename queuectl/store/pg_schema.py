@@ -16,7 +16,9 @@ import psycopg
 
 from queuectl.errors import SchemaTooNew, StoreError
 
-VERSION = 1
+VERSION = 2
+#: rows per state in ``queuectl.job_counts``: concurrent writers spread over them
+COUNT_SHARDS = 16
 #: any constant that other applications are unlikely to pick: "queuectl" in ASCII
 ADVISORY_LOCK = 0x7175657565637471
 #: the NOTIFY channel that says "jobs may be claimable now"
@@ -87,6 +89,59 @@ $$;
 CREATE TRIGGER jobs_claimable AFTER INSERT OR UPDATE OF state ON queuectl.jobs
     FOR EACH ROW WHEN (NEW.state IN ('pending', 'failed') AND NEW.run_at <= now())
     EXECUTE FUNCTION queuectl.notify_claimable();
+""",
+    # Counts per state kept by triggers, so that `status` (and every panel's refresh) does not
+    # scan a million jobs. Each session adds to its own shard of the counts, so workers on many
+    # hosts seldom wait for each other's row locks; `counts` adds the shards up.
+    2: f"""
+CREATE TABLE queuectl.job_counts (
+    state text NOT NULL,
+    shard integer NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (state, shard)
+);
+-- Writers wait until the counts and their triggers are in, so no change is missed or counted
+-- twice.
+LOCK TABLE queuectl.jobs IN SHARE ROW EXCLUSIVE MODE;
+INSERT INTO queuectl.job_counts (state, shard, n)
+    SELECT s.state, g.shard,
+        CASE WHEN g.shard = 0
+            THEN (SELECT count(*) FROM queuectl.jobs j WHERE j.state = s.state) ELSE 0 END
+    FROM unnest(ARRAY['pending', 'processing', 'failed', 'completed', 'dead']) AS s(state),
+        generate_series(0, {COUNT_SHARDS - 1}) AS g(shard);
+CREATE FUNCTION queuectl.count_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- (Each branch names only the transition tables its event has.)
+    IF TG_OP = 'INSERT' THEN
+        UPDATE queuectl.job_counts c SET n = c.n + d.n
+        FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) d
+        WHERE c.state = d.state AND c.shard = pg_backend_pid() % {COUNT_SHARDS};
+    ELSIF TG_OP = 'DELETE' THEN
+        UPDATE queuectl.job_counts c SET n = c.n - d.n
+        FROM (SELECT state, count(*) AS n FROM old_rows GROUP BY state) d
+        WHERE c.state = d.state AND c.shard = pg_backend_pid() % {COUNT_SHARDS};
+    ELSE
+        UPDATE queuectl.job_counts c SET n = c.n + d.n
+        FROM (
+            SELECT state, sum(delta) AS n FROM (
+                SELECT state, 1 AS delta FROM new_rows
+                UNION ALL SELECT state, -1 FROM old_rows
+            ) changes GROUP BY state
+        ) d
+        WHERE c.state = d.state AND c.shard = pg_backend_pid() % {COUNT_SHARDS} AND d.n <> 0;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON queuectl.jobs
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE ON queuectl.jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON queuectl.jobs
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
 """,
 }
 

@@ -265,7 +265,9 @@ class PostgresStore(Store):
         return dict(self._run("SELECT id, command FROM queuectl.jobs"))
 
     def counts(self) -> dict[State, int]:
-        found = dict(self._run("SELECT state, count(*) FROM queuectl.jobs GROUP BY state"))
+        found = dict(
+            self._run("SELECT state, sum(n)::bigint FROM queuectl.job_counts GROUP BY state")
+        )
         return {state: found.get(state.value, 0) for state in State}
 
     def revive(self, job_ids: Sequence[str]) -> list[Job]:

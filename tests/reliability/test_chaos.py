@@ -67,6 +67,10 @@ def run_chaos(cli: Cli, pools: Pools, ledger: Path, plan: Chaos, figure: Figure)
         assert set(pools.terminate_all()) == {0}  # the survivors stop cleanly
         jobs = {job.id: job for job in queue.job_records()}
         attempts = queue.attempt_records()
+        kept_counts = queue.counts()
+
+    # The counts kept by triggers, through every kill, agree with the jobs themselves.
+    assert kept_counts == {state: sum(j.state is state for j in jobs.values()) for state in State}
 
     # Every job is finished: completed, or dead if it was built to fail.
     assert sorted(jobs) == ids

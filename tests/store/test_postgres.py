@@ -15,13 +15,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from queuectl.errors import MissingDependency, SchemaTooNew, StoreError
-from queuectl.model import NewJob
-from queuectl.store import open_store
+from queuectl.model import NewJob, Outcome, RunResult, State, Transition
+from queuectl.store import open_store, pg_schema
 from queuectl.store.postgres import PostgresStore
 from tests.conftest import Cli, wait_for
 from tests.pg_server import PgServer, free_port, queue_digest
 
 pytestmark = pytest.mark.postgres
+
+OK = RunResult(Outcome.COMPLETED, 0, None)
 
 
 @pytest.fixture
@@ -121,8 +123,58 @@ def test_processes_starting_at_once_create_the_schema_once(pg_url: str) -> None:
     for thread in threads:
         thread.join()
     assert errors == []
-    assert sql(pg_url, "SELECT value FROM queuectl.meta") == [("1",)]
+    assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
     assert sql(pg_url, "SELECT count(*) FROM queuectl.jobs") == [(8,)]
+
+
+def test_a_version_1_queue_is_upgraded_with_its_counts(pg_url: str) -> None:
+    sql(
+        pg_url,
+        "CREATE SCHEMA queuectl; "
+        "CREATE TABLE queuectl.meta (key text PRIMARY KEY, value text NOT NULL); "
+        "INSERT INTO queuectl.meta VALUES ('schema_version', '1'); " + pg_schema.MIGRATIONS[1],
+    )
+    sql(
+        pg_url,
+        "INSERT INTO queuectl.jobs (id, command, state, max_retries, run_at, created_at, "
+        "updated_at) SELECT 'j' || n, 'true', (ARRAY['pending', 'completed', 'dead'])[n % 3 + 1], "
+        "3, now(), now(), now() FROM generate_series(1, 10) AS n",
+    )
+    store = open_store(pg_url)
+    try:
+        counts = store.counts()
+        assert (counts[State.PENDING], counts[State.COMPLETED], counts[State.DEAD]) == (3, 4, 3)
+        store.revive_all_dead()
+        store.enqueue([NewJob("true", "new")])
+        assert store.counts()[State.PENDING] == 7
+    finally:
+        store.close()
+    assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
+
+
+def test_counts_from_many_sessions_add_up(pg_url: str) -> None:
+    """Each session counts in its own shard; ``counts`` adds the shards up."""
+    stores = [open_store(pg_url) for _ in range(6)]
+    try:
+        for n, store in enumerate(stores):
+            store.enqueue([NewJob("true", f"j{n}-{k}") for k in range(5)])
+        claim = stores[0].claim("w", 30)
+        while claim:  # claimed in one session, recorded in another
+            _, claim = stores[1].finish_and_claim(
+                claim.fence, OK, Transition(State.COMPLETED), "w", 30
+            )
+        assert stores[2].counts() == {
+            State.PENDING: 0,
+            State.PROCESSING: 0,
+            State.FAILED: 0,
+            State.COMPLETED: 30,
+            State.DEAD: 0,
+        }
+        shards = sql(pg_url, "SELECT count(DISTINCT shard) FROM queuectl.job_counts WHERE n <> 0")
+        assert shards[0][0] > 1
+    finally:
+        for store in stores:
+            store.close()
 
 
 def test_a_queue_from_a_newer_queuectl_is_refused_and_left_alone(
