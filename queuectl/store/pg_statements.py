@@ -10,11 +10,16 @@ from queuectl.store.rows import JOB_COLUMNS
 
 NOW = "COALESCE(%(now)s::timestamptz, now())"
 
+# All jobs in one statement (from arrays, one per column), in the order given: the statement
+# triggers then run once for the batch, not once per job.
 ENQUEUE = f"""
 INSERT INTO queuectl.jobs
     (id, command, state, max_retries, priority, run_at, timeout, created_at, updated_at)
-VALUES (%(id)s, %(command)s, 'pending', %(retries)s, %(priority)s,
-    COALESCE(%(run_at)s, {NOW}), %(timeout)s, {NOW}, {NOW})
+SELECT id, command, 'pending', retries, priority, COALESCE(run_at, {NOW}), timeout, {NOW}, {NOW}
+FROM unnest(%(ids)s::text[], %(commands)s::text[], %(retries)s::integer[],
+    %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(timeouts)s::double precision[])
+    WITH ORDINALITY AS new (id, command, retries, priority, run_at, timeout, position)
+ORDER BY position
 RETURNING {JOB_COLUMNS}
 """
 

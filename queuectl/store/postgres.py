@@ -161,29 +161,23 @@ class PostgresStore(Store):
         with self._translate():
             conn = self._conns.get()
             try:
-                with conn.transaction(), conn.cursor() as cursor:
+                with conn.transaction():
                     config = self._config(conn)
-                    cursor.executemany(
-                        sql.ENQUEUE,
-                        [self._new_job_params(job, config) for job in jobs],
-                        returning=True,
-                    )
-                    inserted = [self._job(cursor.fetchone())]
-                    while cursor.nextset():
-                        inserted.append(self._job(cursor.fetchone()))
-                    return inserted
+                    cursor = conn.execute(sql.ENQUEUE, self._new_jobs_params(jobs, config))
+                    by_id = {job.id: job for job in map(self._job, cursor.fetchall())}
+                return [by_id[job.id] for job in jobs if job.id is not None]
             except psycopg.errors.UniqueViolation as exc:  # rolled back: nothing was inserted
                 found = re.search(r"\(id\)=\((.*)\) already exists", exc.diag.message_detail or "")
                 raise duplicate_job(found.group(1) if found else str(jobs[0].id)) from None
 
-    def _new_job_params(self, job: NewJob, config: Config) -> dict[str, Any]:
+    def _new_jobs_params(self, jobs: Sequence[NewJob], config: Config) -> dict[str, Any]:
         return self._params(
-            id=job.id,
-            command=job.command,
-            retries=config.max_retries if job.max_retries is None else job.max_retries,
-            priority=job.priority,
-            run_at=job.run_at,
-            timeout=config.job_timeout if job.timeout is None else job.timeout,
+            ids=[job.id for job in jobs],
+            commands=[job.command for job in jobs],
+            retries=[config.max_retries if j.max_retries is None else j.max_retries for j in jobs],
+            priorities=[job.priority for job in jobs],
+            run_ats=[job.run_at for job in jobs],
+            timeouts=[config.job_timeout if j.timeout is None else j.timeout for j in jobs],
         )
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
@@ -304,16 +298,14 @@ class PostgresStore(Store):
             cursor.execute("LOCK TABLE queuectl.jobs IN EXCLUSIVE MODE")
             present = cursor.execute("SELECT count(*) FROM queuectl.jobs").fetchone()
             check_import_target(copy, present[0] if present else 0, self.display_url)
-            slots = ", ".join(["%s"] * 11)
-            cursor.executemany(
-                f"INSERT INTO queuectl.jobs ({rows.JOB_COPY_COLUMNS}) VALUES ({slots})",
-                [rows.job_values(job, lambda moment: moment) for job in copy.jobs],
-            )
-            slots = ", ".join(["%s"] * 10)
-            cursor.executemany(
-                f"INSERT INTO queuectl.attempts ({rows.ATTEMPT_COLUMNS}) VALUES ({slots})",
-                [rows.attempt_values(a, lambda moment: moment) for a in copy.attempts],
-            )
+            # COPY: one statement per table, so the statement triggers run once, not per row.
+            with cursor.copy(f"COPY queuectl.jobs ({rows.JOB_COPY_COLUMNS}) FROM STDIN") as rows_in:
+                for job in copy.jobs:
+                    rows_in.write_row(rows.job_values(job, lambda moment: moment))
+            columns = rows.ATTEMPT_COLUMNS
+            with cursor.copy(f"COPY queuectl.attempts ({columns}) FROM STDIN") as rows_in:
+                for attempt in copy.attempts:
+                    rows_in.write_row(rows.attempt_values(attempt, lambda moment: moment))
             for name, value in copy.config.as_dict().items():
                 self._set_config(conn, name, value)
 
