@@ -19,6 +19,7 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -26,6 +27,30 @@ from pathlib import Path
 
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 SUPERUSER = "postgres"
+FOLDER_PREFIX = "queuectl-pg-"
+#: the pid of the test process that made a server's folder
+OWNER_FILE = "owner"
+
+
+def reap_orphans() -> list[Path]:
+    """Stop and delete the servers of test sessions that died without doing so (killed, say,
+    by a CI timeout); return their folders. Servers of live sessions are left alone."""
+    reaped = []
+    for root in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        try:
+            owner = int((root / OWNER_FILE).read_text())
+            os.kill(owner, 0)
+            continue  # its session is still running
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue  # not ours to judge
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+            os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown: the data is thrown away
+        shutil.rmtree(root, ignore_errors=True)
+        reaped.append(root)
+    return reaped
 
 
 def find_bindir() -> Path | None:
@@ -65,7 +90,8 @@ class PgServer:
 
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
-        self.root = Path(tempfile.mkdtemp(prefix="queuectl-pg-"))
+        self.root = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = free_port()
@@ -225,6 +251,7 @@ def session_server() -> PgServer:
             if os.environ.get("CI") == "true":
                 pytest.fail(reason, pytrace=False)
             pytest.skip(reason)
+        reap_orphans()
         server = PgServer(bindir)
         try:
             server.start()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from queuectl.model import NewJob, Outcome, RunResult, State, Transition
 from queuectl.store import open_store, pg_schema
 from queuectl.store.postgres import PostgresStore
 from tests.conftest import Cli, wait_for
-from tests.pg_server import PgServer, free_port, queue_digest
+from tests.pg_server import PgServer, free_port, queue_digest, reap_orphans
 
 pytestmark = pytest.mark.postgres
 
@@ -247,3 +248,27 @@ def test_watch_reports_new_work_from_other_clients_and_survives_a_restart(
         timeout=5,
         what="the listener to stop",
     )
+
+
+def test_the_server_of_a_killed_test_session_is_reaped_by_the_next(pg_server: PgServer) -> None:
+    """A session killed outright (a CI timeout) cannot stop its server; the next one does."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; from tests.pg_server import PgServer, find_bindir\n"
+            "server = PgServer(find_bindir()); server.start(); print(server.root, flush=True)\n"
+            "time.sleep(600)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    root = Path(child.stdout.readline().strip())
+    postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
+    child.kill()
+    child.communicate()
+    assert root in reap_orphans()
+    assert pg_server.root not in reap_orphans()  # a live session's server stays
+    wait_for(lambda: not Path(f"/proc/{postmaster}").exists(), what="the orphan server to stop")
+    assert not root.exists()
