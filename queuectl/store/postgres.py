@@ -174,10 +174,13 @@ class PostgresStore(Store):
         return self._params(
             ids=[job.id for job in jobs],
             commands=[job.command for job in jobs],
-            retries=[config.max_retries if j.max_retries is None else j.max_retries for j in jobs],
-            priorities=[job.priority for job in jobs],
+            # (psycopg builds an array from values of one Python type: 5 and 2.5 would not do)
+            retries=[
+                int(config.max_retries if j.max_retries is None else j.max_retries) for j in jobs
+            ],
+            priorities=[int(job.priority) for job in jobs],
             run_ats=[job.run_at for job in jobs],
-            timeouts=[config.job_timeout if j.timeout is None else j.timeout for j in jobs],
+            timeouts=[float(config.job_timeout if j.timeout is None else j.timeout) for j in jobs],
         )
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:

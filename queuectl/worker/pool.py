@@ -230,13 +230,18 @@ class WorkerPool:
         """Persist an attempt's result, retrying while the store fails; unless the pool is
         stopping, claim the thread's next job in the same step and return it."""
         job, fence = claim.job, claim.fence
+        take_next = True
         for delay in (0, 0.1, 0.5, 1, 2, 5, 5, 5, 10, 10):
             if delay:  # (even sleep(0) costs a thread switch on this hot path)
                 time.sleep(delay)
             try:
-                recorded, next_claim = self._persist(claim, result)
+                recorded, next_claim = self._persist(claim, result, take_next)
             except QueuectlError as exc:
                 log.warning("job %s: recording the result failed (%s); retrying", job.id, exc)
+                continue
+            except Exception:  # a thread must neither die nor print: log it, record alone
+                log.exception("job %s: recording the result failed; retrying", job.id)
+                take_next = False
                 continue
             if not recorded:
                 log.warning(
@@ -246,8 +251,10 @@ class WorkerPool:
         log.error("job %s: could not record its result; it will be recovered as lost", job.id)
         return None
 
-    def _persist(self, claim: Claim, result: RunResult) -> tuple[bool, Claim | None]:
-        if self._stopping.is_set():  # a stopping pool takes no next job
+    def _persist(
+        self, claim: Claim, result: RunResult, take_next: bool
+    ) -> tuple[bool, Claim | None]:
+        if not take_next or self._stopping.is_set():  # a stopping pool takes no next job
             return lifecycle.record(self.store, claim, result, self._config), None
         return lifecycle.record_and_claim(self.store, claim, result, self._config)
 

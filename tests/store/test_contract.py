@@ -60,6 +60,12 @@ def test_enqueue_fills_defaults_from_config(store: Store, queue_target: str) -> 
     assert store.get("after").max_retries == 1
 
 
+def test_one_enqueue_takes_whole_and_fractional_numbers_together(store: Store) -> None:
+    store.enqueue([NewJob("true", "a", timeout=5), NewJob("true", "b", timeout=2.5, priority=3)])
+    assert (store.get("a").timeout, store.get("b").timeout) == (5, 2.5)
+    assert [job.id for job in store.jobs()] == ["b", "a"]  # in the order given
+
+
 def test_duplicate_id_inserts_nothing(store: Store) -> None:
     add(store, "a")
     with pytest.raises(DuplicateJob, match="'a'"):
