@@ -11,8 +11,9 @@ short while and wakes the pool the moment the commit shows.
 The watcher also keeps the WAL short. SQLite copies the WAL back into the database (a
 checkpoint) in whichever commit makes it pass 1,000 pages; that commit then waits for the
 fsync of everything written since, and in a busy pool every other thread waits behind it for
-the write lock. So every ``CHECKPOINT_AFTER`` commits it sees, the watcher runs a passive
-checkpoint itself, which does not block writers, and commits seldom have to.
+the write lock. So while commits come in, the watcher runs a passive checkpoint itself every
+``CHECKPOINT_EVERY`` seconds, which does not block writers: the commit that passes 1,000 pages
+then finds little left to copy and to fsync.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ COMMIT_POLL = 0.0005
 #: after a wake-up, how long further commits are left to pile up: a busy queue (whose pools
 #: have no idle thread to wake anyway) costs the watcher a few hundred checks a second at most
 COALESCE = 0.002
-#: commits seen between two checkpoints by the watcher (a pool's commit writes about 8 pages)
-CHECKPOINT_AFTER = 32
+#: seconds between two checkpoints by the watcher while commits come in (a busy pool writes a
+#: few thousand pages a second)
+CHECKPOINT_EVERY = 0.05
 
 
 def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], None]:
@@ -64,19 +66,17 @@ def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], No
         conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
         try:
             seen = _data_version(conn)
-            commits = 0
+            checkpointed = time.monotonic()
             while True:
                 ready, _, _ = select.select([inotify.fileno(), stop_reader], [], [])
                 if stop_reader in ready:
                     return
                 events = inotify.read(timeout=0)
                 if any(e.name == wal or e.mask & flags.Q_OVERFLOW for e in events):
-                    version = _await_commit(conn, seen, notify)
-                    commits += version != seen
-                    seen = version
-                    if commits >= CHECKPOINT_AFTER:
+                    seen = _await_commit(conn, seen, notify)
+                    if time.monotonic() - checkpointed >= CHECKPOINT_EVERY:
                         _checkpoint(conn)
-                        commits = 0
+                        checkpointed = time.monotonic()
                     time.sleep(COALESCE)
         except Exception:  # a watcher must never take its pool down, nor print
             log.exception("watching %s for commits failed; polling instead", database)
@@ -89,7 +89,8 @@ def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], No
     thread.start()
 
     def stop() -> None:
-        os.write(stop_writer, b"x")
+        with contextlib.suppress(OSError):  # the loop may have ended already (and logged why)
+            os.write(stop_writer, b"x")
         thread.join(timeout=5)
         os.close(stop_writer)
 

@@ -270,7 +270,7 @@ class WorkerPool:
             self._guard(lambda: self.store.deregister_worker(self.worker_id))
             log.info("pool %s stopped", self.worker_id)
         finally:
-            self._unwatch()
+            self._guard(self._unwatch)  # a failure here must not keep join() waiting forever
             self._stopped.set()
             self._guard(self.store.release)
 
