@@ -46,8 +46,11 @@ def reap_orphans() -> list[Path]:
         except (OSError, ValueError):
             continue  # not ours to judge
         with contextlib.suppress(OSError, ValueError, IndexError):
-            postmaster = int((root / "data" / "postmaster.pid").read_text().split()[0])
-            os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown: the data is thrown away
+            data = root / "data"
+            postmaster = int((data / "postmaster.pid").read_text().split()[0])
+            # Only that folder's server: after a crash the pid may belong to another process.
+            if str(data).encode() in Path(f"/proc/{postmaster}/cmdline").read_bytes():
+                os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown: data is thrown away
         shutil.rmtree(root, ignore_errors=True)
         reaped.append(root)
     return reaped

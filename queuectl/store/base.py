@@ -122,9 +122,9 @@ class Store(ABC):
 
         The claim is made whether or not the fence held. A store may do both in one
         transaction (SQLite does: one commit per job instead of two); the default makes two
-        calls, which is as cheap for a server whose statements commit on their own. Raises
-        only if nothing was recorded: once the result is in, a failed claim is no claim (the
-        worker claims again in its loop, which reports and backs off).
+        calls, which is as cheap for a server whose statements commit on their own. A store
+        error in the claim, once the result is in, is not raised: it is no claim, and the
+        worker claims again in its loop, which reports the error and backs off.
         """
         recorded = self.finish(fence, result, transition)
         try:

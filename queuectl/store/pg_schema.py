@@ -91,8 +91,9 @@ CREATE TRIGGER jobs_claimable AFTER INSERT OR UPDATE OF state ON queuectl.jobs
     EXECUTE FUNCTION queuectl.notify_claimable();
 """,
     # Counts per state kept by triggers, so that `status` (and every panel's refresh) does not
-    # scan a million jobs. Each session adds to its own shard of the counts, so workers on many
-    # hosts seldom wait for each other's row locks; `counts` adds the shards up.
+    # scan a million jobs. A session adds to one of COUNT_SHARDS rows per state, chosen by its
+    # backend pid, so workers on many hosts seldom wait for each other's row locks; `counts`
+    # adds the rows up.
     2: f"""
 CREATE TABLE queuectl.job_counts (
     state text NOT NULL,
@@ -112,7 +113,9 @@ INSERT INTO queuectl.job_counts (state, shard, n)
 CREATE FUNCTION queuectl.count_jobs() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- (Each branch names only the transition tables its event has.)
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP = 'TRUNCATE' THEN
+        UPDATE queuectl.job_counts SET n = 0;
+    ELSIF TG_OP = 'INSERT' THEN
         UPDATE queuectl.job_counts c SET n = c.n + d.n
         FROM (SELECT state, count(*) AS n FROM new_rows GROUP BY state) d
         WHERE c.state = d.state AND c.shard = pg_backend_pid() % {COUNT_SHARDS};
@@ -141,6 +144,8 @@ CREATE TRIGGER jobs_counted_on_update AFTER UPDATE ON queuectl.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
 CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON queuectl.jobs
     REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
+CREATE TRIGGER jobs_counted_on_truncate AFTER TRUNCATE ON queuectl.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
 """,
 }

@@ -178,6 +178,14 @@ def test_counts_from_many_sessions_add_up(pg_url: str) -> None:
             store.close()
 
 
+def test_counts_survive_a_truncate(store: PostgresStore, pg_url: str) -> None:
+    store.enqueue([NewJob("true", f"j{n}") for n in range(3)])
+    sql(pg_url, "TRUNCATE queuectl.jobs")  # an administrator's, not queuectl's
+    assert set(store.counts().values()) == {0}
+    store.enqueue([NewJob("true", "again")])
+    assert store.counts()[State.PENDING] == 1
+
+
 def test_a_queue_from_a_newer_queuectl_is_refused_and_left_alone(
     store: PostgresStore, pg_url: str
 ) -> None:
