@@ -1,7 +1,8 @@
 """One database connection per thread, for both stores.
 
 Neither sqlite3 nor psycopg connections may serve two threads at once, and a worker pool has
-many threads; so each thread opens its own on first use, and the store closes them all at once.
+many threads; so each thread opens its own on first use. Closing the store closes those no
+thread can be using; a live thread's connection is closed by that thread (see ``close_all``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ class PerThread(Generic[C]):
         self._open = open
         self._close = close
         self._local = threading.local()
-        self._all: list[C] = []
+        self._all: list[tuple[C, threading.Thread]] = []
         self._lock = threading.Lock()
 
     def get(self) -> C:
@@ -30,7 +31,7 @@ class PerThread(Generic[C]):
             conn = self._open()
             self._local.conn = conn
             with self._lock:
-                self._all.append(conn)
+                self._all.append((conn, threading.current_thread()))
         return conn
 
     def peek(self) -> C | None:
@@ -44,13 +45,27 @@ class PerThread(Generic[C]):
         if conn is not None:
             self._local.conn = None
             with self._lock:
-                self._all.remove(conn)
+                self._all = [(c, owner) for c, owner in self._all if c is not conn]
             self._close(conn)
 
     def close_all(self) -> None:
-        """Close every connection, whichever thread opened it."""
+        """Close the calling thread's connection and those of threads that have ended.
+
+        Another live thread may be in the middle of a statement, and closing a connection under
+        it can crash the interpreter (sqlite3 does); so its connection stays open until that
+        thread calls ``release``, as pool threads do when they end (e.g. after
+        ``Queue.close(wait=False)``, while their last jobs finish).
+        """
+        me = threading.current_thread()
+        closing: list[C] = []
         with self._lock:
-            for conn in self._all:
-                self._close(conn)
-            self._all.clear()
-        self._local = threading.local()
+            kept: list[tuple[C, threading.Thread]] = []
+            for conn, owner in self._all:
+                if owner is me or not owner.is_alive():
+                    closing.append(conn)
+                else:
+                    kept.append((conn, owner))
+            self._all = kept
+            self._local.conn = None
+        for conn in closing:
+            self._close(conn)

@@ -6,6 +6,8 @@ import os
 import re
 import sqlite3
 import stat
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -172,3 +174,46 @@ def test_a_claim_reads_only_the_claimable_index(store: SqliteStore) -> None:
         row[3] for row in store._db.connection().execute(f"EXPLAIN QUERY PLAN {query}", {"now": 0})
     )
     assert "jobs_claimable" in plan and "TEMP B-TREE" not in plan
+
+
+CLOSE_DURING_A_STATEMENT = """
+import sys, threading
+from queuectl.store import open_store
+
+store = open_store(sys.argv[1])
+inside, closed = threading.Event(), threading.Event()
+rows = []
+
+def slow_function():
+    inside.set()
+    closed.wait(10)
+    return 1
+
+def pool_thread():
+    conn = store._db.connection()
+    conn.create_function("slow_function", 0, slow_function)
+    rows.extend(conn.execute("SELECT slow_function()").fetchall())
+    rows.extend(conn.execute("SELECT count(*) FROM jobs").fetchall())
+    store.release()
+
+thread = threading.Thread(target=pool_thread)
+thread.start()
+inside.wait(10)
+store.close()
+closed.set()
+thread.join()
+print(rows)
+"""
+
+
+def test_closing_the_store_mid_statement_of_another_thread(db_path: Path) -> None:
+    """The crash CI met when a notebook unloaded the magic while a pool still ran: closing
+    another thread's connection under a running statement is a segmentation fault. The script
+    runs in its own interpreter so that a crash fails this test, not the test session."""
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSE_DURING_A_STATEMENT, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "[(1,), (0,)]"), done.stderr
