@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound, StoreError
+from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound
 from queuectl.model import (
     Attempt,
     Claim,
@@ -110,6 +110,7 @@ class Store(ABC):
         returned: a worker that lost its lease cannot overwrite the job.
         """
 
+    @abstractmethod
     def finish_and_claim(
         self,
         fence: Fence,
@@ -118,19 +119,13 @@ class Store(ABC):
         worker_id: str,
         lease_seconds: float,
     ) -> tuple[bool, Claim | None]:
-        """``finish`` this attempt, then ``claim`` the worker's next job; return both results.
+        """``finish`` this attempt and ``claim`` the worker's next job, in one transaction;
+        return both results.
 
-        The claim is made whether or not the fence held. A store may do both in one
-        transaction (SQLite does: one commit per job instead of two); the default makes two
-        calls, which is as cheap for a server whose statements commit on their own. A store
-        error in the claim, once the result is in, is not raised: it is no claim, and the
-        worker claims again in its loop, which reports the error and backs off.
+        A busy pool thread calls this once per job: one commit instead of two. The claim is
+        made whether or not the fence held, and may skip the job being finished even if it
+        is due again at once.
         """
-        recorded = self.finish(fence, result, transition)
-        try:
-            return recorded, self.claim(worker_id, lease_seconds)
-        except StoreError:
-            return recorded, None
 
     @abstractmethod
     def expired(self) -> list[Claim]:

@@ -25,21 +25,24 @@ RETURNING {JOB_COLUMNS}
 
 # SKIP LOCKED: concurrent claimers pass over a row another one is taking instead of waiting
 # for it, and never get the same one. The new attempt id comes from the attempts' sequence,
-# so the job row and its attempt row are written by this one statement.
-CLAIM = f"""
-WITH claimed AS (
+# so the job row and its attempt row are written by one statement.
+_CLAIMED = f"""
     UPDATE queuectl.jobs SET state = 'processing', attempts = attempts + 1,
-        worker_id = %(worker)s, lease_until = {NOW} + %(lease)s * interval '1 second',
+        worker_id = %(claimer)s, lease_until = {NOW} + %(lease)s * interval '1 second',
         updated_at = {NOW}, attempt_id = nextval('queuectl.attempts_id_seq')
     WHERE seq = (
         SELECT seq FROM queuectl.jobs
         WHERE state IN ('pending', 'failed') AND run_at <= {NOW}
         ORDER BY priority DESC, run_at, seq
         LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING {JOB_COLUMNS}
-), started AS (
+    RETURNING {JOB_COLUMNS}"""
+_STARTED = f"""
     INSERT INTO queuectl.attempts (id, job_id, number, worker_id, started_at)
-    SELECT attempt_id, id, attempts, worker_id, {NOW} FROM claimed
+    SELECT attempt_id, id, attempts, worker_id, {NOW} FROM claimed"""
+
+CLAIM = f"""
+WITH claimed AS ({_CLAIMED}
+), started AS ({_STARTED}
 )
 SELECT {JOB_COLUMNS} FROM claimed
 """
@@ -53,8 +56,7 @@ RETURNING attempt_id
 """
 
 # The job moves only under its whole fence; the attempt row is written only if it did.
-_FINISH = f"""
-WITH moved AS (
+_MOVED = f"""
     UPDATE queuectl.jobs SET state = %(state)s::text,
         run_at = CASE WHEN %(state)s::text = 'failed'
             THEN {NOW} + %(delay)s * interval '1 second' ELSE run_at END,
@@ -62,13 +64,31 @@ WITH moved AS (
         worker_id = NULL, lease_until = NULL, updated_at = {NOW}
     WHERE id = %(id)s AND attempts = %(attempt)s AND worker_id = %(worker)s
         AND attempt_id = %(attempt_id)s AND state = 'processing' {{expiry}}
-    RETURNING attempt_id
-)
-UPDATE queuectl.attempts SET finished_at = {NOW}, exit_code = %(exit_code)s,
-    outcome = %(outcome)s, error = %(error)s, stdout = %(stdout)s, stderr = %(stderr)s
-WHERE id = (SELECT attempt_id FROM moved)
-RETURNING id
+    RETURNING attempt_id"""
+_RECORDED = f"""
+    UPDATE queuectl.attempts SET finished_at = {NOW}, exit_code = %(exit_code)s,
+        outcome = %(outcome)s, error = %(error)s, stdout = %(stdout)s, stderr = %(stderr)s
+    WHERE id = (SELECT attempt_id FROM moved)
+    RETURNING id"""
+
+_FINISH = f"""
+WITH moved AS ({_MOVED}
+){_RECORDED}
 """
 FINISH = _FINISH.format(expiry="")
 #: recovery of a lost run: only if the lease is still expired (a renewal may have won)
 FINISH_IF_EXPIRED = _FINISH.format(expiry=f"AND lease_until < {NOW}")
+
+# A pool thread's result and its next claim in one statement: one round trip and one commit
+# per job. Every part sees the snapshot from before the statement, so the job being finished
+# (still 'processing' there) is never the one claimed. The row always comes back: whether
+# the fence held, then the claimed job's columns (all NULL when there was nothing to claim).
+FINISH_AND_CLAIM = f"""
+WITH moved AS ({_MOVED.format(expiry="")}
+), recorded AS ({_RECORDED}
+), claimed AS ({_CLAIMED}
+), started AS ({_STARTED}
+)
+SELECT EXISTS (SELECT FROM recorded), claimed.*
+FROM (VALUES (true)) AS one LEFT JOIN claimed ON true
+"""

@@ -184,8 +184,25 @@ class PostgresStore(Store):
         )
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
-        found = self._run(sql.CLAIM, worker=worker_id, lease=float(lease_seconds))
+        found = self._run(sql.CLAIM, claimer=worker_id, lease=float(lease_seconds))
         return rows.to_claim(found[0], rows.in_utc) if found else None
+
+    def finish_and_claim(
+        self,
+        fence: Fence,
+        result: RunResult,
+        transition: Transition,
+        worker_id: str,
+        lease_seconds: float,
+    ) -> tuple[bool, Claim | None]:
+        row = self._run(
+            sql.FINISH_AND_CLAIM,
+            **self._finish_params(fence, result, transition),
+            claimer=worker_id,
+            lease=float(lease_seconds),
+        )[0]
+        recorded, job = row[0], row[1:]
+        return recorded, None if job[0] is None else rows.to_claim(job, rows.in_utc)
 
     def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
         if not fences:
@@ -210,6 +227,14 @@ class PostgresStore(Store):
     ) -> bool:
         found = self._run(
             sql.FINISH_IF_EXPIRED if only_if_expired else sql.FINISH,
+            **self._finish_params(fence, result, transition),
+        )
+        return bool(found)
+
+    def _finish_params(
+        self, fence: Fence, result: RunResult, transition: Transition
+    ) -> dict[str, Any]:
+        return dict(
             state=transition.state.value,
             delay=float(transition.retry_delay),
             last_error=transition.last_error,
@@ -223,7 +248,6 @@ class PostgresStore(Store):
             stdout=result.stdout,
             stderr=result.stderr,
         )
-        return bool(found)
 
     def expired(self) -> list[Claim]:
         found = self._run(

@@ -21,7 +21,7 @@ def record(
 def record_and_claim(
     store: Store, claim: Claim, result: RunResult, config: Config
 ) -> tuple[bool, Claim | None]:
-    """``record``, then claim the same worker's next job (one transaction where the store can)."""
+    """``record``, and claim the same worker's next job in the same transaction."""
     transition = _transition(claim, result, config)
     return store.finish_and_claim(
         claim.fence, result, transition, claim.fence.worker_id, config.lease_seconds

@@ -171,6 +171,8 @@ def test_finish_and_claim_records_then_takes_the_next_job(store: Store, clock: F
     assert (job.state, job.worker_id, job.attempts) == (State.PROCESSING, "w", 1)
     assert job.lease_until == store.now() + timedelta(seconds=20)
     assert second.fence.attempt_id != first.fence.attempt_id
+    counts = store.counts()
+    assert (counts[State.COMPLETED], counts[State.PROCESSING], counts[State.PENDING]) == (1, 1, 0)
     recorded, none_left = store.finish_and_claim(
         second.fence, FAIL, Transition(State.DEAD, 0, "exit code 1"), "w", 20
     )
