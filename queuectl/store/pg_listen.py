@@ -23,6 +23,8 @@ log = worker_log
 
 #: seconds between checks of the stop flag while no notification arrives
 POLL = 0.5
+#: the longest ``stop`` waits for the thread
+STOP_WAIT = 5.0
 RETRY_FIRST = 0.1
 RETRY_MAX = 5.0
 
@@ -48,13 +50,11 @@ class Listener:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening; the thread closes its connection within ``POLL`` seconds."""
+        """Stop listening: the thread closes its connection and ends within ``POLL`` seconds,
+        which this waits for (unless the connection hangs: then for ``STOP_WAIT``)."""
         self._stop.set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for the thread to end; True if it has."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(STOP_WAIT)
 
     def _run(self) -> None:
         delay = RETRY_FIRST

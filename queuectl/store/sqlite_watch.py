@@ -63,8 +63,9 @@ def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], No
     stop_reader, stop_writer = os.pipe()
 
     def loop() -> None:
-        conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+        conn: sqlite3.Connection | None = None
         try:
+            conn = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
             seen = _data_version(conn)
             checkpointed = time.monotonic()
             while True:
@@ -81,7 +82,8 @@ def watch_commits(database: Path, notify: Callable[[], None]) -> Callable[[], No
         except Exception:  # a watcher must never take its pool down, nor print
             log.exception("watching %s for commits failed; polling instead", database)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
             inotify.close()
             os.close(stop_reader)
 

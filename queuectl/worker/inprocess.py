@@ -10,7 +10,6 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING
 
 from queuectl.store.base import Store
@@ -24,7 +23,9 @@ MAX_THREADS = 256
 #: how long the exit handler lets killed jobs be recorded
 EXIT_GRACE = 10.0
 
-_LIVE: weakref.WeakSet[LocalPools] = weakref.WeakSet()
+#: every pool started here and not yet seen ended, for the exit handler. Strong references: a
+#: queue closed with ``wait=False`` is dropped while its pools still finish their jobs.
+_STARTED: list[WorkerPool] = []
 _lock = threading.Lock()
 
 
@@ -43,9 +44,8 @@ class LocalPools:
         pool.start()
         with _lock:
             self._pools.append(pool)
-            if not _LIVE:
-                atexit.register(_stop_all_at_exit)
-            _LIVE.add(self)
+            _STARTED[:] = [started for started in _STARTED if not started.join(0)]
+            _STARTED.append(pool)
         return pool.worker_id
 
     def __bool__(self) -> bool:
@@ -76,10 +76,13 @@ class LocalPools:
 
 
 def _stop_all_at_exit() -> None:
-    every = list(_LIVE)
-    for pools in every:
-        for pool in pools.running():
-            pool.stop(now=True)
+    with _lock:
+        pools = [pool for pool in _STARTED if not pool.join(0)]
+    for pool in pools:
+        pool.stop(now=True)
     deadline = time.monotonic() + EXIT_GRACE
-    for pools in every:
-        pools.stop(now=True, timeout=max(deadline - time.monotonic(), 0))
+    for pool in pools:
+        pool.join(max(deadline - time.monotonic(), 0))
+
+
+atexit.register(_stop_all_at_exit)

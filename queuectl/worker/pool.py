@@ -137,8 +137,11 @@ class WorkerPool:
 
     def run(self) -> None:
         """Run in the foreground until stopped: SIGTERM or SIGINT stops gracefully, a second
-        one stops now."""
-        self.start()
+        one stops now.
+
+        The handlers are in place before the pool registers: whoever sees it registered may
+        signal it, and a stop that comes before the threads start ends them at once.
+        """
         in_main = threading.current_thread() is threading.main_thread()
         signals = (signal.SIGTERM, signal.SIGINT) if in_main else ()  # only main may install
         previous = {sig: signal.getsignal(sig) for sig in signals}
@@ -153,6 +156,7 @@ class WorkerPool:
         for sig in previous:
             signal.signal(sig, on_signal)
         try:
+            self.start()
             while not self.join(0.5):
                 pass
         finally:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +89,36 @@ def test_closing_the_queue_stops_its_pools(db_path: str) -> None:
     assert queuectl_threads() == []
     with queuectl.connect(str(db_path)) as q, pytest.raises(InvalidInput, match="between 1"):
         q.start_workers(0)
+
+
+EXIT_WHILE_JOBS_RUN = """
+import gc, sys, time
+import queuectl
+
+queue = queuectl.connect(sys.argv[1])
+queue.start_workers(2)
+queue.enqueue_many(["echo $$ >> " + sys.argv[2] + "; sleep 60"] * 2)
+while queue.counts()[queuectl.State.PROCESSING] < 2:
+    time.sleep(0.01)
+queue.close(wait=False)  # as unloading the magic does
+del queue
+gc.collect()
+"""
+
+
+def test_exiting_after_closing_without_waiting_still_kills_and_records_the_jobs(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """The exit handler must find pools whose queue was closed and collected."""
+    pids = tmp_path / "pids"
+    subprocess.run(
+        [sys.executable, "-c", EXIT_WHILE_JOBS_RUN, str(db_path), str(pids)],
+        check=True,
+        timeout=60,
+    )
+    with queuectl.connect(str(db_path)) as q:
+        jobs = q.job_records()
+    assert [job.state for job in jobs] == [queuectl.State.FAILED] * 2
+    assert {job.last_error for job in jobs} == {"killed: the worker was stopped"}
+    for pid in pids.read_text().split():
+        assert not Path(f"/proc/{pid}").exists(), "a job's shell outlived the process"

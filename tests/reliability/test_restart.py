@@ -83,3 +83,20 @@ def test_sigterm_to_every_pool_mid_run_then_restart(
         f"{JOBS} jobs, SIGTERM ({stop}) to 2 pools x 3 threads after {done_at_stop} completed, "
         f"restarted: {JOBS} completed, {len(interrupted)} interrupted and run again, 0 lost"
     )
+
+
+def test_a_pool_handles_sigterm_from_the_moment_it_is_registered(rcli: Cli, pools: Pools) -> None:
+    """Whoever sees a pool registered may stop it with SIGTERM; the handler used to be
+    installed only after the threads had started, and such a pool died of the signal."""
+    with connect(str(rcli.db)) as queue:
+        for _ in range(3):
+            pool = pools.start(2)
+            pid = pool.pid
+            wait_for(
+                lambda: any(w.pid == pid for w in queue.workers()),  # noqa: B023 - waited for here
+                interval=0.0005,
+                what="the pool to register",
+            )
+            pool.send_signal(signal.SIGTERM)
+            assert pool.wait(timeout=60) == 0
+        assert queue.workers() == []
