@@ -99,6 +99,7 @@ def figures(total: int, frame_rows: int = 100_000) -> list[Figure]:
         baseline = _operations(small)
     with large_queue(total) as large:
         measured = _operations(large)
+        metrics_seconds = _seconds(large.metrics, 3)  # reads every attempt: grows with them
     result = [
         Figure(
             f"{name}, {total:,} jobs",
@@ -110,6 +111,7 @@ def figures(total: int, frame_rows: int = 100_000) -> list[Figure]:
         )
         for name in measured
     ]
+    result.append(Figure(f"metrics(), {total:,} jobs", metrics_seconds, "s", None, None, False))
     with large_queue(frame_rows) as frames:
         finished = len(frames.attempt_records())
         result.append(

@@ -191,7 +191,8 @@ class Queue:
 
     def metrics(self) -> metrics_model.Metrics:
         """Throughput, runtimes and failure rate over the attempt history."""
-        return metrics_model.compute(self.store.finished_attempts(), self.store.now())
+        since = self.store.now() - metrics_model.RECENT
+        return metrics_model.compute(self.store.attempt_summary(since))
 
     # -- configuration ------------------------------------------------------------------------
 

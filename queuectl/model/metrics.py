@@ -1,23 +1,36 @@
-"""Queue metrics computed from the attempt history. Pure."""
+"""Queue metrics from a summary of the attempt history. Pure."""
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from queuectl.model.job import Outcome
 
+#: how far back ``completed_last_minute`` looks
+RECENT = timedelta(minutes=1)
+
 
 @dataclass(frozen=True)
-class FinishedAttempt:
-    """The outcome and timing of one finished attempt."""
+class AttemptSummary:
+    """The finished attempts of a queue as its store sums them up (in the database: metrics
+    of a million attempts build no object per attempt).
 
-    outcome: Outcome
-    started_at: datetime
-    finished_at: datetime
+    ``first_start`` and ``last_finish`` span every finished attempt; ``completed_since`` counts
+    the completed ones that finished at or after the time the store was asked about. Runtimes
+    are in seconds, of completed attempts only; the percentiles interpolate linearly between
+    the closest ranks (numpy's and pandas' default).
+    """
+
+    by_outcome: dict[Outcome, int]
+    first_start: datetime | None
+    last_finish: datetime | None
+    completed_since: int
+    runtime_mean: float | None
+    runtime_p50: float | None
+    runtime_p95: float | None
+    runtime_max: float | None
 
 
 @dataclass(frozen=True)
@@ -27,7 +40,7 @@ class Metrics:
     Runtimes are those of completed attempts. ``failure_rate`` is the share of finished
     attempts that failed, timed out or were lost. ``throughput_per_minute`` counts completed
     attempts over the span from the first start to the last finish; ``completed_last_minute``
-    those that finished in the minute before ``now``.
+    those that finished in the minute before now.
     """
 
     attempts: int
@@ -41,33 +54,29 @@ class Metrics:
     completed_last_minute: int
 
 
-def compute(attempts: Sequence[FinishedAttempt], now: datetime) -> Metrics:
-    """Summarize finished attempts as ``Metrics``."""
-    by_outcome = Counter(a.outcome.value for a in attempts)
-    counts = {outcome.value: by_outcome.get(outcome.value, 0) for outcome in Outcome}
-    completed = [a for a in attempts if a.outcome is Outcome.COMPLETED]
-    runtimes = sorted((a.finished_at - a.started_at).total_seconds() for a in completed)
+def compute(summary: AttemptSummary) -> Metrics:
+    """``Metrics`` from the store's summary (asked for with ``since = now - RECENT``)."""
+    counts = {outcome.value: summary.by_outcome.get(outcome, 0) for outcome in Outcome}
+    attempts = sum(counts.values())
+    completed = counts[Outcome.COMPLETED.value]
     throughput = None
-    if completed:
-        span = (
-            max(a.finished_at for a in attempts) - min(a.started_at for a in attempts)
-        ).total_seconds()
-        throughput = len(completed) * 60 / span if span > 0 else None
-    recent = now - timedelta(minutes=1)
+    if completed and summary.first_start is not None and summary.last_finish is not None:
+        span = (summary.last_finish - summary.first_start).total_seconds()
+        throughput = completed * 60 / span if span > 0 else None
     return Metrics(
-        attempts=len(attempts),
+        attempts=attempts,
         by_outcome=counts,
-        failure_rate=(len(attempts) - len(completed)) / len(attempts) if attempts else None,
-        runtime_mean=math.fsum(runtimes) / len(runtimes) if runtimes else None,
-        runtime_p50=_quantile(runtimes, 0.50),
-        runtime_p95=_quantile(runtimes, 0.95),
-        runtime_max=runtimes[-1] if runtimes else None,
+        failure_rate=(attempts - completed) / attempts if attempts else None,
+        runtime_mean=summary.runtime_mean,
+        runtime_p50=summary.runtime_p50,
+        runtime_p95=summary.runtime_p95,
+        runtime_max=summary.runtime_max,
         throughput_per_minute=throughput,
-        completed_last_minute=sum(1 for a in completed if a.finished_at >= recent),
+        completed_last_minute=summary.completed_since,
     )
 
 
-def _quantile(ordered: Sequence[float], q: float) -> float | None:
+def quantile(ordered: Sequence[float], q: float) -> float | None:
     """Linear interpolation between closest ranks (numpy's default, pandas' ``quantile``)."""
     if not ordered:
         return None

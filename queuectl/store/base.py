@@ -30,7 +30,7 @@ from queuectl.model import (
     Transition,
     WorkerInfo,
 )
-from queuectl.model.metrics import FinishedAttempt
+from queuectl.model.metrics import AttemptSummary
 
 
 def _watch_nothing() -> None:
@@ -164,8 +164,9 @@ class Store(ABC):
         """Move every dead job back to ``pending`` (see ``revive``)."""
 
     @abstractmethod
-    def finished_attempts(self) -> list[FinishedAttempt]:
-        """Outcome and timing of every finished attempt, for metrics."""
+    def attempt_summary(self, since: datetime) -> AttemptSummary:
+        """Counts, time span and runtime statistics of the finished attempts, for metrics
+        (``since``: count the completed attempts that finished from then on)."""
 
     @abstractmethod
     def import_copy(self, copy: QueueCopy) -> None:

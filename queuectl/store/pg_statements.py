@@ -1,4 +1,5 @@
-"""The statements of a run's life on PostgreSQL: enqueue, claim, renew, finish.
+"""The statements of a run's life on PostgreSQL: enqueue, claim, renew, finish; and their
+parameters.
 
 Each is one statement, so each is atomic without an explicit transaction. ``NOW`` is the
 store's clock: the ``now`` parameter when a test clock is set, else the server's ``now()``.
@@ -6,6 +7,10 @@ store's clock: the ``now`` parameter when a test clock is set, else the server's
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from queuectl.model import Config, Fence, NewJob, RunResult, Transition
 from queuectl.store.rows import JOB_COLUMNS
 
 NOW = "COALESCE(%(now)s::timestamptz, now())"
@@ -92,3 +97,34 @@ WITH moved AS ({_MOVED.format(expiry="")}
 SELECT EXISTS (SELECT FROM recorded), claimed.*
 FROM (VALUES (true)) AS one LEFT JOIN claimed ON true
 """
+
+
+def enqueue_params(jobs: Sequence[NewJob], config: Config) -> dict[str, Any]:
+    """The arrays ``ENQUEUE`` takes, one per column; ``config`` fills in the defaults."""
+    return dict(
+        ids=[job.id for job in jobs],
+        commands=[job.command for job in jobs],
+        # (psycopg builds an array from values of one Python type: 5 and 2.5 would not do)
+        retries=[int(config.max_retries if j.max_retries is None else j.max_retries) for j in jobs],
+        priorities=[int(job.priority) for job in jobs],
+        run_ats=[job.run_at for job in jobs],
+        timeouts=[float(config.job_timeout if j.timeout is None else j.timeout) for j in jobs],
+    )
+
+
+def finish_params(fence: Fence, result: RunResult, transition: Transition) -> dict[str, Any]:
+    """What ``FINISH`` (and its variants) take: the fence, the result and the job's move."""
+    return dict(
+        state=transition.state.value,
+        delay=float(transition.retry_delay),
+        last_error=transition.last_error,
+        id=fence.job_id,
+        attempt=fence.attempt,
+        worker=fence.worker_id,
+        attempt_id=fence.attempt_id,
+        exit_code=result.exit_code,
+        outcome=result.outcome.value,
+        error=result.error,
+        stdout=result.stdout,
+        stderr=result.stderr,
+    )

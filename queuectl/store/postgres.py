@@ -38,7 +38,7 @@ from queuectl.model import (
     Transition,
     WorkerInfo,
 )
-from queuectl.model.metrics import FinishedAttempt
+from queuectl.model.metrics import AttemptSummary
 from queuectl.store import pg_schema, rows
 from queuectl.store import pg_statements as sql
 from queuectl.store.base import (
@@ -163,25 +163,14 @@ class PostgresStore(Store):
             try:
                 with conn.transaction():
                     config = self._config(conn)
-                    cursor = conn.execute(sql.ENQUEUE, self._new_jobs_params(jobs, config))
+                    cursor = conn.execute(
+                        sql.ENQUEUE, self._params(**sql.enqueue_params(jobs, config))
+                    )
                     by_id = {job.id: job for job in map(self._job, cursor.fetchall())}
                 return [by_id[job.id] for job in jobs if job.id is not None]
             except psycopg.errors.UniqueViolation as exc:  # rolled back: nothing was inserted
                 found = re.search(r"\(id\)=\((.*)\) already exists", exc.diag.message_detail or "")
                 raise duplicate_job(found.group(1) if found else str(jobs[0].id)) from None
-
-    def _new_jobs_params(self, jobs: Sequence[NewJob], config: Config) -> dict[str, Any]:
-        return self._params(
-            ids=[job.id for job in jobs],
-            commands=[job.command for job in jobs],
-            # (psycopg builds an array from values of one Python type: 5 and 2.5 would not do)
-            retries=[
-                int(config.max_retries if j.max_retries is None else j.max_retries) for j in jobs
-            ],
-            priorities=[int(job.priority) for job in jobs],
-            run_ats=[job.run_at for job in jobs],
-            timeouts=[float(config.job_timeout if j.timeout is None else j.timeout) for j in jobs],
-        )
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
         found = self._run(sql.CLAIM, claimer=worker_id, lease=float(lease_seconds))
@@ -197,7 +186,7 @@ class PostgresStore(Store):
     ) -> tuple[bool, Claim | None]:
         row = self._run(
             sql.FINISH_AND_CLAIM,
-            **self._finish_params(fence, result, transition),
+            **sql.finish_params(fence, result, transition),
             claimer=worker_id,
             lease=float(lease_seconds),
         )[0]
@@ -227,27 +216,9 @@ class PostgresStore(Store):
     ) -> bool:
         found = self._run(
             sql.FINISH_IF_EXPIRED if only_if_expired else sql.FINISH,
-            **self._finish_params(fence, result, transition),
+            **sql.finish_params(fence, result, transition),
         )
         return bool(found)
-
-    def _finish_params(
-        self, fence: Fence, result: RunResult, transition: Transition
-    ) -> dict[str, Any]:
-        return dict(
-            state=transition.state.value,
-            delay=float(transition.retry_delay),
-            last_error=transition.last_error,
-            id=fence.job_id,
-            attempt=fence.attempt,
-            worker=fence.worker_id,
-            attempt_id=fence.attempt_id,
-            exit_code=result.exit_code,
-            outcome=result.outcome.value,
-            error=result.error,
-            stdout=result.stdout,
-            stderr=result.stderr,
-        )
 
     def expired(self) -> list[Claim]:
         found = self._run(
@@ -312,12 +283,15 @@ class PostgresStore(Store):
         )
         return [self._job(row) for row in revived.fetchall()]
 
-    def finished_attempts(self) -> list[FinishedAttempt]:
-        found = self._run(
-            f"SELECT {rows.FINISHED_COLUMNS} FROM queuectl.attempts "
-            "WHERE finished_at IS NOT NULL ORDER BY id"
+    def attempt_summary(self, since: datetime) -> AttemptSummary:
+        runtime = "extract(epoch FROM finished_at - started_at)::float8"
+        percentiles = "".join(
+            f", percentile_cont({q}) WITHIN GROUP (ORDER BY {runtime}) {rows.COMPLETED}"
+            for q in (0.5, 0.95)
         )
-        return [rows.to_finished(row, rows.in_utc) for row in found]
+        query = rows.attempt_totals(runtime, "%(since)s", "queuectl.attempts", percentiles)
+        ((*totals, p50, p95),) = self._run(query, since=since)
+        return rows.to_summary(totals, p50, p95, rows.in_utc)
 
     def import_copy(self, copy: QueueCopy) -> None:
         with self._transaction() as conn, conn.cursor() as cursor:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from queuectl.model import Attempt, Claim, Fence, Job, Outcome, State, WorkerInfo
-from queuectl.model.metrics import FinishedAttempt
+from queuectl.model.metrics import AttemptSummary
 
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
@@ -27,7 +27,6 @@ ATTEMPT_COLUMNS = (
     "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, stdout, stderr"
 )
 WORKER_COLUMNS = "id, host, pid, threads, started_at, heartbeat_at, stop_requested"
-FINISHED_COLUMNS = "outcome, started_at, finished_at"
 
 Decode = Callable[[Any], datetime]
 Encode = Callable[[datetime], Any]
@@ -100,9 +99,39 @@ def to_worker(row: Sequence[Any], when: Decode = to_datetime) -> WorkerInfo:
     return WorkerInfo(wid, host, pid, threads, when(started), when(beat), bool(stop))
 
 
-def to_finished(row: Sequence[Any], when: Decode = to_datetime) -> FinishedAttempt:
-    """Outcome and timing from a row of ``FINISHED_COLUMNS``."""
-    return FinishedAttempt(Outcome(row[0]), when(row[1]), when(row[2]))
+#: an aggregate's filter for completed attempts
+COMPLETED = f"FILTER (WHERE outcome = '{Outcome.COMPLETED.value}')"
+
+
+def attempt_totals(runtime: str, since: str, attempts: str = "attempts", more: str = "") -> str:
+    """A query of one row over the finished attempts, in one pass: a count per outcome (in
+    ``Outcome`` order), the first start, the last finish, the completed ones finished at or
+    after ``since``, the mean and longest ``runtime`` (an SQL expression) of those, then the
+    columns ``more`` (after a comma)."""
+    per_outcome = "".join(f"count(*) FILTER (WHERE outcome = '{o.value}'), " for o in Outcome)
+    recent = f"FILTER (WHERE outcome = '{Outcome.COMPLETED.value}' AND finished_at >= {since})"
+    return (
+        f"SELECT {per_outcome}min(started_at), max(finished_at), count(*) {recent}, "
+        f"avg({runtime}) {COMPLETED}, max({runtime}) {COMPLETED}{more} "
+        f"FROM {attempts} WHERE finished_at IS NOT NULL"
+    )
+
+
+def to_summary(
+    totals: Sequence[Any], p50: float | None, p95: float | None, when: Decode = to_datetime
+) -> AttemptSummary:
+    """A summary from a row of ``attempt_totals`` (without ``more``) and the percentiles."""
+    counts, (first, last, completed_since, mean, longest) = totals[: len(Outcome)], totals[-5:]
+    return AttemptSummary(
+        {outcome: int(n) for outcome, n in zip(Outcome, counts, strict=True) if n},
+        None if first is None else when(first),
+        None if last is None else when(last),
+        int(completed_since),
+        mean,
+        p50,
+        p95,
+        longest,
+    )
 
 
 def job_values(job: Job, encode: Encode = to_epoch) -> tuple[Any, ...]:

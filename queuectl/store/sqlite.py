@@ -30,7 +30,7 @@ from queuectl.model import (
     Transition,
     WorkerInfo,
 )
-from queuectl.model.metrics import FinishedAttempt
+from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import rows, schema
 from queuectl.store.base import (
     Store,
@@ -284,12 +284,14 @@ class SqliteStore(Store):
         ).fetchall()
         return [rows.to_job(row) for row in revived]
 
-    def finished_attempts(self) -> list[FinishedAttempt]:
-        found = self._db.read(
-            f"SELECT {rows.FINISHED_COLUMNS} FROM attempts "
-            "WHERE finished_at IS NOT NULL ORDER BY id"
-        )
-        return [rows.to_finished(row) for row in found]
+    def attempt_summary(self, since: datetime) -> AttemptSummary:
+        runtime = "finished_at - started_at"
+        (totals,) = self._db.read(rows.attempt_totals(runtime, "?"), (since.timestamp(),))
+        ordered = sorted(
+            row[0]
+            for row in self._db.read(f"SELECT {runtime} FROM attempts WHERE outcome = 'completed'")
+        )  # (sorting here is faster than SQLite's ORDER BY)
+        return rows.to_summary(totals, quantile(ordered, 0.50), quantile(ordered, 0.95))
 
     def import_copy(self, copy: QueueCopy) -> None:
         with self._db.write() as conn:

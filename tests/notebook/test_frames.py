@@ -6,7 +6,7 @@ import pandas as pd
 
 import queuectl
 from queuectl import frames
-from queuectl.model.metrics import compute
+from queuectl.model.metrics import AttemptSummary, compute
 
 UTC_NS = "datetime64[us, UTC]"
 
@@ -54,7 +54,7 @@ def test_a_running_attempt_has_missing_values_not_floats(queue: queuectl.Queue) 
 
 
 def test_metrics_frame_is_one_typed_row(queue: queuectl.Queue) -> None:
-    metrics = frames.metrics_frame(compute([], queue.now()), "q")
+    metrics = frames.metrics_frame(compute(AttemptSummary({}, None, None, 0, *[None] * 4)), "q")
     assert list(metrics.index) == ["q"]
     assert metrics.loc["q", "attempts"] == 0 and pd.isna(metrics.loc["q", "failure_rate"])
     assert str(metrics.dtypes["completed"]) == "Int64"

@@ -13,6 +13,7 @@ import pytest
 
 from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound
 from queuectl.model import Config, NewJob, Outcome, QueueCopy, RunResult, State, Transition
+from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import open_store
 from queuectl.store.base import Store
 
@@ -279,6 +280,34 @@ def test_commands_by_job_id(store: Store) -> None:
     assert store.commands() == {}
     add(store, "a", "b")
     assert store.commands() == {"a": "echo a", "b": "echo b"}
+
+
+def test_attempt_summary_counts_spans_and_runtimes(store: Store, clock: FakeClock) -> None:
+    empty = store.attempt_summary(store.now())
+    assert empty == AttemptSummary({}, None, None, 0, None, None, None, None)
+    start = store.now()
+    runtimes = [3.0, 1.0, 4.0, 1.5, 9.0]
+    add(store, *(f"ok{n}" for n in range(len(runtimes))), "bad", "running")
+    for runtime in runtimes:
+        claim = store.claim("w", 60)
+        assert claim
+        clock.now += runtime
+        store.finish(claim.fence, OK, Transition(State.COMPLETED))
+    bad = store.claim("w", 60)
+    assert bad
+    clock.now += 0.5
+    store.finish(bad.fence, FAIL, Transition(State.DEAD, 0, "exit code 1"))
+    assert store.claim("w", 60)  # running: not finished, not counted
+    # The completed attempts finished at 3, 4, 8, 9.5 and 18.5 s.
+    summary = store.attempt_summary(since=start + timedelta(seconds=9.5))
+    assert summary.by_outcome == {Outcome.COMPLETED: 5, Outcome.FAILED: 1}
+    assert (summary.first_start, summary.last_finish) == (start, start + timedelta(seconds=19))
+    assert summary.completed_since == 2  # at or after: 9.5 s counts
+    ordered = sorted(runtimes)
+    assert summary.runtime_mean == pytest.approx(sum(runtimes) / len(runtimes))
+    assert summary.runtime_p50 == pytest.approx(quantile(ordered, 0.5))
+    assert summary.runtime_p95 == pytest.approx(quantile(ordered, 0.95))
+    assert summary.runtime_max == pytest.approx(9.0)
 
 
 def test_jobs_newest_first_filter_and_limit(store: Store) -> None:
