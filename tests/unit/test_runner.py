@@ -6,6 +6,7 @@ import resource
 import subprocess
 import threading
 import uuid
+from pathlib import Path
 
 from queuectl.model import Outcome
 from queuectl.worker.runner import run_command
@@ -61,6 +62,22 @@ def test_background_leftovers_are_killed_when_the_shell_exits() -> None:
     result = run_command(f"sleep {marker} & echo started")
     assert (result.outcome, result.stdout) == (Outcome.COMPLETED, b"started\n")
     assert alive(f"sleep {marker}") == []
+
+
+def test_a_process_that_left_the_group_does_not_hold_the_job(tmp_path: Path) -> None:
+    """``setsid`` escapes the group (a documented limit): it outlives the job, and its hold on
+    the job's output delays the result by the drain time only."""
+    marker = f"sleep {uuid.uuid4().int % 10**6}.25"
+    escaped = tmp_path / "escaped"  # written once it runs in a session of its own
+    try:
+        result = run_command(
+            f"setsid sh -c 'echo $$ > {escaped}; exec {marker}' & "
+            f"until [ -s {escaped} ]; do sleep 0.01; done; echo started"
+        )
+        assert (result.outcome, result.stdout) == (Outcome.COMPLETED, b"started\n")
+        assert alive(marker)
+    finally:
+        subprocess.run(["pkill", "-f", marker])
 
 
 def test_cancel_stops_a_running_job() -> None:
