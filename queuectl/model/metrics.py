@@ -14,8 +14,8 @@ RECENT = timedelta(minutes=1)
 
 @dataclass(frozen=True)
 class AttemptSummary:
-    """The finished attempts of a queue as its store sums them up (in the database: metrics
-    of a million attempts build no object per attempt).
+    """The finished attempts of a queue as its store sums them up, in the database as far as it
+    can (SQLite has no percentiles: its store sorts the completed runtimes itself).
 
     ``first_start`` and ``last_finish`` span every finished attempt; ``completed_since`` counts
     the completed ones that finished at or after the time the store was asked about. Runtimes

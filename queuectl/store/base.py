@@ -55,7 +55,8 @@ class Store(ABC):
         """The store's clock (UTC), the one all run_at and lease decisions use."""
 
     def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
-        """Call ``notify`` whenever jobs may have become claimable; return a function that stops.
+        """Call ``notify`` whenever jobs may have become claimable; return a function that stops
+        the watching (and waits for a thread of it, if any, to end).
 
         A worker pool calls it once as it starts, with the function that wakes its idle
         threads, and calls the returned function as it stops. ``notify`` may be called from

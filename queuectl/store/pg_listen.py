@@ -23,7 +23,7 @@ log = worker_log
 
 #: seconds between checks of the stop flag while no notification arrives
 POLL = 0.5
-#: the longest ``stop`` waits for the thread
+#: the longest ``join`` waits for the thread by default
 STOP_WAIT = 5.0
 RETRY_FIRST = 0.1
 RETRY_MAX = 5.0
@@ -50,11 +50,16 @@ class Listener:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop listening: the thread closes its connection and ends within ``POLL`` seconds,
-        which this waits for (unless the connection hangs: then for ``STOP_WAIT``)."""
+        """Stop listening; the thread closes its connection and ends within ``POLL`` seconds
+        (see ``join``)."""
         self._stop.set()
+
+    def join(self, timeout: float | None = STOP_WAIT) -> bool:
+        """Wait for the thread to end (by default at most ``STOP_WAIT`` seconds, should its
+        connection hang); True if it has."""
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(STOP_WAIT)
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _run(self) -> None:
         delay = RETRY_FIRST

@@ -149,7 +149,12 @@ class PostgresStore(Store):
         listener = Listener(self.connect, notify, self.display_url, self._secret)
         self._listeners.append(listener)
         listener.start()
-        return listener.stop
+
+        def unwatch() -> None:
+            listener.stop()
+            listener.join()
+
+        return unwatch
 
     # -- jobs ---------------------------------------------------------------------------------
 

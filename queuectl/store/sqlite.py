@@ -285,13 +285,18 @@ class SqliteStore(Store):
         return [rows.to_job(row) for row in revived]
 
     def attempt_summary(self, since: datetime) -> AttemptSummary:
-        runtime = "finished_at - started_at"
-        (totals,) = self._db.read(rows.attempt_totals(runtime, "?"), (since.timestamp(),))
-        ordered = sorted(
-            row[0]
-            for row in self._db.read(f"SELECT {runtime} FROM attempts WHERE outcome = 'completed'")
-        )  # (sorting here is faster than SQLite's ORDER BY)
-        return rows.to_summary(totals, quantile(ordered, 0.50), quantile(ordered, 0.95))
+        runtime = "round(finished_at - started_at, 6)"  # in µs, as PostgreSQL and frames have it
+        with self._db.snapshot() as conn:
+            totals = conn.execute(rows.attempt_totals(runtime, "?"), (since.timestamp(),))
+            totals_row = totals.fetchone()
+            # (sorting here is faster than SQLite's ORDER BY)
+            ordered = sorted(
+                row[0]
+                for row in conn.execute(
+                    f"SELECT {runtime} FROM attempts WHERE outcome = 'completed'"
+                )
+            )
+        return rows.to_summary(totals_row, quantile(ordered, 0.50), quantile(ordered, 0.95))
 
     def import_copy(self, copy: QueueCopy) -> None:
         with self._db.write() as conn:

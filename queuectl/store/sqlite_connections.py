@@ -100,6 +100,17 @@ class SqliteConnections:
                         conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Reads that all see the same state of the database (one read transaction)."""
+        conn = self.connection()
+        with self.translate():
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")  # (a read transaction: nothing to undo)
+
     def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         """All rows of one query, outside any transaction."""
         with self.translate():

@@ -26,6 +26,7 @@ EXIT_GRACE = 10.0
 #: every pool started here and not yet seen ended, for the exit handler. Strong references: a
 #: queue closed with ``wait=False`` is dropped while its pools still finish their jobs.
 _STARTED: list[WorkerPool] = []
+_exit_handler_registered = False
 _lock = threading.Lock()
 
 
@@ -42,10 +43,15 @@ class LocalPools:
 
         pool = WorkerPool(self.store, count, poll_interval=poll_interval)
         pool.start()
+        global _exit_handler_registered
         with _lock:
             self._pools.append(pool)
             _STARTED[:] = [started for started in _STARTED if not started.join(0)]
             _STARTED.append(pool)
+            # Registered once a pool exists, so after logging's handler: it runs before that.
+            if not _exit_handler_registered:
+                atexit.register(_stop_all_at_exit)
+                _exit_handler_registered = True
         return pool.worker_id
 
     def __bool__(self) -> bool:
@@ -55,6 +61,7 @@ class LocalPools:
         """The pools whose threads have not all ended; forgets the others."""
         with _lock:
             self._pools = [pool for pool in self._pools if not pool.join(0)]
+            _STARTED[:] = [pool for pool in _STARTED if not pool.join(0)]
             return list(self._pools)
 
     def wake(self) -> None:
@@ -83,6 +90,3 @@ def _stop_all_at_exit() -> None:
     deadline = time.monotonic() + EXIT_GRACE
     for pool in pools:
         pool.join(max(deadline - time.monotonic(), 0))
-
-
-atexit.register(_stop_all_at_exit)

@@ -368,32 +368,6 @@ def test_concurrent_claims_never_share_a_job(store: Store) -> None:
     assert sorted(claimed) == sorted(ids)
 
 
-def test_a_thread_keeps_working_after_another_closes_the_store(store: Store) -> None:
-    """``Queue.close(wait=False)`` closes the store while pool threads still record their last
-    jobs: those records must land."""
-    opened, closed = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def pool_thread() -> None:
-        try:
-            store.counts()  # this thread's connection is open
-            opened.set()
-            closed.wait(10)
-            add(store, "after-close")  # its last write, after the store was closed
-            store.release()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=pool_thread)
-    thread.start()
-    assert opened.wait(10)
-    store.close()
-    closed.set()
-    thread.join(10)
-    assert errors == []
-    assert store.get("after-close").state is State.PENDING  # the store opens again on use
-
-
 def test_import_copy_keeps_every_field_and_the_history(
     store: Store, clock: FakeClock, new_queue: Callable[[], str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 from queuectl.store.connections import PerThread
@@ -54,3 +55,18 @@ def test_a_live_threads_connection_is_closed_by_that_thread() -> None:
     assert not theirs.closed  # it may be in the middle of a statement
     release.set()
     wait_for(lambda: theirs.closed, what="the thread to close its own connection")
+
+
+def test_a_thread_that_ends_without_releasing_closes_its_connection() -> None:
+    conns = PerThread(Handle, Handle.close)
+    theirs, thread = in_thread(conns)
+    thread.join(10)
+    wait_for(lambda: theirs.closed, what="the ended thread's connection to close")
+
+
+def test_a_store_dropped_unclosed_closes_its_connections() -> None:
+    conns = PerThread(Handle, Handle.close)
+    mine = conns.get()
+    del conns
+    gc.collect()
+    assert mine.closed
