@@ -287,8 +287,8 @@ class SqliteStore(Store):
     def attempt_summary(self, since: datetime) -> AttemptSummary:
         runtime = "round(finished_at - started_at, 6)"  # in µs, as PostgreSQL and frames have it
         with self._db.snapshot() as conn:
-            totals = conn.execute(rows.attempt_totals(runtime, "?"), (since.timestamp(),))
-            totals_row = totals.fetchone()
+            query = rows.attempt_totals(runtime, "?")
+            totals = conn.execute(query, (since.timestamp(),)).fetchone()
             # (sorting here is faster than SQLite's ORDER BY)
             ordered = sorted(
                 row[0]
@@ -296,7 +296,7 @@ class SqliteStore(Store):
                     f"SELECT {runtime} FROM attempts WHERE outcome = 'completed'"
                 )
             )
-        return rows.to_summary(totals_row, quantile(ordered, 0.50), quantile(ordered, 0.95))
+        return rows.to_summary(totals, quantile(ordered, 0.50), quantile(ordered, 0.95))
 
     def import_copy(self, copy: QueueCopy) -> None:
         with self._db.write() as conn:

@@ -46,7 +46,7 @@ class LocalPools:
         global _exit_handler_registered
         with _lock:
             self._pools.append(pool)
-            _STARTED[:] = [started for started in _STARTED if not started.join(0)]
+            _forget_ended()
             _STARTED.append(pool)
             # Registered once a pool exists, so after logging's handler: it runs before that.
             if not _exit_handler_registered:
@@ -61,7 +61,7 @@ class LocalPools:
         """The pools whose threads have not all ended; forgets the others."""
         with _lock:
             self._pools = [pool for pool in self._pools if not pool.join(0)]
-            _STARTED[:] = [pool for pool in _STARTED if not pool.join(0)]
+            _forget_ended()
             return list(self._pools)
 
     def wake(self) -> None:
@@ -80,6 +80,11 @@ class LocalPools:
             left = None if deadline is None else max(deadline - time.monotonic(), 0)
             pool.join(left)
         return not self.running()
+
+
+def _forget_ended() -> None:
+    """Drop the pools whose threads have all ended from ``_STARTED`` (hold ``_lock``)."""
+    _STARTED[:] = [pool for pool in _STARTED if not pool.join(0)]
 
 
 def _stop_all_at_exit() -> None:
