@@ -17,7 +17,7 @@ from queuectl.model import Attempt, Config, Job, NewJob, State, WorkerInfo
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
 from queuectl.model.job import unfinished
-from queuectl.model.parse import new_job, validate_state
+from queuectl.model.parse import new_job, validate_limit, validate_state, validate_timeout
 from queuectl.store import Store, open_store, queue_home, redact, resolve_target
 from queuectl.text import status_text
 from queuectl.worker.identity import host_name
@@ -164,7 +164,7 @@ class Queue:
     def job_records(self, state: State | str | None = None, limit: int | None = None) -> list[Job]:
         """Jobs as ``Job`` objects, newest first, optionally of one state."""
         chosen = validate_state(state) if isinstance(state, str) else state
-        return self.store.jobs(chosen, limit)
+        return self.store.jobs(chosen, validate_limit(limit))
 
     def attempt_records(self, job_id: str | None = None) -> list[Attempt]:
         """Attempts as ``Attempt`` objects (with output tails), in start order."""
@@ -256,6 +256,7 @@ class Queue:
 
         With ``wait``, block until they have exited (or ``timeout`` seconds passed).
         """
+        timeout = validate_timeout(timeout)
         asked = self.store.request_stop()
         self._local.stop()
         if wait:
@@ -280,6 +281,7 @@ class Queue:
         """
         from queuectl.progress import Progress
 
+        timeout = validate_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         first = self.counts()
         with Progress(sum(first.values()), unfinished(first), progress) as bar:

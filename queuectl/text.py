@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,42 @@ from queuectl.model import State
 
 if TYPE_CHECKING:
     from queuectl.api import QueueStatus
+
+
+#: What a terminal would act on rather than show: C0 controls (tab and newline are kept where
+#: a text allows them), DEL, C1 controls (U+0080-U+009F: 8-bit CSI, OSC, ...), the bidirectional
+#: overrides and isolates that reorder what is shown, and lone surrogates (bytes that were not
+#: UTF-8). ESC is a C0 control: escaping it defuses every escape sequence at once.
+_UNSAFE = "\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE_IN_TEXT = re.compile(f"[{_UNSAFE}]")
+_UNSAFE_IN_LINE = re.compile(f"[{_UNSAFE}\t\n]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape): show the byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, multiline: bool = True) -> str:
+    """``text`` safe to print on a terminal: control characters shown escaped (``\\x1b``).
+
+    Every text view passes through here, so a job's command, error or a worker's host name can
+    never move the cursor, retitle the window or hide part of a line. Tabs and newlines stay
+    when ``multiline``. Idempotent: what it returns contains nothing it would escape.
+    """
+    pattern = _UNSAFE_IN_TEXT if multiline else _UNSAFE_IN_LINE
+    return pattern.sub(_visible, text)
+
+
+def has_controls(data: bytes) -> bool:
+    """Whether raw output holds bytes a terminal acts on (other than tab, newline and CR)."""
+    return _CONTROL_BYTES.search(data) is not None
+
+
+#: C0 but tab, newline and CR; DEL; C1 as UTF-8 (a lone 8-bit byte is part of other UTF-8 text)
+_CONTROL_BYTES = re.compile(b"[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f]|\\xc2[\\x80-\\x9f]")
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -35,7 +72,7 @@ def cell(value: Any, width: int = 60) -> str:
         return "-"
     if isinstance(value, datetime):
         value = iso(value)
-    text = " ".join(str(value).split())
+    text = printable(" ".join(str(value).split()), multiline=False)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

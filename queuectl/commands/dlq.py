@@ -6,7 +6,7 @@ import copy
 
 import click
 
-from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.group import LIMIT, Session, cli, json_option
 from queuectl.commands.jobs import existing_ids
 from queuectl.commands.results import JobList, Message
 from queuectl.errors import InvalidInput
@@ -19,7 +19,7 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@LIMIT
 @json_option
 @click.pass_obj
 def dlq_list(session: Session, limit: int) -> JobList:

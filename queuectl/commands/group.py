@@ -6,6 +6,7 @@ objects; the console script prints them (``cli.py``), the magic hands them to th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -14,8 +15,25 @@ import click
 
 from queuectl import __version__
 from queuectl.api import Queue, connect
+from queuectl.model.parse import MAX_LIMIT
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds within a range; ``nan`` and ``inf`` are refused (click's
+    ``FloatRange`` lets ``nan`` through, since every comparison with it is false)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if not math.isfinite(seconds):
+            self.fail(f"{value!r} is not a finite number of seconds.", param, ctx)
+        return seconds
+
+
+LIMIT = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
 
 
 @dataclass

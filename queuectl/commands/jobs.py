@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 import click
 
-from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.group import LIMIT, Session, cli, json_option
 from queuectl.commands.results import Enqueued, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import State
@@ -29,7 +29,7 @@ STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
 @click.option(
     "--file",
     "job_file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     help="Enqueue every job of this file (- for stdin): one JSON object or command per line.",
 )
 @json_option
@@ -44,7 +44,7 @@ def enqueue(
     delay: str | None,
     timeout: str | None,
     raw: bool,
-    job_file: TextIO | None,
+    job_file: BinaryIO | None,
 ) -> Enqueued:
     """Add a job; print its id.
 
@@ -87,15 +87,21 @@ def enqueue(
 
 
 def _read_jobs(
-    lines: Iterable[str], raw: bool, given: dict[str, Any], flags: dict[str, str]
+    lines: Iterable[bytes], raw: bool, given: dict[str, Any], flags: dict[str, str]
 ) -> list[dict[str, Any]]:
-    """The jobs of a file, each validated; an error names its line."""
+    """The jobs of a file (UTF-8), each validated; an error names its line."""
     jobs = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
+    for number, data in enumerate(lines, start=1):
         try:
+            line = data.decode("utf-8").removeprefix("\ufeff")
+            if not line.strip():
+                continue
             jobs.append(_with_options(_job_fields((line.rstrip("\r\n"),), raw), given, flags))
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"line {number} is not UTF-8 text (byte {data[exc.start]:#04x} at column "
+                f"{exc.start + 1}): save the file as UTF-8."
+            ) from None
         except InvalidInput as exc:
             raise InvalidInput(f"line {number}: {exc.message}") from None
     if not jobs:
@@ -118,7 +124,8 @@ def _with_options(
 def _job_fields(words: tuple[str, ...], raw: bool) -> dict[str, Any]:
     if len(words) > 1:
         return {"command": shlex.join(words)}
-    text = words[0]
+    # A byte order mark (an editor's, at the start of the file or pasted in) is no command.
+    text = words[0].removeprefix("\ufeff")
     if not raw and text.lstrip().startswith("{"):
         return parse_job_json(text)
     return {"command": text}
@@ -130,7 +137,7 @@ def _flag(name: str) -> str:
 
 @cli.command("list")
 @click.option("--state", type=STATE_CHOICE, help="Only jobs in this state.")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@LIMIT
 @json_option
 @click.pass_obj
 def list_jobs(session: Session, state: str | None, limit: int) -> JobList:
@@ -170,12 +177,19 @@ def show(session: Session, job_id: str) -> JobDetail:
     type=click.IntRange(min=1),
     help="Attempt number (default: the latest). After a DLQ retry, the latest with that number.",
 )
+@click.option(
+    "--safe",
+    is_flag=True,
+    help="Show control characters escaped (\\x1b) instead of sending them to the terminal.",
+)
 @json_option
 @click.pass_obj
-def logs(session: Session, job_id: str, attempt: int | None) -> Logs:
+def logs(session: Session, job_id: str, attempt: int | None, safe: bool) -> Logs:
     """Print the captured output of a job's attempt: stdout to stdout, stderr to stderr.
 
-    Only the last output_max_bytes of each stream are kept.
+    The bytes come out as the job wrote them, colours and all; on a terminal, a note on stderr
+    says when they hold control sequences. --safe shows those escaped. Only the last
+    output_max_bytes of each stream are kept.
     """
     attempts = session.queue().attempt_records(job_id)
     if attempt is not None:
@@ -183,4 +197,4 @@ def logs(session: Session, job_id: str, attempt: int | None) -> Logs:
     if not attempts:
         which = f"no attempt {attempt}" if attempt is not None else "not run yet"
         raise NotFound(f"job '{job_id}' has {which}.")
-    return Logs(attempts[-1])
+    return Logs(attempts[-1], safe=safe)

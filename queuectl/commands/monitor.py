@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import click
 
-from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.group import Seconds, Session, cli, json_option
 from queuectl.commands.results import Message, PanelView
 
 
 @cli.command()
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=Seconds(min=0),
     metavar="SECONDS",
     help="Give up after this long (exit code 1). Default: wait as long as it takes.",
 )
@@ -39,7 +39,7 @@ def wait(session: Session, timeout: float | None, progress: bool | None) -> Mess
 @cli.command()
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0.1, max=3600),
+    type=Seconds(min=0.1, max=3600),
     default=1.0,
     show_default=True,
     metavar="SECONDS",

@@ -17,7 +17,7 @@ import click
 from queuectl.api import Queue, QueueStatus
 from queuectl.model import Attempt, Job, State, WorkerInfo
 from queuectl.model.metrics import Metrics
-from queuectl.text import iso, status_text, table
+from queuectl.text import has_controls, iso, printable, status_text, table
 
 
 def output_text(data: bytes) -> str:
@@ -76,7 +76,7 @@ def worker_json(worker: WorkerInfo) -> dict[str, Any]:
 
 
 class Result:
-    """A command's result. ``emit`` prints it for a terminal."""
+    """A command's result. ``emit`` prints it for a terminal, control characters escaped."""
 
     def to_json(self) -> Any:
         raise NotImplementedError
@@ -88,7 +88,7 @@ class Result:
         if as_json:
             click.echo(json.dumps(self.to_json(), indent=2))
         else:
-            text = self.to_text()
+            text = printable(self.to_text())
             if text:
                 click.echo(text)
 
@@ -145,7 +145,10 @@ class JobDetail(Result):
     def to_text(self) -> str:
         fields = job_json(self.job)
         width = max(len(k) for k in fields)
-        lines = [f"{key.ljust(width)}  {'-' if v is None else v}" for key, v in fields.items()]
+        lines = [
+            f"{key.ljust(width)}  {'-' if v is None else printable(str(v), multiline=False)}"
+            for key, v in fields.items()
+        ]
         if self.attempts:
             rows = [
                 (
@@ -166,7 +169,10 @@ class JobDetail(Result):
 
 @dataclass
 class Logs(Result):
+    """An attempt's output: raw bytes, unless ``safe`` (control characters shown escaped)."""
+
     attempt: Attempt
+    safe: bool = False
 
     def to_json(self) -> Any:
         return attempt_json(self.attempt)
@@ -175,11 +181,21 @@ class Logs(Result):
         if as_json:
             super().emit(True)
             return
-        # Raw bytes: what the job printed comes back unchanged, even if it is not UTF-8.
+        raw_controls = False
         for stream, data in ((sys.stdout, self.attempt.stdout), (sys.stderr, self.attempt.stderr)):
+            if self.safe:
+                data = printable(output_text(data)).encode("utf-8")
+            else:  # what the job printed comes back unchanged, even if it is not UTF-8
+                raw_controls |= stream.isatty() and has_controls(data)
             stream.flush()
             stream.buffer.write(data)
             stream.buffer.flush()
+        if raw_controls:
+            click.echo(
+                "\n(queuectl: this output holds terminal control sequences, printed as they are;"
+                " `queuectl logs --safe` shows them escaped)",
+                err=True,
+            )
 
 
 @dataclass
@@ -283,7 +299,7 @@ class PanelView(Result):
             return
         try:
             while True:
-                text = self.to_text()  # read before clearing, so the screen never flickers
+                text = printable(self.to_text())  # read before clearing: no flicker
                 click.clear()
                 click.echo(text)
                 click.echo(f"\n(refreshing every {self.interval:g} s; Ctrl-C to quit)")

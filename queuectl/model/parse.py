@@ -26,6 +26,12 @@ MAX_COMMAND_BYTES = 131_071
 MAX_PRIORITY = 2**31 - 1
 MAX_RETRIES = 1000
 MAX_TIMEOUT = 30 * 86400
+#: the most rows a listing returns: more than any queue holds, within every store's integers
+MAX_LIMIT = 1_000_000_000
+#: the times every store keeps exactly and reads back (SQLite keeps epoch seconds as a double,
+#: which rounds 9999-12-31T23:59:59.999999 up into the year 10000, beyond ``datetime``)
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d)?")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
@@ -151,9 +157,15 @@ def parse_time(value: Any, name: str = "time") -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(UTC)
+        moment = moment.astimezone(UTC)
     except OverflowError:
-        raise InvalidInput(f"{name} {value!s} is out of range.") from None
+        moment = EARLIEST - timedelta(days=1)  # refused just below, with the range
+    if not EARLIEST <= moment <= LATEST:
+        raise InvalidInput(
+            f"{name} {value!s} is out of range: give a time between {EARLIEST.date()} and "
+            f"{LATEST.date()}."
+        )
+    return moment
 
 
 def parse_duration(value: Any, name: str = "duration") -> float:
@@ -172,6 +184,20 @@ def parse_duration(value: Any, name: str = "duration") -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidInput(f"invalid {name} {value!r}: must be zero or more seconds.")
     return seconds
+
+
+def validate_limit(value: Any) -> int | None:
+    """How many rows to show: None (all), or a whole number from 1 to ``MAX_LIMIT``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {value!r}.")
+    return value
+
+
+def validate_timeout(value: Any, name: str = "timeout") -> float | None:
+    """A wait's timeout: None (no limit), or zero or more seconds (never ``nan`` or ``inf``)."""
+    return None if value is None else parse_duration(value, name)
 
 
 def delay_to_time(delay: Any, now: datetime) -> datetime:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
 from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound
@@ -42,6 +43,8 @@ class Store(ABC):
 
     #: where the queue lives, safe to print (never contains a password)
     display_url: str
+    #: where the queue lives, as jobs are told in ``QUEUECTL_DB``: usable, with no password
+    location_for_jobs: str
 
     @abstractmethod
     def close(self) -> None:
@@ -53,6 +56,16 @@ class Store(ABC):
     @abstractmethod
     def now(self) -> datetime:
         """The store's clock (UTC), the one all run_at and lease decisions use."""
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        """A block during which no write transaction of this process is open or starts.
+
+        A pool about to stop itself (Ctrl-Z) holds it, so that it never sits stopped inside
+        a transaction that locks out every other process. The default holds nothing: a store
+        whose transactions do not lock others out (PostgreSQL locks only the rows a
+        transaction touches, and other pools skip those) needs nothing held.
+        """
+        return nullcontext()
 
     def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
         """Call ``notify`` whenever jobs may have become claimable; return a function that stops

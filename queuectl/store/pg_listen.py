@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 
+from queuectl.errors import StoreError
 from queuectl.logs import worker_log
 from queuectl.store import pg_schema
 
@@ -36,13 +37,11 @@ class Listener:
         self,
         connect: Callable[[], psycopg.Connection[Any]],
         notify: Callable[[], None],
-        where: str,
-        secret: str | None,
+        explain: Callable[[BaseException], StoreError],
     ) -> None:
         self._connect = connect
         self._notify = notify
-        self._where = where
-        self._secret = secret
+        self._explain = explain
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuectl-listener", daemon=True)
 
@@ -69,7 +68,7 @@ class Listener:
                 with self._connect() as conn:
                     conn.execute(f"LISTEN {pg_schema.CHANNEL}")
                     if failing:
-                        log.info("wake-ups from %s work again", self._where)
+                        log.info("wake-ups work again")
                     failing, delay = False, RETRY_FIRST
                     self._notify()  # whatever was sent before we listened is lost: look now
                     while not self._stop.is_set():
@@ -77,7 +76,7 @@ class Listener:
                             self._notify()
             except Exception as exc:  # a daemon thread must neither die nor print
                 if not failing:
-                    reason = pg_schema.explain(exc, self._where, self._secret).message
+                    reason = self._explain(exc).message
                     log.warning("wake-ups paused, polling only: %s", reason)
                 failing = True
                 self._notify()

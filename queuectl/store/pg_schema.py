@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 
 from queuectl.errors import SchemaTooNew, StoreError
+from queuectl.store.secrets import scrub
 
 VERSION = 2
 #: rows per state in ``queuectl.job_counts``: concurrent writers spread over them
@@ -218,10 +219,11 @@ _CONNECT_HINTS = [
 ]
 
 
-def explain(exc: BaseException, where: str, secret: str | None) -> StoreError:
+def explain(exc: BaseException, where: str, target: str, secret: str | None) -> StoreError:
     """The ``StoreError`` to raise for a psycopg error on the queue at ``where``.
 
-    ``secret`` (the password of the URL) is blanked out of the text, whatever libpq put in it.
+    The password of ``target`` (the location as given) is blanked out of the text, in whatever
+    form libpq put it there; so is ``secret``, the password as libpq parsed it.
     """
     if isinstance(exc, TooNew):
         return SchemaTooNew(
@@ -235,6 +237,7 @@ def explain(exc: BaseException, where: str, secret: str | None) -> StoreError:
         )
     # libpq's first line says what happened; the lines after it are generic advice.
     text = " ".join(str(exc).strip().split("\n")[0].split())
+    text = scrub(text, target, "(the details are hidden: they quoted the password)")
     if secret:
         text = text.replace(secret, "***")
     if isinstance(exc, psycopg.OperationalError) and text.startswith(

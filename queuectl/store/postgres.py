@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from psycopg import conninfo
 
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, StoreError
 from queuectl.model import (
     Attempt,
     Claim,
@@ -50,6 +50,7 @@ from queuectl.store.base import (
 )
 from queuectl.store.connections import PerThread
 from queuectl.store.pg_listen import Listener
+from queuectl.store.secrets import redact, scrub, without_password
 
 Connection = psycopg.Connection[tuple[Any, ...]]
 
@@ -70,18 +71,20 @@ class PostgresStore(Store):
     """A queue in the ``queuectl`` schema of one PostgreSQL database."""
 
     def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
-        from queuectl.store import redact
-
         self.display_url = redact(url)
+        self._target = url
         try:
             given = conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
-            # psycopg quotes the URL it could not parse: never show it.
-            reason = str(exc).replace(url, self.display_url).split(" after ")[0].strip()
-            raise InvalidInput(f"invalid PostgreSQL URL {self.display_url}: {reason}.") from None
+            # libpq quotes what it could not parse, which may be the password itself.
+            reason = scrub(str(exc).split(" after ")[0].strip(), url, "it could not be parsed")
+            raise InvalidInput(
+                f"invalid PostgreSQL location {self.display_url}: {reason}."
+            ) from None
         self._secret = str(given.get("password") or "") or None
         if self._secret:  # a password given in a form that redact() does not know
             self.display_url = self.display_url.replace(self._secret, "***")
+        self.location_for_jobs = without_password(url)
         defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
         self._conninfo = conninfo.make_conninfo(url, **defaults)
         self._clock = clock
@@ -122,7 +125,11 @@ class PostgresStore(Store):
             conn = self._conns.peek()
             if conn is not None and conn.closed:
                 self._conns.release()  # broken: the next call connects again
-            raise pg_schema.explain(exc, self.display_url, self._secret) from exc
+            raise self._explain(exc) from exc
+
+    def _explain(self, exc: BaseException) -> StoreError:
+        """The error to show for ``exc``: what went wrong, never the password."""
+        return pg_schema.explain(exc, self.display_url, self._target, self._secret)
 
     def _params(self, **params: Any) -> dict[str, Any]:
         """Statement parameters, with the test clock's time as ``now`` (None: the server's)."""
@@ -146,7 +153,7 @@ class PostgresStore(Store):
         return rows.in_utc(self._run("SELECT now()")[0][0])
 
     def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
-        listener = Listener(self.connect, notify, self.display_url, self._secret)
+        listener = Listener(self.connect, notify, self._explain)
         self._listeners.append(listener)
         listener.start()
 
