@@ -16,11 +16,11 @@ from queuectl.store.sqlite import SqliteStore
 from queuectl.worker.pool import WorkerPool
 
 
-def lock_share(total: int = 2000, threads: int = 4) -> float:
-    """The share of wall time a pool of ``threads`` draining ``total`` `true` jobs holds the
-    write lock (in this process, so its store's own account can be read)."""
+def lock_share(total: int = 2000, threads: int = 4, command: str = "true") -> float:
+    """The share of wall time a pool of ``threads`` draining ``total`` jobs holds the write
+    lock (in this process, so its store's own account can be read)."""
     with fresh_queue() as queue:
-        queue.enqueue_many(["true"] * total)
+        queue.enqueue_many([command] * total)
         store = queuectl.connect(queue.target).store
         assert isinstance(store, SqliteStore)
         pool = WorkerPool(store, threads, until_empty=True)

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import floors, queue_figures, scale
+from benchmarks import escapes, floors, lock_share, queue_figures, scale
 from benchmarks.report import Figure, machine, table
 
 
@@ -69,6 +69,35 @@ def measure(repeat: int, scale_jobs: int) -> list[Figure]:
             "/s",
             "sh -c true, 4 threads",
             spawn,
+        ),
+        # One thread's share of the spawn floor: what starting and reaping a job's shell costs.
+        Figure(
+            "attempt end: orphan check, worker run",
+            median_of(repeat, lambda: escapes.end_of_attempt_micros("adopting")),
+            "µs",
+            "sh -c true, per job and thread",
+            4 / spawn * 1e6,
+            False,
+        ),
+        Figure(
+            f"attempt end: /proc scan, kernel ({escapes.process_count()} procs)",
+            median_of(repeat, lambda: escapes.end_of_attempt_micros("scanning")),
+            "µs",
+            "sh -c true, per job and thread",
+            4 / spawn * 1e6,
+            False,
+        ),
+        Figure(
+            "write lock held, 4 threads draining `true`",
+            median_of(repeat, lock_share.lock_share) * 100,
+            "% of time",
+            higher_is_better=False,
+        ),
+        Figure(
+            "write lock held, 4 threads, `sleep 0.05`",
+            median_of(repeat, lambda: lock_share.lock_share(1000, 4, "sleep 0.05")) * 100,
+            "% of time",
+            higher_is_better=False,
         ),
         Figure(
             "`sleep 0.05` x 1,000, 4 threads",

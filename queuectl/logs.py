@@ -8,9 +8,19 @@ from __future__ import annotations
 
 import logging
 
+from queuectl.text import printable
+
 _package = logging.getLogger("queuectl")
 if not any(isinstance(h, logging.NullHandler) for h in _package.handlers):  # once, even on reload
     _package.addHandler(logging.NullHandler())
 
 #: pools, their threads and the stores' background watchers log here
 worker_log = logging.getLogger("queuectl.worker")
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines with control characters shown escaped: a pool in a terminal logs job ids,
+    host names and errors, which must not act on that terminal (see ``text.printable``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))

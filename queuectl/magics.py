@@ -45,6 +45,7 @@ from queuectl.commands.results import (
 )
 from queuectl.errors import QueuectlError
 from queuectl.store import redact, resolve_target
+from queuectl.text import printable
 
 PROG = "%queuectl"
 
@@ -120,9 +121,9 @@ def run_line(line: str, notebook: Notebook) -> Any:
         failed: click.Context | None = getattr(exc, "ctx", None)
         if failed is not None:
             message = f"{failed.get_usage()}\n{message}"
-        raise UsageError(message) from None
+        raise UsageError(printable(message)) from None
     except QueuectlError as exc:
-        raise UsageError(exc.message) from None
+        raise UsageError(printable(exc.message)) from None
 
 
 USE_HELP = f"""Usage: {PROG} use [PATH_OR_URL]
@@ -140,13 +141,13 @@ def _use(args: list[str], notebook: Notebook) -> Any:
         raise UsageError(f"usage: {PROG} use [PATH_OR_URL] (quote a path with spaces).")
     if not args:
         current = resolve_target(notebook.default)
-        print(f"This notebook uses {redact(current)}.")
+        print(f"This notebook uses {printable(redact(current))}.")
         return None
     try:
         location = notebook.use(args[0])
     except QueuectlError as exc:
-        raise UsageError(exc.message) from None
-    print(f"This notebook now uses {location}.")
+        raise UsageError(printable(exc.message)) from None
+    print(f"This notebook now uses {printable(location)}.")
     return None
 
 

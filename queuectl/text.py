@@ -79,7 +79,7 @@ def cell(value: Any, width: int = 60) -> str:
 def status_text(status: QueueStatus, hint: str = "queuectl worker start --count 2") -> str:
     """Counts per state and the live pools, as ``queuectl status`` prints them."""
     counts = status.counts
-    lines = [f"queue: {status.location}", ""]
+    lines = [f"queue: {printable(status.location, multiline=False)}", ""]
     lines += [f"  {state.value:<11}{counts.get(state, 0):>8}" for state in State]
     lines += [f"  {'total':<11}{status.total:>8}", ""]
     if not status.workers:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import floors, queue_figures, run, scale
+from benchmarks import escapes, floors, lock_share, queue_figures, run, scale
 
 
 def test_each_figure_measures_something() -> None:
@@ -21,6 +21,9 @@ def test_each_figure_measures_something() -> None:
         queue_figures.drain_rate(total=20, threads=2),
         queue_figures.sleep_efficiency(total=8, threads=2, seconds=0.01),
         *queue_figures.pickup_latencies(samples=2),
+        escapes.end_of_attempt_micros("adopting", calls=10),
+        escapes.end_of_attempt_micros("scanning", calls=10),
+        lock_share.lock_share(total=20, threads=2),
     ):
         assert math.isfinite(value) and value > 0
 

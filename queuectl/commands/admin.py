@@ -6,7 +6,7 @@ import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import ConfigView, MetricsReport, StatusReport
-from queuectl.model.config import display_value, normalize_key, resolve_key
+from queuectl.model.config import display_value, normalize_key, parse_setting, resolve_key
 
 
 @cli.command()
@@ -51,5 +51,6 @@ def config_get(session: Session, key: str | None) -> ConfigView:
 @click.pass_obj
 def config_set(session: Session, key: str, value: str) -> ConfigView:
     """Set KEY to VALUE, e.g. `config set max_retries 5` or `config set poll-interval-ms 50`."""
+    parse_setting(key, value)  # refuse bad input before the queue (maybe a new one) is opened
     name, parsed = session.queue().set_config(key, value)
     return ConfigView({name: parsed})

@@ -24,7 +24,7 @@ class Seconds(click.FloatRange):
     """A number of seconds within a range; ``nan`` and ``inf`` are refused (click's
     ``FloatRange`` lets ``nan`` through, since every comparison with it is false)."""
 
-    name = "seconds"
+    name = "number"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         seconds = super().convert(value, param, ctx)

@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.group import Seconds, Session, cli, json_option
 from queuectl.commands.results import Message, worker_json
 from queuectl.worker.inprocess import MAX_THREADS
 
@@ -82,18 +82,22 @@ def worker_run(session: Session, count: int, until_empty: bool, poll_interval: i
         return None
     import logging  # here: other commands start faster without these
 
-    from queuectl.worker import watchdog
+    from queuectl.logs import PrintableFormatter
+    from queuectl.worker import subreaper, watchdog
 
     logger = logging.getLogger("queuectl")
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     previous_level = logger.level
     logger.setLevel(logging.INFO)
     try:
-        # A killed pool cannot kill its jobs' process groups: its watchdog does. (A notebook's
-        # kernel pools, run above, stop their jobs themselves when the kernel exits.)
-        with watchdog.guard_job_groups():
+        # This process runs nothing but the pool: it adopts its jobs' orphans, so that those
+        # that left their job's process group end with their attempt too. A killed pool cannot
+        # kill its jobs: its watchdog does. (A notebook's kernel pools, run above, are no
+        # subreapers; they find such processes by their marker and stop their jobs themselves
+        # when the kernel exits.)
+        with subreaper.adopt_orphans(), watchdog.guard_job_groups():
             run()
     finally:
         logger.removeHandler(handler)
@@ -103,7 +107,7 @@ def worker_run(session: Session, count: int, until_empty: bool, poll_interval: i
 
 @worker.command("stop")
 @click.option("--wait", is_flag=True, help="Block until the pools have exited.")
-@click.option("--timeout", type=click.FloatRange(min=0), help="With --wait: give up after this.")
+@click.option("--timeout", type=Seconds(min=0), help="With --wait: give up after this.")
 @json_option
 @click.pass_obj
 def worker_stop(session: Session, wait: bool, timeout: float | None) -> Message:

@@ -3,35 +3,33 @@
 A queue is named by ``--db`` (or ``queuectl.connect(...)``), else by ``QUEUECTL_DB``, else it is
 ``$QUEUECTL_HOME/queue.db`` (``QUEUECTL_HOME`` defaults to ``~/.queuectl``). A name is a path or a
 URL: ``sqlite:///relative/queue.db``, ``sqlite:////absolute/queue.db`` (SQLAlchemy's spelling),
-or ``postgresql://user@host/db``.
+``postgresql://user@host/db``, or a libpq connection string (``host=db dbname=queue``).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-from queuectl.errors import InvalidInput, MissingDependency, StoreError
+from queuectl.errors import InvalidInput, MissingDependency
 from queuectl.store.base import Store
+from queuectl.store.file_safety import private_folder
+from queuectl.store.secrets import is_conninfo, redact
 
-__all__ = ["Store", "open_store", "queue_home", "redact", "resolve_target"]
-
-# Up to the last "@": a password may hold an unescaped "@" (or "/"); hiding too much is safe.
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#@]*:).*(?P<tail>@)", re.IGNORECASE)
-_PASSWORD_PARAM = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+__all__ = ["Store", "check_target", "open_store", "queue_home", "redact", "resolve_target"]
 
 
 def queue_home(create: bool = True) -> Path:
-    """The queue home (``QUEUECTL_HOME`` or ``~/.queuectl``), created with mode 0700."""
+    """The queue home (``QUEUECTL_HOME`` or ``~/.queuectl``).
+
+    ``create``: make it (and its missing parents) 0700, or check that the existing one is ours
+    and writable by us alone (see ``file_safety``).
+    """
     home = Path(os.environ.get("QUEUECTL_HOME") or "~/.queuectl").expanduser()
-    if create and not home.is_dir():
-        try:
-            home.mkdir(mode=0o700, parents=True, exist_ok=True)
-            home.chmod(0o700)  # mkdir's mode is filtered by the umask
-        except OSError as exc:
-            raise StoreError(f"cannot create the queue home {home}: {exc.strerror}.") from None
+    if create:
+        private_folder(home)
     return home
 
 
@@ -45,10 +43,13 @@ def resolve_target(db: str | None = None) -> str:
     return str(queue_home() / "queue.db")
 
 
-def redact(target: str) -> str:
-    """The target with any password in a URL replaced by ``***``, safe to print."""
-    target = _PASSWORD.sub(r"\g<head>***\g<tail>", target)
-    return _PASSWORD_PARAM.sub(r"\g<head>***", target)
+def check_target(db: str) -> None:
+    """Refuse a queue name that is neither a path nor a known URL, touching nothing.
+
+    For commands that open a second queue (``migrate --to``): invalid input is refused before
+    the first queue, or its home, is made.
+    """
+    _locate(resolve_target(db))
 
 
 def open_store(db: str | None = None, clock: Callable[[], float] | None = None) -> Store:
@@ -56,8 +57,23 @@ def open_store(db: str | None = None, clock: Callable[[], float] | None = None) 
 
     ``clock`` replaces the store's clock (epoch seconds), for tests that move time.
     """
-    target = resolve_target(db)
+    kind, where = _locate(resolve_target(db))
+    if kind == "postgres":
+        return _open_postgres(where, clock)
+    from queuectl.store.sqlite import SqliteStore
+
+    # Absolute now: each thread opens its own connection later, maybe after a chdir.
+    file = Path(where).expanduser().absolute()
+    if clock is None:
+        return SqliteStore(file)
+    return SqliteStore(file, clock=clock)
+
+
+def _locate(target: str) -> tuple[Literal["sqlite", "postgres"], str]:
+    """Which store ``target`` names: ``("sqlite", path)`` or ``("postgres", url)``."""
     scheme, sep, rest = target.partition("://")
+    if is_conninfo(target):
+        return "postgres", target
     if not sep:
         path = target
     elif scheme.lower() == "sqlite":
@@ -67,19 +83,13 @@ def open_store(db: str | None = None, clock: Callable[[], float] | None = None) 
         if not path:
             raise InvalidInput(f"the URL {target} names no file: use sqlite:///path/queue.db.")
     elif scheme.lower() in ("postgresql", "postgres"):
-        return _open_postgres(f"{scheme.lower()}://{rest}", clock)  # libpq wants lower case
+        return "postgres", f"{scheme.lower()}://{rest}"  # libpq wants lower case
     else:
         raise InvalidInput(
             f"unknown queue URL scheme '{scheme}://' in {redact(target)}: use a file path, "
             "sqlite:///path/queue.db or postgresql://user@host/db."
         )
-    from queuectl.store.sqlite import SqliteStore
-
-    # Absolute now: each thread opens its own connection later, maybe after a chdir.
-    file = Path(path).expanduser().absolute()
-    if clock is None:
-        return SqliteStore(file)
-    return SqliteStore(file, clock=clock)
+    return "sqlite", path
 
 
 def _open_postgres(url: str, clock: Callable[[], float] | None) -> Store:

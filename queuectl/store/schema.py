@@ -6,12 +6,9 @@ runs on a queue whose schema is current. A later version adds a step to ``MIGRAT
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from pathlib import Path
-
-from queuectl.errors import StoreError
 
 VERSION = 2
 BUSY_SECONDS = 60.0
@@ -97,9 +94,6 @@ END;
 OUR_TABLES = {"jobs", "attempts", "config", "workers", "job_counts", "sqlite_sequence"}
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 class NotOurs(sqlite3.DatabaseError):
     """The file is an SQLite database of some other program."""
 
@@ -108,36 +102,14 @@ class TooNew(sqlite3.DatabaseError):
     """The file was written by a newer queuectl."""
 
 
-def create_file(path: Path) -> None:
-    """Create an empty queue file readable by its owner only, or check that ``path`` can be one."""
-    if path.exists():
-        if path.is_dir():
-            raise StoreError(f"{path} is a directory, not a queue database file.")
-        with open(path, "rb") as existing:
-            header = existing.read(len(SQLITE_HEADER))
-        if header and header != SQLITE_HEADER:  # empty is fine: we create files that way
-            raise StoreError(f"{path} is not a queuectl queue database (it is not an SQLite file).")
-        return
-    if not path.parent.is_dir():
-        raise StoreError(
-            f"cannot create the queue database {path}: directory "
-            f"{path.parent} does not exist. Create it or choose another --db."
-        )
-    try:
-        # The file holds commands that workers run: only its owner may read or write it.
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-    except OSError as exc:
-        raise StoreError(f"cannot create the queue database {path}: {exc.strerror}.") from None
-    os.fchmod(fd, 0o600)
-    os.close(fd)
-
-
 def prepare(conn: sqlite3.Connection) -> None:
     """Set the connection's pragmas and bring the schema to ``VERSION``."""
     conn.execute("PRAGMA synchronous = FULL")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > VERSION:
         raise TooNew(version)
+    if version < 0:  # no queuectl ever wrote that
+        raise NotOurs()
     if version < VERSION:
         if version == 0:
             # Only a new, empty file takes it: the page size is fixed once anything is written.

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from queuectl.model import (
     WorkerInfo,
 )
 from queuectl.model.metrics import AttemptSummary, quantile
-from queuectl.store import rows, schema
+from queuectl.store import rows
 from queuectl.store.base import (
     Store,
     check_import_target,
@@ -39,6 +40,7 @@ from queuectl.store.base import (
     duplicate_job,
     job_not_found,
 )
+from queuectl.store.file_safety import queue_file
 from queuectl.store.sqlite_connections import SqliteConnections
 
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
@@ -52,17 +54,25 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time):
         self.path = Path(path)
-        self.display_url = str(self.path)
+        self.display_url = self.location_for_jobs = str(self.path)
         self._clock = clock
-        self._db = SqliteConnections(self.path)
+        # SQLite opens the path with its folders' links resolved, checked safe (file_safety).
+        self._db = SqliteConnections(queue_file(self.path))
         self._config_cache: tuple[tuple[tuple[str, str], ...] | None, Config] = (None, Config())
-        schema.create_file(self.path)
         self._db.connection()  # fail early, in the caller's thread, if the file is unusable
 
     def watch(self, notify: Callable[[], None]) -> Callable[[], None]:
         from queuectl.store.sqlite_watch import watch_commits
 
-        return watch_commits(self.path, notify)
+        return watch_commits(self._db.path, notify)
+
+    def hold_writes(self) -> AbstractContextManager[None]:
+        return self._db.hold_writes()
+
+    @property
+    def write_lock_seconds(self) -> float:
+        """How long this process has held the file's write lock since the store was opened."""
+        return self._db.lock_seconds
 
     def close(self) -> None:
         """Close every connection this store opened."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,9 @@ class SqliteConnections:
         self.path = path
         self._conns = PerThread(self._open, _Connection.close)
         self._writer = threading.Lock()
+        #: how long this process has held the database's write lock, in all (for ``make bench``:
+        #: the share of time a stopped pool would most likely be caught holding it)
+        self.lock_seconds = 0.0
 
     def _open(self) -> _Connection:
         with self.translate():
@@ -79,6 +83,12 @@ class SqliteConnections:
             raise error(schema.explain(exc, self.path)) from exc
 
     @contextmanager
+    def hold_writes(self) -> Iterator[None]:
+        """No write transaction of this process runs inside this block (see ``write``)."""
+        with self._writer:
+            yield
+
+    @contextmanager
     def write(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction. ``durable``: on disk when it returns (``synchronous=FULL``).
 
@@ -91,6 +101,7 @@ class SqliteConnections:
         with self._writer, self.translate():
             conn.set_synchronous("FULL" if durable else "NORMAL")
             conn.execute("BEGIN IMMEDIATE")
+            locked_at = time.perf_counter()
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -99,6 +110,8 @@ class SqliteConnections:
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
                 raise
+            finally:
+                self.lock_seconds += time.perf_counter() - locked_at
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from queuectl.errors import QueuectlError, StoreError
 from queuectl.model import WorkerInfo
+from queuectl.store.file_safety import create_private, private_folder
 
 if TYPE_CHECKING:
     from queuectl.api import Queue
@@ -29,8 +30,11 @@ def start_pool(queue: Queue, count: int, log_dir: Path) -> WorkerInfo:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
     log_path = log_dir / f"worker-{stamp}.log"
     try:
-        log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        log_fd = os.open(log_path, os.O_CREAT | os.O_WRONLY | os.O_APPEND, 0o600)
+        private_folder(log_dir, "the log folder")
+    except StoreError as exc:
+        raise StoreError(f"cannot write the pool's log in {log_dir}: {exc.message}") from None
+    try:
+        log_fd = create_private(log_path, os.O_WRONLY | os.O_APPEND)
     except OSError as exc:
         raise StoreError(f"cannot write the pool's log {log_path}: {exc.strerror}.") from None
     with open(log_fd, "ab") as log:
@@ -61,5 +65,8 @@ def start_pool(queue: Queue, count: int, log_dir: Path) -> WorkerInfo:
 
 
 def _tail(path: Path, lines: int = 10) -> str:
-    text = path.read_text(errors="replace").splitlines()
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        return f"(the log cannot be read: {exc.strerror})"
     return "\n".join(text[-lines:])

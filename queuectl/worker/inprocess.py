@@ -3,6 +3,13 @@
 ``LocalPools`` holds the pools one ``Queue`` started. At interpreter exit every such pool is
 stopped and the jobs it is still running are killed and recorded (their threads cannot outlive
 the process, and a job left running would only come back later as ``lost``).
+
+Such a process also runs its user's own code, so it is not made a child subreaper (the orphans
+of the user's programs would become its zombies): at the end of each attempt, processes that
+left the job's process group are found by scanning all of ``/proc`` for the attempt's marker in
+their environment instead (``queuectl.worker.escapes``), at a cost that grows with the number
+of processes on the machine. One that also cleared its environment is not found; nor are the
+jobs of a kernel that is killed outright (no watchdog here).
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from queuectl.model.job import unfinished
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
 from queuectl.worker.identity import host_name, new_worker_id
-from queuectl.worker.runner import run_command
+from queuectl.worker.runner import announce_worker, run_command
 from queuectl.worker.wakeup import Wakeup
 
 log = worker_log
@@ -91,6 +91,7 @@ class WorkerPool:
         """Register the pool and start its threads; returns at once."""
         self._config = self.store.config()
         self._register()
+        announce_worker(self.worker_id)  # its watchdog, if any, kills this id's jobs' processes
         lifecycle.recover_expired(self.store, self._config)
         self._unwatch = self.store.watch(self._wakeup.notify)
         self._active_threads = self.threads
@@ -136,15 +137,16 @@ class WorkerPool:
         return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
     def run(self) -> None:
-        """Run in the foreground until stopped: SIGTERM or SIGINT stops gracefully, a second
-        one stops now.
+        """Run in the foreground until stopped: SIGTERM, SIGINT or SIGHUP (the terminal was
+        closed) stops gracefully, a second one stops now. SIGTSTP (Ctrl-Z) suspends the pool
+        once no write of it is under way (see ``_suspend``).
 
         The handlers are in place before the pool registers: whoever sees it registered may
         signal it, and a stop that comes before the threads start ends them at once.
         """
         in_main = threading.current_thread() is threading.main_thread()
-        signals = (signal.SIGTERM, signal.SIGINT) if in_main else ()  # only main may install
-        previous = {sig: signal.getsignal(sig) for sig in signals}
+        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if in_main else ()
+        previous = {sig: signal.getsignal(sig) for sig in (*stops, signal.SIGTSTP) if in_main}
 
         received = 0
 
@@ -153,8 +155,14 @@ class WorkerPool:
             received += 1  # a stop request from the store does not count: only signals do
             self.stop(now=received > 1)
 
-        for sig in previous:
+        def on_suspend(signum: int, frame: FrameType | None) -> None:
+            # Not here: the main thread may itself be inside a write (registering).
+            threading.Thread(target=self._suspend, name="queuectl-suspend", daemon=True).start()
+
+        for sig in stops:
             signal.signal(sig, on_signal)
+        if in_main:
+            signal.signal(signal.SIGTSTP, on_suspend)
         try:
             self.start()
             while not self.join(0.5):
@@ -162,6 +170,17 @@ class WorkerPool:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def _suspend(self) -> None:
+        """Stop this process as Ctrl-Z asked, but never inside a write transaction.
+
+        A process stopped while it holds SQLite's write lock locks every other process of the
+        queue out until it is continued. Holding the store's write side first means no thread
+        of the pool is inside a transaction, nor can start one, while the process is stopped.
+        (SIGSTOP cannot be caught: see the README on recovering with ``kill -CONT``.)
+        """
+        with self.store.hold_writes():
+            os.kill(os.getpid(), signal.SIGSTOP)
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -213,6 +232,9 @@ class WorkerPool:
                 max_bytes=self._config.output_max_bytes,
                 cancel=running.cancel,
                 env={
+                    # The queue, so a job can enqueue more; never its password (it would
+                    # reach every job's environment, and whatever a job prints or stores).
+                    "QUEUECTL_DB": self.store.location_for_jobs,
                     "QUEUECTL_JOB_ID": job.id,
                     "QUEUECTL_ATTEMPT": str(fence.attempt),
                     "QUEUECTL_WORKER_ID": self.worker_id,

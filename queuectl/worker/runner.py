@@ -2,9 +2,11 @@
 
 - Output: both streams are read as they come and only the last ``max_bytes`` of each are kept,
   so memory does not grow with what a job prints.
-- Timeout or cancel: SIGTERM to the whole group, SIGKILL after ``KILL_GRACE`` seconds.
-- A job ends when its shell exits. Whatever it left running in its group is killed then, so no
-  child or grandchild outlives the job.
+- Timeout or cancel: SIGTERM to the whole group, SIGKILL after ``KILL_GRACE`` seconds; both
+  also go to every process of the shell's tree and the attempt's orphans, in the group or not.
+- A job ends when its shell exits. Whatever it left running in its group is killed then, and
+  so is what left the group (``queuectl.worker.escapes``), so no child or grandchild outlives
+  the job, as far as the pool can find it.
 
 The group leader is not reaped until its group has been signalled: its pid (the group id)
 cannot be reused by another process while we may still send it signals. Groups are announced to
@@ -24,6 +26,7 @@ import time
 from collections.abc import Mapping
 
 from queuectl.model import Outcome, RunResult
+from queuectl.worker.escapes import TRACKER, Attempt, Marker
 
 KILL_GRACE = 2.0
 #: how long to read leftover output once the shell has exited and its group was killed
@@ -39,13 +42,23 @@ def announce_groups_to(fd: int | None) -> None:
     _announce_fd = fd
 
 
+def announce_worker(worker_id: str) -> None:
+    """Tell the watchdog a pool id, whose jobs' processes it kills too (by their marker)."""
+    if "\n" not in worker_id:
+        _write_announcement(b"W" + worker_id.encode())
+
+
 def _announce(sign: bytes, pgid: int) -> None:
+    _write_announcement(b"%s%d" % (sign, pgid))
+
+
+def _write_announcement(line: bytes) -> None:
     fd = _announce_fd
     if fd is None:
         return
     # One short write, atomic on a pipe. If the watchdog is gone, jobs still end with the pool.
     with contextlib.suppress(OSError):
-        os.write(fd, b"%s%d\n" % (sign, pgid))
+        os.write(fd, line + b"\n")
 
 
 class _Tail:
@@ -69,9 +82,14 @@ def run_command(
     cancel: threading.Event | None = None,
     env: Mapping[str, str] | None = None,
 ) -> RunResult:
-    """Run ``command`` to its end and say how it went. Never raises for the command's faults."""
-    try:
-        proc = subprocess.Popen(
+    """Run ``command`` to its end and say how it went. Never raises for the command's faults.
+
+    ``env`` is added to this process's environment; the attempt's marker in it (the
+    ``QUEUECTL_*`` variables a pool sets) names the processes that leave the group.
+    """
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             ["/bin/sh", "-c", command],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -79,24 +97,33 @@ def run_command(
             start_new_session=True,
             env=None if env is None else {**os.environ, **env},
         )
+
+    try:
+        proc, attempt = TRACKER.start(Marker.from_env(env), spawn, lambda p: p.pid)
     except OSError as exc:
         return RunResult(Outcome.FAILED, None, f"could not start the job: {exc.strerror or exc}")
     _announce(b"+", proc.pid)
+    ended = False
     try:
-        return _supervise(proc, timeout, max_bytes, cancel)
-    except BaseException:
-        _signal_group(proc.pid, signal.SIGKILL)
-        _announce(b"-", proc.pid)
-        proc.wait()
-        raise
+        result = _supervise(proc, attempt, timeout, max_bytes, cancel)
+        ended = True
+        return result
     finally:
+        if not ended:  # an error (or KeyboardInterrupt) while the shell may still run
+            _signal_group(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                TRACKER.end(attempt, shell_exited=False)
+            _announce(b"-", proc.pid)
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+        proc.wait()  # at once after a normal end: the shell has exited
+        TRACKER.forget(proc.pid)
 
 
 def _supervise(
     proc: subprocess.Popen[bytes],
+    attempt: Attempt,
     timeout: float,
     max_bytes: int,
     cancel: threading.Event | None,
@@ -121,13 +148,13 @@ def _supervise(
                 elif cancel is not None and cancel.is_set():
                     stop_reason = Outcome.FAILED
                 if stop_reason is not None:
-                    _signal_group(proc.pid, signal.SIGTERM)
+                    TRACKER.signal(attempt, signal.SIGTERM)
                     kill_at = now + KILL_GRACE
             if kill_at is not None and now >= kill_at:
-                _signal_group(proc.pid, signal.SIGKILL)
+                TRACKER.signal(attempt, signal.SIGKILL)
                 kill_at = None
             if drain_until is not None and now >= drain_until:
-                break  # something outside the group (setsid) still holds the pipe
+                break  # something out of reach (another user's, say) still holds the pipe
             pending = [kill_at, drain_until, deadline if stop_reason is None else None]
             wakeups = [max(t - now, 0.0) for t in pending if t is not None]
             if cancel is not None and stop_reason is None:
@@ -138,6 +165,7 @@ def _supervise(
                     selector.unregister(fd)
                     # The shell is gone: end what it left behind, then read what is left.
                     _signal_group(proc.pid, signal.SIGKILL)
+                    TRACKER.end(attempt)
                     kill_at = None
                     drain_until = time.monotonic() + DRAIN_SECONDS
                     continue
@@ -147,7 +175,7 @@ def _supervise(
                 else:
                     selector.unregister(fd)
     _announce(b"-", proc.pid)  # before the reap: the group id is still ours
-    code = proc.wait()
+    code = proc.wait()  # (forgotten by the tracker in run_command)
     stdout, stderr = (bytes(tail.data) for tail in tails.values())
     return RunResult(*_verdict(code, stop_reason, timeout), stdout=stdout, stderr=stderr)
 

@@ -9,6 +9,12 @@ leader is reaped, so the id cannot have been reused). When the pipe reaches end-
 pool process is gone, however it ended; the watchdog sends SIGKILL to every group still listed
 and exits. After a clean exit the list is empty and nothing is signalled.
 
+Processes that left a job's group (``setsid``, daemons) are found by their marker instead: a
+pool writes ``W<worker id>`` when it starts, and at end-of-file the watchdog also kills, with
+their trees, all processes whose environment holds ``QUEUECTL_WORKER_ID=<that id>`` (the pool
+that adopted them is gone, so they were handed to some other parent). One that cleared its
+environment (``env -i``) is not found. After a clean exit the pool has killed them all already.
+
 Why not ``PR_SET_PDEATHSIG`` on the job's shell: it fires when the *thread* that forked the
 shell ends, not the process, and it is not inherited by the shell's children, so the job's
 grandchildren would keep running anyway.
@@ -25,7 +31,8 @@ import sys
 import time
 from collections.abc import Iterator
 
-from queuectl.worker import runner
+from queuectl.worker import descendants, procfs, runner
+from queuectl.worker.escapes import TRACKER
 
 log = logging.getLogger("queuectl.worker")
 
@@ -37,14 +44,19 @@ READ_PAUSE = 0.05
 def guard_job_groups() -> Iterator[None]:
     """Within this block, the process groups of jobs run here die with this process."""
     read_end, write_end = os.pipe()
-    try:
-        proc = subprocess.Popen(
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, "-m", "queuectl.worker.watchdog"],
             stdin=read_end,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # no terminal signals: it ends when the pipe does
         )
+
+    try:
+        # Known to the tracker: a pool that adopts orphans must not take it for one.
+        proc = TRACKER.keep(spawn, lambda p: p.pid)
     except OSError as exc:
         os.close(write_end)
         log.warning("no watchdog (%s): if this pool is killed, its jobs keep running", exc)
@@ -60,13 +72,16 @@ def guard_job_groups() -> Iterator[None]:
         os.close(write_end)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
+            TRACKER.forget(proc.pid)
 
 
 def main() -> None:
-    """Read ``+PGID`` / ``-PGID`` lines from stdin; at end-of-file kill the groups left."""
+    """Read ``+PGID`` / ``-PGID`` / ``W<id>`` lines from stdin; at end-of-file kill the groups
+    left and the processes marked with the pools' ids."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # only the pool's end ends the watchdog
     groups: set[int] = set()
+    worker_ids: set[bytes] = set()
     pending = b""
     while chunk := os.read(0, 65536):
         *lines, pending = (pending + chunk).split(b"\n")
@@ -76,6 +91,8 @@ def main() -> None:
                     groups.add(int(line[1:]))
                 elif line.startswith(b"-"):
                     groups.discard(int(line[1:]))
+                elif line.startswith(b"W"):
+                    worker_ids.add(line[1:])
         # Waking for every line would cost a busy pool a context switch per job on a CPU its
         # jobs need; the lines wait in the pipe meanwhile (far less than its 64 KiB), and
         # end-of-file still comes only after all of them.
@@ -83,6 +100,22 @@ def main() -> None:
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
+    for worker_id in worker_ids:
+        kill_marked((b"QUEUECTL_WORKER_ID=" + worker_id,))
+
+
+def kill_marked(entries: tuple[bytes, ...]) -> None:
+    """Kill every process whose environment holds ``entries``, with its tree."""
+
+    def carries(pid: int) -> bool:
+        environ = procfs.read_environ(pid)
+        return environ is not None and procfs.has_entries(environ, entries)
+
+    def roots() -> list[descendants.Proc]:
+        found = [descendants.hold(pid, carries) for pid in procfs.pids_with_environ(entries)]
+        return [proc for proc in found if proc is not None]
+
+    descendants.kill_trees(roots, rescan=False)
 
 
 if __name__ == "__main__":

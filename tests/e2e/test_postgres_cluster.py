@@ -120,4 +120,4 @@ def test_a_server_restart_mid_run_loses_nothing(
     assert reruns <= sum(1 for a in attempts if a.outcome is Outcome.LOST)
     logs = [(tmp_path / f"{host}.log").read_text() for host in HOSTS]
     assert all("Traceback" not in log for log in logs)
-    assert all("wake-ups from" in log and "work again" in log for log in logs)  # reconnected
+    assert all("wake-ups work again" in log for log in logs)  # reconnected

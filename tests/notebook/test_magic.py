@@ -128,6 +128,8 @@ def test_a_trailing_semicolon_silences_the_output(shell: InteractiveShell, magic
         ("use /no/such/folder/q.db", "/no/such/folder"),
         ("--db ftp://host/q list", "unknown queue URL scheme"),
         ("wait", "no worker pool"),
+        ("show 'x\x1b]0;title\x07'", "no job with id 'x\\x1b]0;title\\x07'"),
+        ("panel --interval nan", "not a finite number"),
     ],
 )
 def test_user_mistakes_are_usage_errors_and_change_nothing(

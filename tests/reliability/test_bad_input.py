@@ -6,13 +6,17 @@ queue before and after: of the file and its WAL, or of every row in PostgreSQL.
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from queuectl.api import connect
-from tests.conftest import Cli
+from tests.conftest import QUEUECTL, Cli
+from tests.reliability.conftest import Figure
 
 BIG_ID = "x" * 10_000
 HALF_COMMAND = "x" * 100_000  # two of them: more than one shell command may hold
@@ -114,13 +118,27 @@ CASES: list[tuple[list[str], int, str]] = [
     (["status", "extra"], 2, "unexpected extra argument"),
     (["metrics", "--state", "dead"], 2, "No such option"),
     (["wait", "--timeout", "-1"], 2, "not in the range"),
-    (["wait", "--timeout", "soon"], 2, "not a valid float"),
+    (["wait", "--timeout", "soon"], 2, "not a valid number"),
     (["panel", "--interval", "0"], 2, "not in the range"),
     (["worker", "stop", "--timeout", "-1"], 2, "not in the range"),
     (["worker", "run", "--count", "257"], 2, "not in the range"),
     (["config", "set", "poll_interval", "0"], 2, "between 0.001 and 60"),
     (["config", "set", "lease_seconds", "inf"], 2, "finite"),
     (["config", "set", "max_retries"], 2, "Missing argument 'VALUE'"),
+    # Values that would not come back from every store, or that mean nothing.
+    (["enqueue", "--run-at", "9999-12-31T23:59:59.999999Z", "echo"], 2, "out of range"),
+    (["enqueue", '{"command": "echo", "run_at": "9999-12-31T23:59:59Z"}'], 2, "out of range"),
+    (["list", "--limit", "99999999999999999999"], 2, "not in the range"),
+    (["dlq", "list", "--limit", "99999999999999999999"], 2, "not in the range"),
+    (["panel", "--interval", "nan"], 2, "not a finite number"),
+    (["wait", "--timeout", "nan"], 2, "not a finite number"),
+    (["wait", "--timeout", "inf"], 2, "not a finite number"),
+    (["worker", "stop", "--timeout", "nan"], 2, "not a finite number"),
+    (["enqueue", "--", "\ufeff"], 2, "command is empty"),
+    (["--db", "postgresql://bob:pw%zz@db.invalid/q", "status"], 2, "invalid PostgreSQL"),
+    (["migrate", "--to", "bogus://x"], 2, "unknown queue URL scheme"),
+    (["migrate", "--to", ""], 2, "the queue location is empty"),
+    (["config", "set", "bogus", "1"], 2, "unknown config key 'bogus'"),
 ]
 
 
@@ -146,8 +164,78 @@ def test_bad_input_is_refused_and_writes_nothing(
     assert seeded.checksum() == before
 
 
-def test_there_are_at_least_forty_cases() -> None:
+def test_there_are_at_least_forty_cases(figure: Figure) -> None:
     assert len(CASES) >= 40
+    figure(f"{len(CASES)} bad inputs in the table, each refused on every store, nothing written")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"command": "echo ok"}\n\xff\xfe echo\n', "line 2 is not UTF-8 text (byte 0xff"),
+        (b"echo ok\n\xef\xbb\xbf\n\x80", "line 3 is not UTF-8 text"),
+    ],
+)
+def test_a_job_file_that_is_not_utf8_is_refused(
+    seeded: Cli, tmp_path: Path, content: bytes, message: str
+) -> None:
+    before = seeded.checksum()
+    jobs = tmp_path / "jobs.txt"
+    jobs.write_bytes(content)
+    for args in (["--file", str(jobs)], ["--file", "-"]):
+        proc = subprocess.run(
+            [QUEUECTL, "enqueue", *args], env=seeded.env, input=content, capture_output=True
+        )
+        assert proc.returncode == 2 and message.encode() in proc.stderr, proc.stderr
+        assert b"Traceback" not in proc.stderr
+    assert seeded.checksum() == before
+
+
+def test_byte_order_marks_are_ignored(cli: Cli, tmp_path: Path) -> None:
+    """An editor's BOM before a JSON line once turned the job into a shell command."""
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(
+        b'\xef\xbb\xbf{"id": "first", "priority": 3, "command": "true"}\n'
+        b'\xef\xbb\xbf{"id": "pasted", "command": "true"}\n'
+    )
+    assert cli.run("enqueue", "--file", str(jobs)).stdout.split() == ["first", "pasted"]
+    assert cli.run("enqueue", '\ufeff{"id": "arg", "command": "true"}').stdout.strip() == "arg"
+    assert cli.json("show", "first")["priority"] == 3
+
+
+def test_a_negative_schema_version_is_not_taken_for_a_queue(tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA user_version = -1")
+    proc = Cli(db, tmp_path / "home").run("status", check=False)
+    assert proc.returncode == 1 and "another program" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_output_that_cannot_be_written_is_a_clean_error(cli: Cli, stream: str) -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [QUEUECTL, "status"],
+            env=cli.env,
+            stdout=full if stream == "stdout" else subprocess.PIPE,
+            stderr=full if stream == "stderr" else subprocess.PIPE,
+            text=True,
+        )
+    if stream == "stdout":
+        assert proc.returncode == 1
+        assert proc.stderr == "Error: cannot write the output: No space left on device.\n"
+    else:  # nothing to say it on: the output went out, the exit code is all that is left
+        assert proc.returncode == 0 and "queue:" in proc.stdout
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(cli: Cli) -> None:
+    with connect(cli.db) as queue:
+        queue.enqueue_many(["true"] * 3000)  # more than a pipe holds
+    proc = subprocess.run(
+        f"{QUEUECTL} list --limit 3000 | head -1", shell=True, env=cli.env, capture_output=True
+    )
+    assert proc.stderr == b"" and proc.stdout.startswith(b"ID")
 
 
 @pytest.mark.parametrize(
@@ -156,6 +244,9 @@ def test_there_are_at_least_forty_cases() -> None:
         ["config", "get", "colour"],
         ["enqueue", "--delay", "soon", "echo"],
         ["enqueue", '{"command": "echo", "priorty": 1}'],
+        ["config", "set", "bogus", "1"],
+        ["config", "set", "max_retries", "-5"],
+        ["migrate", "--to", "bogus://x"],
     ],
 )
 def test_refused_input_does_not_even_create_the_queue(

@@ -7,9 +7,12 @@ import os
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
+from queuectl.api import connect
 from queuectl.store import redact
 from tests.conftest import QUEUECTL, Cli, wait_for
 from tests.reliability.test_output import octal
@@ -113,3 +116,84 @@ def test_job_output_is_stored_never_interpreted(rcli: Cli, tmp_path: Path) -> No
     assert job["history"][0]["stdout"].encode("utf-8", "surrogateescape") == HOSTILE
     assert [j["id"] for j in rcli.json("list")] == ["hostile"]  # no forged job appeared
     assert not list(tmp_path.rglob("pwned*")) and not list(Path.cwd().glob("pwned*"))
+
+
+# libpq quotes what it cannot parse, password included; a key=value string is no file name.
+UNPARSABLE = [
+    f"postgresql://bob:{SECRET}%zz@db.invalid/queue",
+    f"postgresql://bob@db.invalid/queue?password={SECRET}%zz",
+    f"postgresql://bob@db.invalid/queue?password=ab%zz{SECRET}&sslmode=require",
+    f"host=db.invalid password='{SECRET} unterminated",
+    f"host=/nonexistent dbname=queue password={SECRET} connect_timeout=1",
+    f"postgresql://bob:{SECRET}@/queue?host=/nonexistent",
+]
+
+
+@pytest.mark.parametrize("target", UNPARSABLE, ids=range(len(UNPARSABLE)))
+def test_libpq_errors_never_show_the_password(tmp_path: Path, target: str) -> None:
+    env = {**os.environ, "QUEUECTL_HOME": str(tmp_path / "home")}
+    proc = subprocess.run(
+        [QUEUECTL, "--db", target, "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert proc.returncode in (1, 2) and proc.stderr.startswith("Error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr and "zz" not in proc.stderr, proc.stderr
+    assert "PostgreSQL" in proc.stderr or "connect" in proc.stderr
+    assert list(tmp_path.iterdir()) == []  # no file named after it, no home
+
+
+@pytest.mark.postgres
+def test_a_libpq_connection_string_opens_the_postgresql_queue(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    url = pg_server.create_database()
+    try:
+        parts = conninfo_to_dict(url)
+        dsn = " ".join(f"{key}={value}" for key, value in parts.items())
+        env = {**os.environ, "QUEUECTL_HOME": str(tmp_path / "home")}
+        for args in (["enqueue", "--id", "kv", "true"], ["status", "--json"]):
+            proc = subprocess.run(
+                [QUEUECTL, "--db", dsn, *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+            )
+            assert proc.returncode == 0, proc.stderr
+            assert str(parts["password"]) not in proc.stdout
+        assert list(tmp_path.iterdir()) == []
+        with connect(url) as queue:
+            assert queue.get("kv").command == "true"
+    finally:
+        pg_server.drop_database(url)
+
+
+def job_environment(cli: Cli) -> dict[str, str]:
+    cli.run("enqueue", "--id", "env", "env")
+    cli.run("worker", "run", "--until-empty", timeout=120)
+    out = cli.json("show", "env")["history"][-1]["stdout"]
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+@pytest.mark.postgres
+def test_jobs_are_told_the_queue_without_its_password(pg_server: Any, tmp_path: Path) -> None:
+    url = pg_server.create_database()
+    try:
+        password = str(conninfo_to_dict(url)["password"])
+        cli = Cli(url, tmp_path / "home")
+        env = job_environment(cli)
+        assert env["QUEUECTL_DB"] == url.replace(f":{password}@", "@")
+        assert password not in cli.run("logs", "env").stdout
+    finally:
+        pg_server.drop_database(url)
+
+
+def test_jobs_are_told_the_queue_file(tmp_path: Path) -> None:
+    db = tmp_path / "queue.db"
+    env = job_environment(Cli(db, tmp_path / "home"))
+    assert env["QUEUECTL_DB"] == str(db)  # a job can enqueue into its own queue

@@ -24,9 +24,7 @@ def stopped(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] in ("T", "t")
 
 
-def test_ctrl_z_never_leaves_the_write_lock_held(
-    rcli: Cli, pools: Pools, figure: Figure
-) -> None:
+def test_ctrl_z_never_leaves_the_write_lock_held(rcli: Cli, pools: Pools, figure: Figure) -> None:
     """Random SIGTSTPs at a busy 4-thread pool: while it is stopped, another process can always
     write at once (before, 6 of 15 random stops held the lock and a plain enqueue waited 60 s
     and failed). The enqueue runs with a short busy timeout, so a held lock fails it."""
