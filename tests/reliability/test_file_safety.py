@@ -14,7 +14,6 @@ import socket
 import stat
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,6 @@ from queuectl.api import connect
 from queuectl.store.file_safety import SIDE_FILES
 from tests.conftest import QUEUECTL
 
-REPO = Path(__file__).resolve().parents[2]
 NOBODY = "nobody"
 
 
@@ -321,7 +319,8 @@ class AsNobody:
 
     The console script runs if ``nobody`` may execute this interpreter; an interpreter under a
     private folder (``/root/.pyenv``) is out of its reach, and then a system Python of the same
-    version runs ``-m queuectl`` from the repository and the venv's packages.
+    version runs ``-m queuectl`` from a copy of the package and of what it imports, made in
+    ``cwd`` (the repository and the venv may be out of reach too).
     """
 
     def __init__(self, cwd: Path) -> None:
@@ -341,8 +340,7 @@ class AsNobody:
             return
         version = f"python{sys.version_info.major}.{sys.version_info.minor}"
         system = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
-        packages = [str(REPO), sysconfig.get_paths()["purelib"]]
-        self.env.append(f"PYTHONPATH={os.pathsep.join(packages)}")
+        self.env.append(f"PYTHONPATH={copy_packages(cwd / 'packages')}")
         self.argv = [system or "python3", "-m", "queuectl"]
         if not self._works():
             self._unable(f"{NOBODY} can run neither {QUEUECTL} nor {self.argv[0]} -m queuectl")
@@ -365,6 +363,23 @@ class AsNobody:
             text=True,
             timeout=60,
         )
+
+
+def copy_packages(folder: Path) -> Path:
+    """Copies of queuectl and the packages its CLI imports, readable by every user."""
+    import click
+    import inotify_simple
+
+    import queuectl
+
+    ignore = shutil.ignore_patterns("__pycache__")
+    for module in (queuectl, click):
+        source = Path(module.__file__ or "").parent
+        shutil.copytree(source, folder / source.name, ignore=ignore)
+    shutil.copy(inotify_simple.__file__ or "", folder)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return folder
 
 
 @pytest.fixture
