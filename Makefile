@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest soak notebooks bench clean
+.PHONY: demo test lint typecheck pytest test-pythons test-newest soak notebooks bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ demo: $(VENV)/.base
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
@@ -32,6 +33,17 @@ pytest: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
+
+# The whole suite on every supported Python (3.11, 3.12, 3.13; noxfile.py), each in a venv of
+# its own under .nox/; an interpreter that is not installed is skipped with a message.
+# Arguments for pytest: make test-pythons ARGS="tests/unit -x".
+test-pythons: $(VENV)/.dev
+	$(BIN)/nox -s tests $(if $(ARGS),-- $(ARGS))
+
+# CI's second run: a fast subset (units, stores, bad input, e2e scenarios; SQLite only) on the
+# newest supported Python that is installed.
+test-newest: $(VENV)/.dev
+	$(BIN)/nox -s fast
 
 # Figures against this machine's floors; prints a table, writes benchmarks/results/latest.json.
 # Bytecode first, as pip writes it for an installed copy: without it (an editable install with
@@ -49,4 +61,4 @@ notebooks: $(VENV)/.dev
 	$(BIN)/python scripts/refresh_notebooks.py
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .nox .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

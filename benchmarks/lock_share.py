@@ -21,7 +21,7 @@ def lock_share(total: int = 2000, threads: int = 4, command: str = "true") -> fl
     lock (in this process, so its store's own account can be read)."""
     with fresh_queue() as queue:
         queue.enqueue_many([command] * total)
-        store = queuectl.connect(queue.target).store
+        store = queuectl.connect(queue.db).store
         assert isinstance(store, SqliteStore)
         pool = WorkerPool(store, threads, until_empty=True)
         started = time.perf_counter()

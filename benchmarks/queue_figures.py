@@ -33,7 +33,7 @@ def pool_process(
     queue: queuectl.Queue, threads: int, *extra: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``queuectl worker run`` in a child process, registered before this yields."""
-    env = {**os.environ, "QUEUECTL_DB": queue.target}
+    env = {**os.environ, "QUEUECTL_DB": queue.db}
     proc = subprocess.Popen(
         [QUEUECTL, "worker", "run", "--count", str(threads), *extra],
         env=env,
@@ -73,7 +73,7 @@ def enqueue_batch_rate(total: int = 10_000) -> float:
 def cli_enqueue_seconds(samples: int = 10) -> float:
     """Median wall time of ``queuectl enqueue true`` on an existing queue."""
     with fresh_queue() as queue:
-        env = {**os.environ, "QUEUECTL_DB": queue.target}
+        env = {**os.environ, "QUEUECTL_DB": queue.db}
         subprocess.run([QUEUECTL, "enqueue", "true"], env=env, check=True, capture_output=True)
         times = []
         for _ in range(samples):

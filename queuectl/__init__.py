@@ -12,16 +12,20 @@ from queuectl.errors import (
     DuplicateJob,
     InvalidInput,
     InvalidTransition,
+    MissingDependency,
     NotFound,
+    NoWorkers,
     QueuectlError,
     SchemaTooNew,
     StoreError,
+    WaitTimeout,
 )
 
+#: the one place the version is written: pyproject.toml reads it from here
 __version__ = "0.1.0"
 
-from queuectl.api import Queue, QueueStatus, connect
-from queuectl.model import Attempt, Config, Job, Outcome, State
+from queuectl.api import Queue, connect
+from queuectl.model import Attempt, Config, Job, Outcome, QueueStatus, State
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -45,6 +49,8 @@ __all__ = [
     "InvalidInput",
     "InvalidTransition",
     "Job",
+    "MissingDependency",
+    "NoWorkers",
     "NotFound",
     "Outcome",
     "Queue",
@@ -53,6 +59,7 @@ __all__ = [
     "SchemaTooNew",
     "State",
     "StoreError",
+    "WaitTimeout",
     "__version__",
     "connect",
     "load_ipython_extension",

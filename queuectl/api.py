@@ -8,19 +8,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from queuectl.errors import InvalidInput, NoWorkers, WaitTimeout
-from queuectl.model import Attempt, Config, Job, NewJob, State, WorkerInfo
+from queuectl.model import Attempt, Config, Job, NewJob, QueueCopy, State, WorkerInfo
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
 from queuectl.model.job import unfinished
 from queuectl.model.parse import new_job, validate_limit, validate_state, validate_timeout
-from queuectl.store import Store, open_store, queue_home, redact, resolve_target
-from queuectl.text import status_text
-from queuectl.worker.identity import host_name
+from queuectl.model.status import QueueStatus as QueueStatus  # re-exported: its old home
+from queuectl.store import Store, open_store, queue_home, redact, resolve_location
+from queuectl.worker.identity import pool_gone
 from queuectl.worker.inprocess import MAX_THREADS, LocalPools
 
 if TYPE_CHECKING:
@@ -29,33 +29,6 @@ if TYPE_CHECKING:
     from queuectl.panel import QueuePanel
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-
-
-@dataclass(frozen=True, repr=False)
-class QueueStatus:
-    """Counts per state and the live worker pools of a queue.
-
-    ``str()`` (and the notebook display) is the table ``queuectl status`` prints.
-    """
-
-    location: str
-    counts: dict[State, int]
-    workers: list[WorkerInfo]
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def __repr__(self) -> str:
-        counts = ", ".join(f"{state.value}={self.counts.get(state, 0)}" for state in State)
-        return f"QueueStatus({counts}, workers={len(self.workers)})"
-
-    def __str__(self) -> str:
-        return status_text(self)
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        # IPython's display: the hint names the notebook's way to start workers.
-        printer.text(status_text(self, hint="%queuectl worker start --count 2"))
 
 
 def generate_id() -> str:
@@ -69,16 +42,18 @@ def generate_id() -> str:
 
 def connect(db: str | None = None) -> Queue:
     """Open a queue: a path or URL, else ``QUEUECTL_DB``, else ``~/.queuectl/queue.db``."""
-    target = resolve_target(db)
-    return Queue(open_store(target), target)
+    location = resolve_location(db)
+    return Queue(open_store(location), location)
 
 
 class Queue:
     """A job queue: enqueue shell commands, inspect jobs and their history, run workers."""
 
-    def __init__(self, store: Store, target: str | None = None) -> None:
+    def __init__(self, store: Store, db: str | None = None) -> None:
         self.store = store
-        self.target = target or store.display_url
+        #: the location as given to ``connect(db)``: it opens this queue again, and may hold
+        #: a password (show ``location`` instead)
+        self.db = db or store.location
         self._local = LocalPools(store)
 
     def __repr__(self) -> str:
@@ -87,7 +62,12 @@ class Queue:
     @property
     def location(self) -> str:
         """Where the queue lives, safe to print."""
-        return redact(self.target)
+        return redact(self.db)
+
+    @property
+    def target(self) -> str:
+        """The former name of ``db``, kept for existing code."""
+        return self.db
 
     def close(self, wait: bool = True) -> None:
         """Stop this process's pools of the queue, then close the database.
@@ -97,6 +77,11 @@ class Queue:
         """
         self._local.stop(timeout=None if wait else 0)
         self.store.close()
+
+    def release(self) -> None:
+        """Give back the calling thread's database connection (a thread that is done with the
+        queue calls this; the next call from it opens a new one)."""
+        self.store.release()
 
     def __enter__(self) -> Queue:
         return self
@@ -110,7 +95,8 @@ class Queue:
         """Enqueue one shell command; return its id.
 
         Keyword arguments are job fields: ``id``, ``max_retries``, ``priority``, ``run_at``
-        (ISO 8601 or datetime) and ``timeout`` (seconds).
+        (ISO 8601 or datetime) or ``delay`` (seconds, ``"10m"`` or a timedelta, counted from
+        the queue's clock), and ``timeout`` (seconds).
         """
         return self.submit([{**fields, "command": command}])[0].id
 
@@ -122,10 +108,14 @@ class Queue:
         fields = [{"command": job} if isinstance(job, str) else job for job in jobs]
         return [job.id for job in self.submit(fields)]
 
-    def submit(self, jobs: Iterable[Mapping[str, Any]]) -> list[Job]:
-        """Validate job field mappings and enqueue them all in one transaction (all or none);
-        return the stored jobs."""
-        validated = [new_job(fields) for fields in jobs]
+    def submit(self, jobs: Iterable[Mapping[str, Any] | NewJob]) -> list[Job]:
+        """Enqueue jobs in one transaction (all or none); return the stored jobs.
+
+        Each job is a mapping of job fields, validated here, or a ``NewJob`` made by
+        ``model.parse.new_job`` (validated already: a front end checks its input before it
+        opens the queue, which may create it).
+        """
+        validated = [job if isinstance(job, NewJob) else new_job(job) for job in jobs]
         if not validated:
             raise InvalidInput("no jobs given.")
         ids = [job.id for job in validated if job.id is not None]
@@ -173,13 +163,18 @@ class Queue:
     def retry(self, *job_ids: str, all_dead: bool = False) -> list[Job]:
         """Move dead jobs back to pending with attempts reset; their history stays."""
         if all_dead:
-            revived = self.store.revive_all_dead()
+            retried = self.store.retry_all_dead()
         elif not job_ids:
             raise InvalidInput("name the dead jobs to retry, or retry all of them.")
         else:
-            revived = self.store.revive(list(dict.fromkeys(job_ids)))
+            retried = self.store.retry(list(dict.fromkeys(job_ids)))
         self._local.wake()
-        return revived
+        return retried
+
+    def import_copy(self, copy: QueueCopy) -> None:
+        """Write a whole queue (its jobs, attempts and configuration, as they are) into this
+        queue, which must have no jobs; all or nothing (see ``queuectl.migrate``)."""
+        self.store.import_copy(copy)
 
     def counts(self) -> dict[State, int]:
         """Number of jobs in each state."""
@@ -209,21 +204,26 @@ class Queue:
     # -- workers ------------------------------------------------------------------------------
 
     def workers(self) -> list[WorkerInfo]:
-        """Live worker pools. Rows of pools that died without saying so are dropped first.
+        """Live worker pools (a pure read: rows of pools that are gone are left out, not
+        deleted; ``prune_workers`` deletes them).
 
-        A pool is gone when its heartbeat is older than three leases, or when it ran on this
-        host and its process no longer exists. Nothing is written when all pools are alive.
+        A pool is gone when it has been silent for ``Config.pool_gone_after`` seconds, or when
+        it ran on this host and its process no longer exists.
         """
-        silent = max(3 * self.store.config().lease_seconds, 10.0)
-        now, here = self.store.now(), host_name()
-        live = []
-        for worker in self.store.workers():
-            stale = (now - worker.heartbeat_at).total_seconds() > silent
-            if stale or (worker.host == here and not _pid_alive(worker.pid)):
-                self.store.deregister_worker(worker.id)
-            else:
-                live.append(worker)
-        return live
+        config, now = self.store.config(), self.store.now()
+        return [pool for pool in self.store.workers() if not pool_gone(pool, now, config)]
+
+    def prune_workers(self) -> list[str]:
+        """Delete the rows of pools that are gone (see ``workers``); return their ids.
+
+        Writes only when there is such a pool. Running pools also prune silent ones in their
+        heartbeat; this call also catches pools of this host that were killed a moment ago.
+        """
+        config, now = self.store.config(), self.store.now()
+        gone = [pool.id for pool in self.store.workers() if pool_gone(pool, now, config)]
+        for pool_id in gone:
+            self.store.deregister_worker(pool_id)
+        return gone
 
     def run_workers(
         self, count: int = 1, *, until_empty: bool = False, poll_interval: float | None = None
@@ -237,7 +237,7 @@ class Queue:
         """Start a detached pool process (logging to the queue home) and return once it runs."""
         from queuectl.worker.detach import start_pool
 
-        return start_pool(self, count, queue_home() / "logs")
+        return start_pool(self.db, count, queue_home() / "logs", self.store.workers)
 
     def start_workers(self, count: int = 1, *, poll_interval: float | None = None) -> str:
         """Run a pool of ``count`` daemon threads in this process; return its id at once.
@@ -257,6 +257,7 @@ class Queue:
         With ``wait``, block until they have exited (or ``timeout`` seconds passed).
         """
         timeout = validate_timeout(timeout)
+        self.prune_workers()  # a pool that is gone is not asked, nor counted
         asked = self.store.request_stop()
         self._local.stop()
         if wait:
@@ -291,11 +292,7 @@ class Queue:
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + 2.0
                     if not self.workers():
-                        raise NoWorkers(
-                            f"{left} job(s) are unfinished and no worker pool of this queue is "
-                            "running: start one (queuectl worker start; in a notebook "
-                            "%queuectl worker start or q.start_workers(n)), then wait again."
-                        )
+                        raise NoWorkers(left, "q.start_workers(n)")
                 if deadline is not None and time.monotonic() > deadline:
                     return False
                 time.sleep(poll)
@@ -321,13 +318,3 @@ class Queue:
 
 def _with_id(job: NewJob) -> NewJob:
     return replace(job, id=generate_id())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

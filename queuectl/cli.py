@@ -3,7 +3,8 @@
 User mistakes end with ``Error: ...`` on stderr and exit code 2; things not found and runtime
 problems with exit code 1. No traceback for either. Output that cannot be written (a full disk)
 is exit 1; a reader that went away (``| head``) ends the command quietly with 141, as a shell
-pipeline expects. Whatever is printed passes through ``text.printable``.
+pipeline expects. Results are printed by ``queuectl.terminal``; whatever else is printed passes
+through ``text.printable``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import click
 
 from queuectl.commands import Result, Session, cli
 from queuectl.errors import QueuectlError
+from queuectl.terminal import emit, error_message
 from queuectl.text import printable
 
 
@@ -41,7 +43,7 @@ def _run(args: list[str]) -> int:
     try:
         result = cli.main(args=args, prog_name="queuectl", standalone_mode=False, obj=session)
         if isinstance(result, Result):
-            result.emit(session.as_json)
+            emit(result, session.as_json)
         return result if isinstance(result, int) else 0
     except click.ClickException as exc:
         shown = io.StringIO()
@@ -52,7 +54,7 @@ def _run(args: list[str]) -> int:
         click.echo("Aborted.", err=True)
         return 130
     except QueuectlError as exc:
-        _error(exc.message)
+        _error(error_message(exc))
         return exc.exit_code
 
 

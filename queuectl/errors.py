@@ -55,6 +55,18 @@ class NotFound(QueuectlError):
 class NoWorkers(QueuectlError):
     """Jobs are unfinished and no worker pool of the queue is running."""
 
+    def __init__(self, unfinished: int, start_workers: str | None = None) -> None:
+        how = f" ({start_workers})" if start_workers else ""
+        super().__init__(
+            f"{unfinished} job(s) are unfinished and no worker pool of this queue is running: "
+            f"start one{how}, then wait again."
+        )
+        self.unfinished = unfinished
+
+    def naming(self, start_workers: str) -> str:
+        """The message naming a front end's way to start a pool (the core knows none)."""
+        return NoWorkers(self.unfinished, start_workers).message
+
 
 class WaitTimeout(QueuectlError):
     """The jobs did not finish within the timeout."""

@@ -13,6 +13,7 @@ keep running between cells.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shlex
 import sys
@@ -44,10 +45,15 @@ from queuectl.commands.results import (
     StatusReport,
 )
 from queuectl.errors import QueuectlError
-from queuectl.store import redact, resolve_target
+from queuectl.model import QueueStatus
+from queuectl.model.status import status_text
+from queuectl.store import redact, resolve_location
+from queuectl.terminal import error_message, text
 from queuectl.text import printable
 
 PROG = "%queuectl"
+#: how a notebook user starts a pool, named where no pool runs
+START_WORKERS = f"{PROG} worker start --count 2"
 
 
 class Notebook:
@@ -59,18 +65,18 @@ class Notebook:
 
     def queue(self, db: str | None) -> Queue:
         """The open queue for ``db`` (else the default), opened on first use."""
-        target = _absolute(resolve_target(db if db is not None else self.default))
-        if target not in self.queues:
-            self.queues[target] = connect(target)
-        return self.queues[target]
+        location = _absolute(resolve_location(db if db is not None else self.default))
+        if location not in self.queues:
+            self.queues[location] = connect(location)
+        return self.queues[location]
 
-    def use(self, target: str) -> str:
-        """Make ``target`` the default queue of this notebook (it is opened to check it).
+    def use(self, location: str) -> str:
+        """Make ``location`` the default queue of this notebook (it is opened to check it).
 
         A relative path is made absolute now, so a later ``%cd`` does not move the queue.
         """
-        queue = self.queue(_absolute(target))
-        self.default = queue.target
+        queue = self.queue(_absolute(location))
+        self.default = queue.db
         return queue.location
 
     def close(self) -> None:
@@ -81,9 +87,9 @@ class Notebook:
         self.queues.clear()
 
 
-def _absolute(target: str) -> str:
+def _absolute(location: str) -> str:
     """A path made absolute now, so that a later ``%cd`` does not move the queue."""
-    return target if "://" in target else os.path.abspath(os.path.expanduser(target))
+    return location if "://" in location else os.path.abspath(os.path.expanduser(location))
 
 
 #: the magic's state, kept across %reload_ext (which re-imports only the top package)
@@ -107,6 +113,8 @@ def run_line(line: str, notebook: Notebook) -> Any:
     try:
         with cli.make_context(PROG, args, obj=session) as ctx:
             result = cli.invoke(ctx)
+        if isinstance(result, PanelView) and not (session.as_json or result.once):
+            return session.queue().panel(interval=result.interval)  # a widget, live on its own
         if isinstance(result, Result):
             return result.to_json() if session.as_json else present(result)
         return None
@@ -123,7 +131,7 @@ def run_line(line: str, notebook: Notebook) -> Any:
             message = f"{failed.get_usage()}\n{message}"
         raise UsageError(printable(message)) from None
     except QueuectlError as exc:
-        raise UsageError(printable(exc.message)) from None
+        raise UsageError(printable(error_message(exc, START_WORKERS))) from None
 
 
 USE_HELP = f"""Usage: {PROG} use [PATH_OR_URL]
@@ -140,7 +148,7 @@ def _use(args: list[str], notebook: Notebook) -> Any:
     if len(args) > 1 or (args and args[0].startswith("-")):
         raise UsageError(f"usage: {PROG} use [PATH_OR_URL] (quote a path with spaces).")
     if not args:
-        current = resolve_target(notebook.default)
+        current = resolve_location(notebook.default)
         print(f"This notebook uses {printable(redact(current))}.")
         return None
     try:
@@ -154,9 +162,9 @@ def _use(args: list[str], notebook: Notebook) -> Any:
 @singledispatch
 def present(result: Result) -> Any:
     """What a command's result looks like in a notebook (by default, its terminal text)."""
-    text = result.to_text()
-    if text:
-        print(text)
+    shown = text(result, START_WORKERS)
+    if shown:
+        print(shown)
     return None
 
 
@@ -178,7 +186,15 @@ def _(result: JobDetail) -> Any:
 
 @present.register
 def _(result: StatusReport) -> Any:
-    return result.status
+    status = result.status
+    return _Status(**{f.name: getattr(status, f.name) for f in dataclasses.fields(status)})
+
+
+class _Status(QueueStatus):
+    """A status as the magic shows it: with no pool, it says how to start one here."""
+
+    def __str__(self) -> str:
+        return status_text(self, START_WORKERS)
 
 
 @present.register
@@ -205,14 +221,6 @@ def _(result: Logs) -> Any:
 def _(result: Message) -> Any:
     print(result.text)
     return None
-
-
-@present.register
-def _(result: PanelView) -> Any:
-    if result.once:
-        print(result.to_text())
-        return None
-    return result.queue.panel(interval=result.interval)
 
 
 @magics_class

@@ -8,21 +8,10 @@ changing it) or jobs are running, and when the target has jobs already.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from queuectl.api import Queue, connect
 from queuectl.errors import InvalidInput
 from queuectl.model import QueueCopy
-
-
-@dataclass(frozen=True)
-class Moved:
-    """What a copy moved, and where from and to (both safe to print)."""
-
-    jobs: int
-    attempts: int
-    source: str
-    target: str
+from queuectl.model.copy import Moved as Moved  # re-exported: its old home
 
 
 def copy_queue(source: Queue, target: str) -> Moved:
@@ -41,5 +30,5 @@ def copy_queue(source: Queue, target: str) -> Moved:
     with connect(target) as destination:
         if destination.location == source.location:
             raise InvalidInput(f"{source.location} is the queue being copied; name another.")
-        destination.store.import_copy(copy)
+        destination.import_copy(copy)
         return Moved(len(copy.jobs), len(copy.attempts), source.location, destination.location)

@@ -122,11 +122,11 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         return found
 
     def _replace_previous(self) -> None:
-        previous = _LATEST.get(self.queue.target)
+        previous = _LATEST.get(self.queue.db)
         old = previous() if previous is not None else None
         if old is not None and old is not self:
             old.stop()
-        _LATEST[self.queue.target] = weakref.ref(self)
+        _LATEST[self.queue.db] = weakref.ref(self)
         _PANELS.add(self)
 
     def _retry(self, all_dead: bool) -> None:
@@ -168,7 +168,7 @@ def _refresh_loop(
             finally:
                 del panel  # no strong reference while sleeping
     finally:
-        queue.store.release()
+        queue.release()
 
 
 def _set(widget: Any, name: str, value: Any) -> None:

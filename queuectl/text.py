@@ -1,17 +1,15 @@
-"""Plain-text rendering shared by the terminal and by text reprs in notebooks. No click."""
+"""Plain-text rendering shared by the terminal and by text reprs in notebooks. No click.
+
+At the bottom of the layers (beside ``errors``): it knows no queuectl type, so the model can
+render itself with it (``model.status``).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from queuectl.model import State
-
-if TYPE_CHECKING:
-    from queuectl.api import QueueStatus
-
+from typing import Any
 
 #: What a terminal would act on rather than show: C0 controls (tab and newline are kept where
 #: a text allows them), DEL, C1 controls (U+0080-U+009F: 8-bit CSI, OSC, ...), the bidirectional
@@ -74,29 +72,3 @@ def cell(value: Any, width: int = 60) -> str:
         value = iso(value)
     text = printable(" ".join(str(value).split()), multiline=False)
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def status_text(status: QueueStatus, hint: str = "queuectl worker start --count 2") -> str:
-    """Counts per state and the live pools, as ``queuectl status`` prints them."""
-    counts = status.counts
-    lines = [f"queue: {printable(status.location, multiline=False)}", ""]
-    lines += [f"  {state.value:<11}{counts.get(state, 0):>8}" for state in State]
-    lines += [f"  {'total':<11}{status.total:>8}", ""]
-    if not status.workers:
-        lines.append(f"No workers running. Start some with: {hint}")
-        return "\n".join(lines)
-    rows = [
-        (
-            w.id,
-            w.host,
-            w.pid,
-            w.threads,
-            w.started_at,
-            w.heartbeat_at,
-            "stopping" if w.stop_requested else "running",
-        )
-        for w in status.workers
-    ]
-    headers = ["worker", "host", "pid", "threads", "started", "heartbeat", "state"]
-    lines.append(table(headers, rows))
-    return "\n".join(lines)

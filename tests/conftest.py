@@ -8,15 +8,18 @@ with the reason in the summary; under CI (``CI=true``) they fail instead.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -43,6 +46,72 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+class Gate:
+    """A job command that blocks until the test releases it: no sleep decides who is first.
+
+    ``command`` touches a marker, then reads a line from a FIFO: it runs until ``release()``
+    writes that line. So a test can act (stop a pool, restart it) while the job is certainly
+    still running, and let it finish when it chooses.
+    """
+
+    def __init__(self, folder: Path, name: str = "gate") -> None:
+        self.started = folder / f"{name}.started"
+        self.fifo = folder / f"{name}.fifo"
+        os.mkfifo(self.fifo, 0o600)
+
+    def command(self, then: str = "echo finished") -> str:
+        started, fifo = shlex.quote(str(self.started)), shlex.quote(str(self.fifo))
+        return f"touch {started}; read line < {fifo}; {then}"
+
+    def wait_started(self) -> None:
+        wait_for(self.started.exists, what=f"the job behind {self.fifo.name} to start")
+
+    def release(self) -> None:
+        """Let the job go on. Waits until it has the FIFO open: the job must be running."""
+
+        def open_for_writing() -> list[int] | None:
+            try:  # non-blocking: fails (ENXIO) until the job opened its end for reading
+                return [os.open(self.fifo, os.O_WRONLY | os.O_NONBLOCK)]
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+                return None
+
+        (fd,) = wait_for(open_for_writing, what=f"the job to read {self.fifo.name}")
+        try:
+            os.write(fd, b"go\n")
+        finally:
+            os.close(fd)
+
+
+class LogLines:
+    """Collects the lines a process writes to a pipe (its log), as they come."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.lines: list[str] = []
+        self._stream = stream
+        self._reader = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._reader.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            self.lines.append(raw.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        """After the process has exited: the rest of its output, then close the pipe."""
+        self._reader.join(timeout=30)
+        self._stream.close()
+
+    def wait_for(self, text: str) -> str:
+        """The first line containing ``text``, once the process has written it."""
+        return str(
+            wait_for(
+                lambda: next((line for line in self.lines if text in line), None),
+                what=f"a log line with {text!r}",
+            )
+        )
 
 
 @pytest.fixture

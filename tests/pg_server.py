@@ -192,7 +192,7 @@ class PgServer:
         import psycopg
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
     def create_database(self) -> str:
         """A new empty database; return its URL."""
@@ -230,7 +230,7 @@ def queue_digest(url: str) -> str:
             return "<no queue>"
         for (table,) in tables:
             digest.update(table.encode())
-            for row in conn.execute(f"SELECT * FROM queuectl.{table} ORDER BY 1"):  # type: ignore[arg-type]
+            for row in conn.execute(f"SELECT * FROM queuectl.{table} ORDER BY 1"):
                 digest.update(repr(row).encode())
     return digest.hexdigest()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import escapes, floors, lock_share, queue_figures, run, scale
+from benchmarks.report import Figure
 
 
 def test_each_figure_measures_something() -> None:
@@ -36,7 +37,7 @@ def test_scale_figures_compare_against_a_small_queue() -> None:
 
 @pytest.mark.slow
 def test_the_report_is_written_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run, "measure", lambda repeat, scale_jobs: [run.Figure("x", 1.0, "/s")])
+    monkeypatch.setattr(run, "measure", lambda repeat, scale_jobs: [Figure("x", 1.0, "/s")])
     out = tmp_path / "report.json"
     run.main(["--repeat", "1", "--output", str(out)])
     report = json.loads(out.read_text())

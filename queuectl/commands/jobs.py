@@ -11,8 +11,8 @@ import click
 from queuectl.commands.group import LIMIT, Session, cli, json_option
 from queuectl.commands.results import Enqueued, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
-from queuectl.model import State
-from queuectl.model.parse import delay_to_time, new_job, parse_duration, parse_job_json
+from queuectl.model import NewJob, State
+from queuectl.model.parse import new_job, parse_duration, parse_job_json
 
 STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
 
@@ -48,8 +48,8 @@ def enqueue(
 ) -> Enqueued:
     """Add a job; print its id.
 
-    JOB is a JSON object with the fields id, command, max_retries, priority, run_at, timeout,
-    or a plain command string. Several words after -- form one shell command line.
+    JOB is a JSON object with the fields id, command, max_retries, priority, run_at (or delay),
+    timeout, or a plain command string. Several words after -- form one shell command line.
 
     With --file, every non-empty line is a job (JSON, or a command); all are enqueued in one
     transaction, or none if a line is invalid. The options then apply to every line.
@@ -70,25 +70,24 @@ def enqueue(
         "max_retries": max_retries,
         "priority": priority,
         "run_at": run_at,
+        "delay": delay,  # the store counts it from its own clock
         "timeout": None if timeout is None else parse_duration(timeout, "--timeout"),
     }
-    if delay is not None:
-        if run_at is not None:
-            raise InvalidInput("give either --delay or --run-at, not both.")
-        seconds = parse_duration(delay, "delay")  # validated before the queue is opened
-        options["run_at"] = delay_to_time(seconds, session.queue().now())
+    if delay is not None and run_at is not None:
+        raise InvalidInput("give either --delay or --run-at, not both.")
     given = {name: value for name, value in options.items() if value is not None}
-    flags = {name: "--delay" if delay and name == "run_at" else _flag(name) for name in given}
+    flags = {name: _flag(name) for name in given}
     if job_file is None:
-        jobs = [_with_options(_job_fields(job, raw), given, flags)]
+        jobs = [_new_job(_job_fields(job, raw), given, flags)]
     else:
         jobs = _read_jobs(job_file, raw, given, flags)
+    # Validated above, before the queue (maybe a new file) is opened; the API takes them as is.
     return Enqueued(session.queue().submit(jobs))
 
 
 def _read_jobs(
     lines: Iterable[bytes], raw: bool, given: dict[str, Any], flags: dict[str, str]
-) -> list[dict[str, Any]]:
+) -> list[NewJob]:
     """The jobs of a file (UTF-8), each validated; an error names its line."""
     jobs = []
     for number, data in enumerate(lines, start=1):
@@ -96,7 +95,7 @@ def _read_jobs(
             line = data.decode("utf-8").removeprefix("\ufeff")
             if not line.strip():
                 continue
-            jobs.append(_with_options(_job_fields((line.rstrip("\r\n"),), raw), given, flags))
+            jobs.append(_new_job(_job_fields((line.rstrip("\r\n"),), raw), given, flags))
         except UnicodeDecodeError as exc:
             raise InvalidInput(
                 f"line {number} is not UTF-8 text (byte {data[exc.start]:#04x} at column "
@@ -109,16 +108,13 @@ def _read_jobs(
     return jobs
 
 
-def _with_options(
-    fields: dict[str, Any], given: dict[str, Any], flags: dict[str, str]
-) -> dict[str, Any]:
-    """The job's fields plus the options; refused if a field comes both ways, or is invalid."""
+def _new_job(fields: dict[str, Any], given: dict[str, Any], flags: dict[str, str]) -> NewJob:
+    """The job's fields plus the options, validated; refused if a field comes both ways."""
     for name, value in given.items():
         if name in fields:
             raise InvalidInput(f"{name} is given both in the job JSON and as {flags[name]}.")
         fields[name] = value
-    new_job(fields)  # refuse bad input before the queue (maybe a new file) is opened
-    return fields
+    return new_job(fields)
 
 
 def _job_fields(words: tuple[str, ...], raw: bool) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import click
 
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import Message
-from queuectl.store import check_target
+from queuectl.store import check_location
 
 
 @cli.command()
@@ -27,7 +27,7 @@ def migrate(session: Session, target: str) -> Message:
     """
     from queuectl.migrate import copy_queue  # here: other commands start faster without it
 
-    check_target(target)  # a bad --to is refused before this queue (maybe a new one) is opened
+    check_location(target)  # a bad --to is refused before this queue (maybe a new one) is opened
     moved = copy_queue(session.queue(), target)
     return Message(
         f"Copied {moved.jobs} job(s), {moved.attempts} attempt(s) and the configuration "

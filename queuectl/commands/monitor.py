@@ -6,6 +6,10 @@ import click
 
 from queuectl.commands.group import Seconds, Session, cli, json_option
 from queuectl.commands.results import Message, PanelView
+from queuectl.model import State
+
+#: how many of the newest jobs, and of the dead ones, the panel shows
+RECENT = 10
 
 
 @cli.command()
@@ -53,4 +57,12 @@ def panel(session: Session, interval: float, once: bool) -> PanelView:
     In a terminal it redraws until Ctrl-C (once when the output is not a terminal); in a
     notebook it is an ipywidgets panel with a retry button for the DLQ.
     """
-    return PanelView(session.queue(), interval, once)
+    queue = session.queue()
+
+    def read() -> PanelView:
+        recent = queue.job_records(limit=RECENT)
+        dead = queue.job_records(State.DEAD, RECENT)
+        dead_total = queue.counts().get(State.DEAD, 0)
+        return PanelView(queue.status(), recent, dead, dead_total, interval, once, read)
+
+    return read()

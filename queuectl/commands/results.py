@@ -1,23 +1,19 @@
-"""What commands return, and how each result looks on a terminal: text, or JSON with ``--json``.
+"""What commands return: data, and the JSON that ``--json`` prints.
 
-The notebook front end receives the same objects and shows them its own way.
+Each front end shows them its own way: ``queuectl.terminal`` as text on a terminal, the
+notebook magic as objects (``magics.present``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import sys
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
-
-from queuectl.api import Queue, QueueStatus
-from queuectl.model import Attempt, Job, State, WorkerInfo
+from queuectl.model import Attempt, Job, QueueStatus, WorkerInfo
 from queuectl.model.metrics import Metrics
-from queuectl.text import has_controls, iso, printable, status_text, table
+from queuectl.text import iso
 
 
 def output_text(data: bytes) -> str:
@@ -76,21 +72,10 @@ def worker_json(worker: WorkerInfo) -> dict[str, Any]:
 
 
 class Result:
-    """A command's result. ``emit`` prints it for a terminal, control characters escaped."""
+    """A command's result: what to show, and ``to_json`` for ``--json``."""
 
     def to_json(self) -> Any:
         raise NotImplementedError
-
-    def to_text(self) -> str:
-        raise NotImplementedError
-
-    def emit(self, as_json: bool) -> None:
-        if as_json:
-            click.echo(json.dumps(self.to_json(), indent=2))
-        else:
-            text = printable(self.to_text())
-            if text:
-                click.echo(text)
 
 
 @dataclass
@@ -99,9 +84,6 @@ class Enqueued(Result):
 
     def to_json(self) -> Any:
         return [job_json(job) for job in self.jobs]
-
-    def to_text(self) -> str:
-        return "\n".join(job.id for job in self.jobs)
 
 
 @dataclass
@@ -113,26 +95,6 @@ class JobList(Result):
     def to_json(self) -> Any:
         return [job_json(job) for job in self.jobs]
 
-    def to_text(self) -> str:
-        if not self.jobs:
-            return "The dead letter queue is empty." if self.dlq else "No jobs."
-        headers = ["id", "state", "attempts", "updated", "last error", "command"]
-        rows = [
-            (
-                j.id,
-                j.state,
-                f"{j.attempts}/{j.max_retries + 1}",
-                j.updated_at,
-                j.last_error,
-                j.command,
-            )
-            for j in self.jobs
-        ]
-        text = table(headers, rows, width=40)
-        if self.total > len(self.jobs):
-            text += f"\n({len(self.jobs)} of {self.total} shown, newest first; use --limit)"
-        return text
-
 
 @dataclass
 class JobDetail(Result):
@@ -141,30 +103,6 @@ class JobDetail(Result):
 
     def to_json(self) -> Any:
         return {**job_json(self.job), "history": [attempt_json(a) for a in self.attempts]}
-
-    def to_text(self) -> str:
-        fields = job_json(self.job)
-        width = max(len(k) for k in fields)
-        lines = [
-            f"{key.ljust(width)}  {'-' if v is None else printable(str(v), multiline=False)}"
-            for key, v in fields.items()
-        ]
-        if self.attempts:
-            rows = [
-                (
-                    a.number,
-                    a.outcome or "running",
-                    a.exit_code,
-                    a.started_at,
-                    None if a.duration is None else f"{a.duration:.3f}s",
-                    a.worker_id,
-                    a.error,
-                )
-                for a in self.attempts
-            ]
-            headers = ["attempt", "outcome", "exit", "started", "duration", "worker", "error"]
-            lines += ["", table(headers, rows, width=50)]
-        return "\n".join(lines)
 
 
 @dataclass
@@ -176,26 +114,6 @@ class Logs(Result):
 
     def to_json(self) -> Any:
         return attempt_json(self.attempt)
-
-    def emit(self, as_json: bool) -> None:
-        if as_json:
-            super().emit(True)
-            return
-        raw_controls = False
-        for stream, data in ((sys.stdout, self.attempt.stdout), (sys.stderr, self.attempt.stderr)):
-            if self.safe:
-                data = printable(output_text(data)).encode("utf-8")
-            else:  # what the job printed comes back unchanged, even if it is not UTF-8
-                raw_controls |= stream.isatty() and has_controls(data)
-            stream.flush()
-            stream.buffer.write(data)
-            stream.buffer.flush()
-        if raw_controls:
-            click.echo(
-                "\n(queuectl: this output holds terminal control sequences, printed as they are;"
-                " `queuectl logs --safe` shows them escaped)",
-                err=True,
-            )
 
 
 @dataclass
@@ -210,9 +128,6 @@ class StatusReport(Result):
             "workers": [worker_json(w) for w in self.status.workers],
         }
 
-    def to_text(self) -> str:
-        return status_text(self.status)
-
 
 @dataclass
 class ConfigView(Result):
@@ -222,9 +137,6 @@ class ConfigView(Result):
     def to_json(self) -> Any:
         return self.values
 
-    def to_text(self) -> str:
-        return "\n".join(f"{key} = {value:g}" for key, value in self.values.items())
-
 
 @dataclass
 class MetricsReport(Result):
@@ -233,29 +145,6 @@ class MetricsReport(Result):
 
     def to_json(self) -> Any:
         return dataclasses.asdict(self.metrics)
-
-    def to_text(self) -> str:
-        m = self.metrics
-        if not m.attempts:
-            return "No finished attempts yet."
-
-        def seconds(value: float | None) -> str:
-            return "-" if value is None else f"{value:.3f} s"
-
-        outcomes = ", ".join(f"{k} {v}" for k, v in m.by_outcome.items())
-        rate = "-" if m.failure_rate is None else f"{m.failure_rate:.1%}"
-        throughput = "-" if m.throughput_per_minute is None else f"{m.throughput_per_minute:.1f}"
-        return "\n".join(
-            [
-                f"attempts finished   {m.attempts} ({outcomes})",
-                f"failure rate        {rate}",
-                f"runtime mean        {seconds(m.runtime_mean)}",
-                f"runtime p50 / p95   {seconds(m.runtime_p50)} / {seconds(m.runtime_p95)}",
-                f"runtime max         {seconds(m.runtime_max)}",
-                f"throughput          {throughput} jobs/min over the history",
-                f"completed last min  {m.completed_last_minute}",
-            ]
-        )
 
 
 @dataclass
@@ -268,41 +157,22 @@ class Message(Result):
     def to_json(self) -> Any:
         return self.data
 
-    def to_text(self) -> str:
-        return self.text
-
 
 @dataclass
 class PanelView(Result):
-    """The live panel. A terminal redraws a text view; the notebook shows a widget."""
+    """What the queue's panel shows now: its status, recent jobs and the DLQ.
 
-    queue: Queue
+    A live view (unless ``once``) shows it again every ``interval`` seconds, as ``refresh``
+    reads it then; the front end decides how (a terminal redraws, the notebook has a widget).
+    """
+
+    status: QueueStatus
+    recent: list[Job]
+    dead: list[Job]
+    dead_total: int
     interval: float
     once: bool = False
-    recent: int = 10
-
-    def to_text(self) -> str:
-        queue = self.queue
-        dead = queue.counts().get(State.DEAD, 0)
-        recent = JobList(queue.job_records(limit=self.recent), total=0).to_text()
-        dlq = JobList(queue.job_records(State.DEAD, self.recent), dead, dlq=True).to_text()
-        return "\n\n".join(
-            [str(queue.status()), f"Recent jobs\n{recent}", f"Dead letter queue\n{dlq}"]
-        )
+    refresh: Callable[[], PanelView] | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> Any:
-        return StatusReport(self.queue.status()).to_json()
-
-    def emit(self, as_json: bool) -> None:
-        if as_json or self.once or not sys.stdout.isatty():
-            super().emit(as_json)
-            return
-        try:
-            while True:
-                text = printable(self.to_text())  # read before clearing: no flicker
-                click.clear()
-                click.echo(text)
-                click.echo(f"\n(refreshing every {self.interval:g} s; Ctrl-C to quit)")
-                time.sleep(self.interval)
-        except KeyboardInterrupt:
-            pass
+        return StatusReport(self.status).to_json()

@@ -50,12 +50,15 @@ def worker_start(
         ctx.invoke(worker_run, count=count, until_empty=False, poll_interval=poll_interval)
         return None
     if session.in_kernel:
-        pool_id = session.queue().start_workers(
+        queue = session.queue()
+        pool_id = queue.start_workers(
             count, poll_interval=None if poll_interval is None else poll_interval / 1000
         )
+        # Registered before start_workers returns: the same record the CLI prints.
+        pool = next(w for w in queue.workers() if w.id == pool_id)
         return Message(
             f"Started worker pool {pool_id} with {count} thread(s) in this kernel.",
-            {"id": pool_id, "threads": count},
+            worker_json(pool),
         )
     info = session.queue().start_background_pool(count)
     return Message(

@@ -16,6 +16,7 @@ from queuectl.model.job import (
     Transition,
     WorkerInfo,
 )
+from queuectl.model.status import QueueStatus
 
 __all__ = [
     "Attempt",
@@ -26,6 +27,7 @@ __all__ = [
     "NewJob",
     "Outcome",
     "QueueCopy",
+    "QueueStatus",
     "RunResult",
     "State",
     "Transition",

@@ -78,6 +78,15 @@ class Config:
         """All keys with their values, in a stable order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    @property
+    def pool_gone_after(self) -> float:
+        """Seconds without a heartbeat after which a worker pool counts as gone.
+
+        Three leases (a pool beats every lease/3, so it missed nine beats), and never under
+        10 s, so that a short lease does not bury a pool that is only slow for a moment.
+        """
+        return max(3 * self.lease_seconds, 10.0)
+
 
 def normalize_key(key: str) -> str:
     """The key in lower case with ``_`` (``Poll-Interval-MS`` -> ``poll_interval_ms``)."""

@@ -30,3 +30,13 @@ class QueueCopy:
                 f"{len(running)} job(s) are running ({shown}): stop the worker pools first "
                 "(queuectl worker stop --wait), then copy the queue."
             )
+
+
+@dataclass(frozen=True)
+class Moved:
+    """What a copy moved, and where from and to (both locations safe to print)."""
+
+    jobs: int
+    attempts: int
+    source: str
+    target: str

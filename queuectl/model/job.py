@@ -39,7 +39,11 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class NewJob:
-    """A validated request to enqueue one job. ``None`` fields take the queue's defaults."""
+    """A validated request to enqueue one job. ``None`` fields take the queue's defaults.
+
+    ``run_at`` or ``delay`` (seconds), not both: the store adds a delay to its own clock, so a
+    job runs that long after it was enqueued, whatever the enqueuing host's clock says.
+    """
 
     command: str
     id: str | None = None
@@ -47,6 +51,7 @@ class NewJob:
     priority: int = 0
     run_at: datetime | None = None
     timeout: float | None = None
+    delay: float | None = None
 
 
 @dataclass(frozen=True)

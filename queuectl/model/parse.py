@@ -17,7 +17,7 @@ from queuectl.errors import InvalidInput
 from queuectl.model.config import did_you_mean
 from queuectl.model.job import NewJob, State
 
-JOB_FIELDS = ("id", "command", "max_retries", "priority", "run_at", "timeout")
+JOB_FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout")
 FIELD_ALIASES = {"run_after": "run_at"}
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+@-]{0,127}")
@@ -26,6 +26,7 @@ MAX_COMMAND_BYTES = 131_071
 MAX_PRIORITY = 2**31 - 1
 MAX_RETRIES = 1000
 MAX_TIMEOUT = 30 * 86400
+MAX_DELAY = 10 * 365 * 86400
 #: the most rows a listing returns: more than any queue holds, within every store's integers
 MAX_LIMIT = 1_000_000_000
 #: the times every store keeps exactly and reads back (SQLite keeps epoch seconds as a double,
@@ -86,6 +87,8 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
     data = canonical_fields(fields)
     if data.get("command") is None:
         raise InvalidInput('the job has no command. Example: {"command": "echo hi"}.')
+    if data.get("run_at") is not None and data.get("delay") is not None:
+        raise InvalidInput("give either run_at or delay, not both.")
     return NewJob(
         command=validate_command(data["command"]),
         id=None if data.get("id") is None else validate_id(data["id"]),
@@ -93,6 +96,7 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
         priority=_optional_int(data, "priority", -MAX_PRIORITY, MAX_PRIORITY) or 0,
         run_at=None if data.get("run_at") is None else parse_time(data["run_at"], "run_at"),
         timeout=_optional_number(data, "timeout", 0, MAX_TIMEOUT),
+        delay=None if data.get("delay") is None else parse_delay(data["delay"]),
     )
 
 
@@ -200,12 +204,15 @@ def validate_timeout(value: Any, name: str = "timeout") -> float | None:
     return None if value is None else parse_duration(value, name)
 
 
-def delay_to_time(delay: Any, now: datetime) -> datetime:
-    """The time ``delay`` (a duration) after ``now``."""
-    seconds = parse_duration(delay, "delay")
-    if seconds > 10 * 365 * 86400:
-        raise InvalidInput(f"delay {delay!r} is more than ten years.")
-    return now + timedelta(seconds=seconds)
+def parse_delay(value: Any) -> float:
+    """How long a job waits before it may run: a duration (``10m``, seconds, a ``timedelta``)
+    of at most ten years."""
+    seconds = parse_duration(
+        value.total_seconds() if isinstance(value, timedelta) else value, "delay"
+    )
+    if seconds > MAX_DELAY:
+        raise InvalidInput(f"delay {value!r} is more than ten years.")
+    return seconds
 
 
 def _optional_int(data: Mapping[str, Any], name: str, low: int, high: int) -> int | None:

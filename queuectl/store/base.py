@@ -42,7 +42,7 @@ class Store(ABC):
     """A queue database. Implementations: ``SqliteStore`` and ``PostgresStore``."""
 
     #: where the queue lives, safe to print (never contains a password)
-    display_url: str
+    location: str
     #: where the queue lives, as jobs are told in ``QUEUECTL_DB``: usable, with no password
     location_for_jobs: str
 
@@ -88,7 +88,8 @@ class Store(ABC):
         """Insert jobs as ``pending`` in one transaction; all or none.
 
         Every ``NewJob`` must carry an id. Fields left ``None`` take the queue's configured
-        defaults at this moment. Durable once it returns.
+        defaults at this moment. A job's ``delay`` counts from the store's clock (``now()``);
+        without ``run_at`` or ``delay`` it may run at once. Durable once it returns.
 
         Raises:
             DuplicateJob: an id exists already (nothing is inserted).
@@ -166,7 +167,7 @@ class Store(ABC):
         """Number of jobs in each state (every state present, zero if empty)."""
 
     @abstractmethod
-    def revive(self, job_ids: Sequence[str]) -> list[Job]:
+    def retry(self, job_ids: Sequence[str]) -> list[Job]:
         """Move dead jobs back to ``pending`` with ``attempts = 0``; all or none.
 
         Their attempt history stays. Raises ``NotFound`` for an unknown id and
@@ -174,8 +175,8 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def revive_all_dead(self) -> list[Job]:
-        """Move every dead job back to ``pending`` (see ``revive``)."""
+    def retry_all_dead(self) -> list[Job]:
+        """Move every dead job back to ``pending`` (see ``retry``)."""
 
     @abstractmethod
     def attempt_summary(self, since: datetime) -> AttemptSummary:
@@ -242,18 +243,18 @@ class Store(ABC):
         """
 
 
-def check_import_target(copy: QueueCopy, jobs_present: int, display_url: str) -> None:
+def check_import_target(copy: QueueCopy, jobs_present: int, location: str) -> None:
     """What both stores check before ``import_copy`` writes anything (see there)."""
     copy.check_movable()
     if jobs_present:
         raise InvalidInput(
-            f"the queue {display_url} has {jobs_present} job(s) already; copy only into an "
+            f"the queue {location} has {jobs_present} job(s) already; copy only into an "
             "empty queue (a new database, or a new file name)."
         )
 
 
-def check_revivable(job_ids: Sequence[str], states: dict[str, str]) -> None:
-    """What ``revive`` checks, given the states of those of ``job_ids`` that exist."""
+def check_retryable(job_ids: Sequence[str], states: dict[str, str]) -> None:
+    """What ``retry`` checks, given the states of those of ``job_ids`` that exist."""
     for job_id in job_ids:
         if job_id not in states:
             raise job_not_found(job_id)

@@ -219,10 +219,10 @@ _CONNECT_HINTS = [
 ]
 
 
-def explain(exc: BaseException, where: str, target: str, secret: str | None) -> StoreError:
+def explain(exc: BaseException, where: str, location: str, secret: str | None) -> StoreError:
     """The ``StoreError`` to raise for a psycopg error on the queue at ``where``.
 
-    The password of ``target`` (the location as given) is blanked out of the text, in whatever
+    The password of ``location`` (as given) is blanked out of the text, in whatever
     form libpq put it there; so is ``secret``, the password as libpq parsed it.
     """
     if isinstance(exc, TooNew):
@@ -237,7 +237,7 @@ def explain(exc: BaseException, where: str, target: str, secret: str | None) -> 
         )
     # libpq's first line says what happened; the lines after it are generic advice.
     text = " ".join(str(exc).strip().split("\n")[0].split())
-    text = scrub(text, target, "(the details are hidden: they quoted the password)")
+    text = scrub(text, location, "(the details are hidden: they quoted the password)")
     if secret:
         text = text.replace(secret, "***")
     if isinstance(exc, psycopg.OperationalError) and text.startswith(

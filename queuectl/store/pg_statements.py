@@ -16,14 +16,17 @@ from queuectl.store.rows import JOB_COLUMNS
 NOW = "COALESCE(%(now)s::timestamptz, now())"
 
 # All jobs in one statement (from arrays, one per column), in the order given: the statement
-# triggers then run once for the batch, not once per job.
+# triggers then run once for the batch, not once per job. A delay counts from the server's
+# clock, not from the enqueuing host's.
 ENQUEUE = f"""
 INSERT INTO queuectl.jobs
     (id, command, state, max_retries, priority, run_at, timeout, created_at, updated_at)
-SELECT id, command, 'pending', retries, priority, COALESCE(run_at, {NOW}), timeout, {NOW}, {NOW}
+SELECT id, command, 'pending', retries, priority,
+    COALESCE(run_at, {NOW} + make_interval(secs => delay)), timeout, {NOW}, {NOW}
 FROM unnest(%(ids)s::text[], %(commands)s::text[], %(retries)s::integer[],
-    %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(timeouts)s::double precision[])
-    WITH ORDINALITY AS new (id, command, retries, priority, run_at, timeout, position)
+    %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::double precision[],
+    %(timeouts)s::double precision[])
+    WITH ORDINALITY AS new (id, command, retries, priority, run_at, delay, timeout, position)
 ORDER BY position
 RETURNING {JOB_COLUMNS}
 """
@@ -108,6 +111,7 @@ def enqueue_params(jobs: Sequence[NewJob], config: Config) -> dict[str, Any]:
         retries=[int(config.max_retries if j.max_retries is None else j.max_retries) for j in jobs],
         priorities=[int(job.priority) for job in jobs],
         run_ats=[job.run_at for job in jobs],
+        delays=[float(job.delay or 0.0) for job in jobs],
         timeouts=[float(config.job_timeout if j.timeout is None else j.timeout) for j in jobs],
     )
 

@@ -44,7 +44,7 @@ from queuectl.store import pg_statements as sql
 from queuectl.store.base import (
     Store,
     check_import_target,
-    check_revivable,
+    check_retryable,
     duplicate_job,
     job_not_found,
 )
@@ -71,19 +71,17 @@ class PostgresStore(Store):
     """A queue in the ``queuectl`` schema of one PostgreSQL database."""
 
     def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
-        self.display_url = redact(url)
-        self._target = url
+        self.location = redact(url)
+        self._url = url
         try:
             given = conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:
             # libpq quotes what it could not parse, which may be the password itself.
             reason = scrub(str(exc).split(" after ")[0].strip(), url, "it could not be parsed")
-            raise InvalidInput(
-                f"invalid PostgreSQL location {self.display_url}: {reason}."
-            ) from None
+            raise InvalidInput(f"invalid PostgreSQL location {self.location}: {reason}.") from None
         self._secret = str(given.get("password") or "") or None
         if self._secret:  # a password given in a form that redact() does not know
-            self.display_url = self.display_url.replace(self._secret, "***")
+            self.location = self.location.replace(self._secret, "***")
         self.location_for_jobs = without_password(url)
         defaults = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
         self._conninfo = conninfo.make_conninfo(url, **defaults)
@@ -129,7 +127,7 @@ class PostgresStore(Store):
 
     def _explain(self, exc: BaseException) -> StoreError:
         """The error to show for ``exc``: what went wrong, never the password."""
-        return pg_schema.explain(exc, self.display_url, self._target, self._secret)
+        return pg_schema.explain(exc, self.location, self._url, self._secret)
 
     def _params(self, **params: Any) -> dict[str, Any]:
         """Statement parameters, with the test clock's time as ``now`` (None: the server's)."""
@@ -274,26 +272,26 @@ class PostgresStore(Store):
         )
         return {state: found.get(state.value, 0) for state in State}
 
-    def revive(self, job_ids: Sequence[str]) -> list[Job]:
+    def retry(self, job_ids: Sequence[str]) -> list[Job]:
         with self._transaction() as conn:
             found = conn.execute(
                 "SELECT id, state FROM queuectl.jobs WHERE id = ANY(%s) FOR UPDATE",
                 (list(job_ids),),
             )
-            check_revivable(job_ids, dict(found.fetchall()))
-            return self._revive(conn, "id = ANY(%(ids)s)", job_ids)
+            check_retryable(job_ids, dict(found.fetchall()))
+            return self._retry(conn, "id = ANY(%(ids)s)", job_ids)
 
-    def revive_all_dead(self) -> list[Job]:
+    def retry_all_dead(self) -> list[Job]:
         with self._transaction() as conn:
-            return self._revive(conn, "state = 'dead'", [])
+            return self._retry(conn, "state = 'dead'", [])
 
-    def _revive(self, conn: Connection, where: str, ids: Sequence[str]) -> list[Job]:
-        revived = conn.execute(
+    def _retry(self, conn: Connection, where: str, ids: Sequence[str]) -> list[Job]:
+        retried = conn.execute(
             f"UPDATE queuectl.jobs SET state = 'pending', attempts = 0, run_at = {NOW}, "
             f"updated_at = {NOW} WHERE {where} RETURNING {JOB_COLUMNS}",
             self._params(ids=list(ids)),
         )
-        return [self._job(row) for row in revived.fetchall()]
+        return [self._job(row) for row in retried.fetchall()]
 
     def attempt_summary(self, since: datetime) -> AttemptSummary:
         runtime = "extract(epoch FROM finished_at - started_at)::float8"
@@ -310,7 +308,7 @@ class PostgresStore(Store):
             # Taken first, so that a concurrent enqueue cannot slip in after the check.
             cursor.execute("LOCK TABLE queuectl.jobs IN EXCLUSIVE MODE")
             present = cursor.execute("SELECT count(*) FROM queuectl.jobs").fetchone()
-            check_import_target(copy, present[0] if present else 0, self.display_url)
+            check_import_target(copy, present[0] if present else 0, self.location)
             # COPY: one statement per table, so the statement triggers run once, not per row.
             with cursor.copy(f"COPY queuectl.jobs ({rows.JOB_COPY_COLUMNS}) FROM STDIN") as rows_in:
                 for job in copy.jobs:

@@ -27,36 +27,36 @@ _CONNINFO_START = re.compile(
 MIN_SCRUB = 4
 
 
-def is_conninfo(target: str) -> bool:
-    """Whether ``target`` is a libpq ``key=value`` connection string (not a file name)."""
-    return "://" not in target and _CONNINFO_START.match(target) is not None
+def is_conninfo(location: str) -> bool:
+    """Whether ``location`` is a libpq ``key=value`` connection string (not a file name)."""
+    return "://" not in location and _CONNINFO_START.match(location) is not None
 
 
-def redact(target: str) -> str:
+def redact(location: str) -> str:
     """The location with any password replaced by ``***``, safe to print."""
-    target = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", target)
-    return _PASSWORD_PARAM.sub(r"\g<head>***", target)
+    location = _URL_PASSWORD.sub(r"\g<head>***\g<tail>", location)
+    return _PASSWORD_PARAM.sub(r"\g<head>***", location)
 
 
-def passwords_in(target: str) -> set[str]:
-    """Every form in which ``target``'s password could appear in a message (raw, decoded,
+def passwords_in(location: str) -> set[str]:
+    """Every form in which ``location``'s password could appear in a message (raw, decoded,
     unquoted); empty when it has none."""
     found: set[str] = set()
     for pattern in (_URL_PASSWORD, _PASSWORD_PARAM):
-        for match in pattern.finditer(target):
+        for match in pattern.finditer(location):
             raw = match.group("pw")
             found |= {raw, unquote(raw), raw.strip("'"), raw.strip("'").replace("\\'", "'")}
     return {p for p in found if p}
 
 
-def scrub(message: str, target: str, fallback: str) -> str:
-    """``message`` (from libpq or psycopg, about ``target``) without any form of its password.
+def scrub(message: str, location: str, fallback: str) -> str:
+    """``message`` (from libpq or psycopg, about ``location``) without any form of its password.
 
     Parsers quote what they could not read, which may be the password itself; a password too
     short to blank out safely gives ``fallback`` instead of the message.
     """
-    message = message.replace(target, redact(target))
-    for password in sorted(passwords_in(target), key=len, reverse=True):
+    message = message.replace(location, redact(location))
+    for password in sorted(passwords_in(location), key=len, reverse=True):
         if password in message:
             if len(password) < MIN_SCRUB:
                 return fallback
@@ -64,9 +64,9 @@ def scrub(message: str, target: str, fallback: str) -> str:
     return message
 
 
-def without_password(target: str) -> str:
+def without_password(location: str) -> str:
     """The location with its password left out (not masked): still usable by a program that
     finds the password elsewhere (``~/.pgpass``, ``PGPASSWORD``)."""
-    target = _URL_PASSWORD.sub(lambda m: m.group("head")[:-1] + m.group("tail"), target)
-    target = _PASSWORD_PARAM.sub(lambda m: m.group("head")[:1].strip("p"), target)
-    return target.replace("?&", "?").replace("&&", "&").rstrip("?&").strip()
+    location = _URL_PASSWORD.sub(lambda m: m.group("head")[:-1] + m.group("tail"), location)
+    location = _PASSWORD_PARAM.sub(lambda m: m.group("head")[:1].strip("p"), location)
+    return location.replace("?&", "?").replace("&&", "&").rstrip("?&").strip()

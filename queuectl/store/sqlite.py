@@ -36,7 +36,7 @@ from queuectl.store import rows
 from queuectl.store.base import (
     Store,
     check_import_target,
-    check_revivable,
+    check_retryable,
     duplicate_job,
     job_not_found,
 )
@@ -54,7 +54,7 @@ class SqliteStore(Store):
 
     def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time):
         self.path = Path(path)
-        self.display_url = self.location_for_jobs = str(self.path)
+        self.location = self.location_for_jobs = str(self.path)
         self._clock = clock
         # SQLite opens the path with its folders' links resolved, checked safe (file_safety).
         self._db = SqliteConnections(queue_file(self.path))
@@ -99,7 +99,7 @@ class SqliteStore(Store):
                     job.command,
                     config.max_retries if job.max_retries is None else job.max_retries,
                     job.priority,
-                    now if job.run_at is None else job.run_at.timestamp(),
+                    now + (job.delay or 0.0) if job.run_at is None else job.run_at.timestamp(),
                     config.job_timeout if job.timeout is None else job.timeout,
                     now,
                     now,
@@ -273,26 +273,26 @@ class SqliteStore(Store):
         found = dict(self._db.read("SELECT state, n FROM job_counts"))
         return {state: found.get(state.value, 0) for state in State}
 
-    def revive(self, job_ids: Sequence[str]) -> list[Job]:
+    def retry(self, job_ids: Sequence[str]) -> list[Job]:
         with self._db.write() as conn:
             found = conn.execute(
                 "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
                 (json.dumps(list(job_ids)),),
             )
-            check_revivable(job_ids, dict(found.fetchall()))
-            return self._revive(conn, "id IN (SELECT value FROM json_each(:ids))", job_ids)
+            check_retryable(job_ids, dict(found.fetchall()))
+            return self._retry(conn, "id IN (SELECT value FROM json_each(:ids))", job_ids)
 
-    def revive_all_dead(self) -> list[Job]:
+    def retry_all_dead(self) -> list[Job]:
         with self._db.write() as conn:
-            return self._revive(conn, "state = 'dead'", [])
+            return self._retry(conn, "state = 'dead'", [])
 
-    def _revive(self, conn: sqlite3.Connection, where: str, ids: Sequence[str]) -> list[Job]:
-        revived = conn.execute(
+    def _retry(self, conn: sqlite3.Connection, where: str, ids: Sequence[str]) -> list[Job]:
+        retried = conn.execute(
             "UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now "
             f"WHERE {where} RETURNING {rows.JOB_COLUMNS}",
             {"now": self._clock(), "ids": json.dumps(list(ids))},
         ).fetchall()
-        return [rows.to_job(row) for row in revived]
+        return [rows.to_job(row) for row in retried]
 
     def attempt_summary(self, since: datetime) -> AttemptSummary:
         runtime = "round(finished_at - started_at, 6)"  # in µs, as PostgreSQL and frames have it
@@ -310,7 +310,7 @@ class SqliteStore(Store):
 
     def import_copy(self, copy: QueueCopy) -> None:
         with self._db.write() as conn:
-            check_import_target(copy, self._count(conn), self.display_url)
+            check_import_target(copy, self._count(conn), self.location)
             conn.executemany(
                 f"INSERT INTO jobs ({rows.JOB_COPY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
                 [rows.job_values(job) for job in copy.jobs],

@@ -6,22 +6,22 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from queuectl.errors import QueuectlError, StoreError
 from queuectl.model import WorkerInfo
 from queuectl.store.file_safety import create_private, private_folder
 
-if TYPE_CHECKING:
-    from queuectl.api import Queue
-
 START_TIMEOUT = 20.0
 
 
-def start_pool(queue: Queue, count: int, log_dir: Path) -> WorkerInfo:
-    """Spawn ``queuectl worker run`` in a new session; return once its pool has registered.
+def start_pool(
+    db: str, count: int, log_dir: Path, workers: Callable[[], list[WorkerInfo]]
+) -> WorkerInfo:
+    """Spawn ``queuectl worker run`` for the queue ``db`` in a new session; return once its
+    pool has registered, as ``workers`` (the queue's registered pools) shows.
 
     The pool's output goes to a log file in ``log_dir``. The queue location travels in the
     environment, not on the command line, so a password in a URL never shows in ``ps``.
@@ -44,12 +44,12 @@ def start_pool(queue: Queue, count: int, log_dir: Path) -> WorkerInfo:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env={**os.environ, "QUEUECTL_DB": queue.target},
+            env={**os.environ, "QUEUECTL_DB": db},
         )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         try:
-            for worker in queue.store.workers():
+            for worker in workers():
                 if worker.pid == proc.pid:
                     return worker
         except QueuectlError:

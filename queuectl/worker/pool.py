@@ -109,7 +109,7 @@ class WorkerPool:
             "pool %s started with %d thread(s) on %s",
             self.worker_id,
             self.threads,
-            self.store.display_url,
+            self.store.location,
         )
 
     def stop(self, now: bool = False) -> None:
@@ -153,6 +153,8 @@ class WorkerPool:
         def on_signal(signum: int, frame: FrameType | None) -> None:
             nonlocal received
             received += 1  # a stop request from the store does not count: only signals do
+            how = "now" if received > 1 else "gracefully"
+            log.info("pool %s: %s, stopping %s", self.worker_id, signal.Signals(signum).name, how)
             self.stop(now=received > 1)
 
         def on_suspend(signum: int, frame: FrameType | None) -> None:
@@ -312,10 +314,11 @@ class WorkerPool:
         if stop is None:  # pruned while we were frozen: we are alive after all
             self._register()
         elif stop and not self._stopping.is_set():
+            log.info("pool %s: stop requested, stopping gracefully", self.worker_id)
             self.stop()
         self._config = self.store.config()
         lifecycle.recover_expired(self.store, self._config)
-        self.store.prune_workers(max(3 * self._config.lease_seconds, 10.0))
+        self.store.prune_workers(self._config.pool_gone_after)
 
     def _register(self) -> None:
         self.store.register_worker(self.worker_id, host_name(), os.getpid(), self.threads)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from queuectl.api import connect
-from tests.conftest import QUEUECTL, Cli, wait_for
+from tests.conftest import QUEUECTL, Cli, Gate, LogLines, wait_for
 
 
 def ts(value: str) -> datetime:
@@ -103,16 +103,35 @@ def test_missing_command_fails_cleanly_into_the_dlq(cli: Cli) -> None:
     assert "not found" in job["history"][0]["stderr"]
 
 
+def pool_with_log(cli: Cli, *args: str) -> tuple[subprocess.Popen[bytes], LogLines]:
+    """A foreground pool whose log (its stderr) the test reads as it comes."""
+    pool = cli.popen("worker", "run", *args, stderr=subprocess.PIPE)
+    assert pool.stderr is not None
+    return pool, LogLines(pool.stderr)
+
+
 def test_jobs_survive_a_restart(cli: Cli, tmp_path: Path) -> None:
-    cli.run("enqueue", "--id", "later", "echo still here")
-    pool = cli.popen("worker", "run")
-    wait_for(lambda: cli.json("status")["workers"], what="pool registered")
+    gate = Gate(tmp_path)
+    cli.run("enqueue", "--id", "busy", gate.command())
+    cli.run("enqueue", "--id", "later", "--priority", "-1", "echo still here")
+    pool, log = pool_with_log(cli, "--count", "1")
+    gate.wait_started()
+    # The pool's one thread is held by "busy": "later" is still waiting when the pool stops.
+    assert (state(cli, "busy"), state(cli, "later")) == ("processing", "pending")
     pool.send_signal(signal.SIGTERM)
+    log.wait_for("SIGTERM, stopping gracefully")
+    gate.release()
     assert pool.wait(timeout=30) == 0
-    cli.run("enqueue", "--id", "after", "--delay", "0s", "echo me too")
+    log.close()
+    assert (state(cli, "busy"), state(cli, "later")) == ("completed", "pending")
     assert cli.json("status")["workers"] == []
-    drain(cli, 1)
+
+    cli.run("enqueue", "--id", "after", "--delay", "0s", "echo me too")
+    drain(cli, 1)  # the restart: a new pool on the same queue
     assert state(cli, "later") == state(cli, "after") == "completed"
+    assert cli.run("logs", "later").stdout == "still here\n"
+    workers = {a["worker_id"] for j in ("busy", "later") for a in cli.json("show", j)["history"]}
+    assert len(workers) == 2  # "later" ran in the second pool, not the first
 
 
 def test_a_killed_worker_loses_its_job_to_another_pool(cli: Cli, tmp_path: Path) -> None:
@@ -158,20 +177,37 @@ def test_timeout_kills_the_command_and_its_children(cli: Cli) -> None:
 
 @pytest.mark.parametrize("how", ["sigterm", "stop-request", "stop-request-then-sigterm"])
 def test_graceful_stop_lets_the_running_job_finish(cli: Cli, tmp_path: Path, how: str) -> None:
-    started = tmp_path / "started"
-    cli.run("enqueue", "--id", "long", f"touch {started}; sleep 1; echo finished")
+    gate = Gate(tmp_path)
+    cli.run("enqueue", "--id", "long", gate.command("echo finished"))
     cli.run("enqueue", "--id", "queued", "--priority", "-1", "echo never started")
-    pool = cli.popen("worker", "run", "--count", "1")
-    wait_for(started.exists, what="job started")
+    pool, log = pool_with_log(cli, "--count", "1")
+    gate.wait_started()
+    stopper: subprocess.Popen[str] | None = None
     if how == "sigterm":
         pool.send_signal(signal.SIGTERM)
+        log.wait_for("SIGTERM, stopping gracefully")
     elif how == "stop-request-then-sigterm":  # e.g. systemd stopping the unit afterwards
         cli.run("worker", "stop")
-        wait_for(lambda: cli.json("status")["workers"][0]["stopping"], what="stop seen")
+        assert cli.json("status")["workers"][0]["stopping"]
+        log.wait_for("stop requested, stopping gracefully")
         pool.send_signal(signal.SIGTERM)
+        log.wait_for("SIGTERM, stopping gracefully")
     else:
-        assert "Stopped 1 pool(s)" in cli.run("worker", "stop", "--wait").stdout
+        stopper = subprocess.Popen(
+            [QUEUECTL, "worker", "stop", "--wait"], env=cli.env, stdout=subprocess.PIPE, text=True
+        )
+        log.wait_for("stop requested, stopping gracefully")
+        assert stopper.poll() is None  # still waiting for the pool
+    # The stop has landed while the job still runs; only now may it finish.
+    assert state(cli, "long") == "processing"
+    assert pool.poll() is None
+    gate.release()
     assert pool.wait(timeout=30) == 0
+    log.close()
+    if stopper is not None:
+        out, _ = stopper.communicate(timeout=30)
+        assert stopper.returncode == 0
+        assert "Stopped 1 pool(s)" in out
     assert state(cli, "long") == "completed"
     assert cli.run("logs", "long").stdout == "finished\n"
     assert state(cli, "queued") == "pending"

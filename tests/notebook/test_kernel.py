@@ -13,14 +13,21 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 CELLS = [
-    "import queuectl, time\nq = queuectl.connect({db!r})\npanel = q.panel(interval=0.1)\npanel",
+    "import queuectl, threading\nq = queuectl.connect({db!r})\npanel = q.panel(interval=0.1)\n"
+    "panel",
     "for n in range(3):\n    q.enqueue('true', id=f'job-{{n}}')",
+    # The refresher thread, not a cell, updates the panel. This records when one of its rounds
+    # has ended with every job done: by then every widget message of that round is queued on
+    # the kernel's IOPub channel, ahead of the idle status that ends the cell waiting for it.
+    "caught_up = threading.Event()\n"
+    "refresh = panel.refresh\n"
+    "def observed():\n"
+    "    refresh()\n"
+    "    if panel.progress.value == 3:\n"
+    "        caught_up.set()\n"
+    "panel.refresh = observed",
     "q.start_workers(2)\nassert q.wait(timeout=30, progress=False)",
-    # The refresher thread, not this cell, updates the panel; give it a few rounds.
-    "deadline = time.monotonic() + 30\n"
-    "while panel.progress.value != 3 and time.monotonic() < deadline:\n"
-    "    time.sleep(0.05)\n"
-    "time.sleep(0.3)\n"
+    "assert caught_up.wait(30), 'the refresher never saw the jobs done'\n"
     "print(panel.progress.description)",
     "q.stop_workers(wait=True)\nq.close()",
 ]
@@ -32,7 +39,7 @@ def test_panel_updates_from_its_thread_reach_the_frontend(tmp_path: Path) -> Non
     )
     NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=True).execute()
 
-    assert notebook.cells[3].outputs[0]["text"] == "3/3 done\n"
+    assert notebook.cells[4].outputs[0]["text"] == "3/3 done\n"
     for cell in notebook.cells:
         assert all(o["output_type"] != "error" for o in cell.outputs)
         assert all(o.get("name") != "stderr" for o in cell.outputs), cell.outputs

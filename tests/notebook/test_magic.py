@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import re
+import shlex
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +22,12 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import queuectl
+from queuectl import magics
 from queuectl.commands import cli
+from queuectl.model import State
 from queuectl.panel import QueuePanel
-from tests.conftest import QUEUECTL, wait_for
+from queuectl.terminal import START_WORKERS
+from tests.conftest import QUEUECTL, Cli, wait_for
 from tests.notebook.conftest import queuectl_threads
 
 Magic = Callable[[str], Any]
@@ -31,15 +41,253 @@ def command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[
             yield from command_paths(command, (*prefix, name))
 
 
+# -- parity: every command gives the same result through the CLI and through the magic --------
+#
+# Each leaf command of the click group is listed in exactly one of these tables, with the lines
+# that exercise it. A command added to the group and listed nowhere fails the test.
+
+#: commands that only read: run through both on the same seeded queue, outputs compared
+READS: dict[tuple[str, ...], list[str]] = {
+    ("status",): ["status --json"],
+    ("list",): ["list --json", "list --state dead --limit 1 --json"],
+    ("show",): ["show bad --json", "show waiting --json"],
+    ("dlq", "list"): ["dlq list --json"],
+    ("config", "get"): ["config get --json", "config get max-retries --json"],
+    ("metrics",): ["metrics --json"],
+    ("logs",): ["logs ok --json", "logs bad --attempt 1 --json"],
+    # A pending job and no pool: both refuse at once, with the same message.
+    ("wait",): ["wait --no-progress --json"],
+    # No --json: the text of one rendering (the live widget is the notebook's own view).
+    ("panel",): ["panel --once"],
+}
+
+#: commands that change the queue: each sequence runs on two identical copies of the seeded
+#: queue, one through the CLI and one through the magic; outputs and resulting queues compared
+WRITES: dict[tuple[str, ...], list[str]] = {
+    ("enqueue",): [
+        "enqueue --id new --priority 3 --max-retries 1 --timeout 10s --json 'echo new'",
+        "enqueue --json 'echo generated id'",
+    ],
+    ("dlq", "retry"): ["dlq retry bad --json"],
+    ("dlq", "restore"): ["dlq restore --all --json"],
+    ("config", "set"): ["config set max_retries 5", "config set poll-interval-ms 50"],
+    # The CLI starts a detached process, the magic threads of the kernel: same queue after.
+    ("worker", "start"): [
+        "worker start --count 2 --json",
+        "wait --timeout 60 --no-progress --json",
+        "worker stop --wait --timeout 60 --json",
+    ],
+    ("worker", "stop"): ["worker stop --json"],  # no pool: nothing asked, on both
+    ("worker", "run"): ["worker run --until-empty"],
+    ("migrate",): ["migrate --to {target} --json"],
+}
+
+#: groups only name their sub-commands; bare, they print their help (checked with --help)
+GROUPS = {("config",), ("dlq",), ("worker",)}
+
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
+#: values of the moment a command runs, not of the queue
+MOMENT_KEYS = {"throughput_per_minute", "completed_last_minute", "pid", "duration"}
+
+
+def seed(path: Path) -> set[str]:
+    """A queue with a completed job (with output), a dead one and a pending one; returns the
+    ids of the pools that ran them."""
+    with queuectl.connect(str(path)) as q:
+        q.set_config("backoff_max", 0)
+        q.enqueue("echo out; echo err >&2", id="ok", priority=2)
+        q.enqueue("exit 3", id="bad", max_retries=1, priority=1)
+        q.run_workers(1, until_empty=True)
+        q.enqueue("echo later", id="waiting")
+        pools = {a.worker_id for a in q.attempt_records()}
+    assert not Path(f"{path}-wal").exists()  # closed: the file alone is the queue
+    return pools
+
+
+class Normaliser:
+    """Replaces what legitimately differs between two runs of a command: times after the seed
+    (``<now>``), pools and their pids started by the command, ids the queue generated, and
+    the two runs' own queue paths."""
+
+    def __init__(self, seeded_at: str, seed_pools: set[str], paths: dict[str, str]) -> None:
+        self.seeded_at = seeded_at
+        self.seed_pools = seed_pools
+        self.paths = paths
+        self.generated: dict[str, str] = {}
+
+    def __call__(self, value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: self(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self(v, key) for v in value]
+        if key in MOMENT_KEYS and value is not None:
+            return f"<{key}>"
+        if not isinstance(value, str):
+            return value
+        if key == "worker_id" or (key == "id" and value.count(":") == 2):
+            return value if value in self.seed_pools else "<pool>"
+        if value in self.generated:
+            return self.generated[value]
+        for path, name in self.paths.items():
+            value = value.replace(path, name)
+        return ISO_TIME.sub(lambda m: m[0] if m[0] <= self.seeded_at else "<now>", value)
+
+
+def queue_content(path: Path) -> dict[str, Any]:
+    """Everything a queue holds, read through the API: jobs with their attempts, config, pools."""
+    with queuectl.connect(str(path)) as q:
+        attempts = plain(q.attempt_records())
+        jobs = [
+            {**job, "history": [a for a in attempts if a["job_id"] == job["id"]]}
+            for job in plain(q.job_records(limit=1000))
+        ]
+        return {
+            "jobs": sorted(jobs, key=lambda j: (j["command"], j["id"])),
+            "config": plain(q.config()),
+            "workers": plain(q.workers()),
+        }
+
+
+def plain(value: Any) -> Any:
+    """Records as JSON-like values (times as the queue writes them)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    return value
+
+
+def through_cli(cli: Cli, line: str) -> Any:
+    """What the CLI gives for LINE: its JSON (or text), or its error message."""
+    proc = cli.run(*shlex.split(line), check=False)
+    if proc.returncode != 0:
+        assert proc.stderr.startswith("Error: "), proc.stderr
+        return ("error", proc.returncode, proc.stderr.removeprefix("Error: ").strip())
+    if "--json" in line:
+        assert proc.stderr == "", proc.stderr
+        return json.loads(proc.stdout)
+    return proc.stdout.strip()
+
+
+def through_magic(shell: InteractiveShell, line: str, capsys: pytest.CaptureFixture[str]) -> Any:
+    """What ``%queuectl LINE`` gives: its JSON value (or printed text), or its error message."""
+    capsys.readouterr()
+    try:
+        value = shell.run_line_magic("queuectl", line)
+    except UsageError as exc:
+        return ("error", 1, _as_cli_words(str(exc).strip()))
+    printed = _as_cli_words(capsys.readouterr().out.strip())
+    if "--json" in line:
+        assert printed == ""  # the value is the result: nothing printed besides
+        return value
+    if isinstance(value, dict):  # `config set`: the keys set, which the CLI prints as text
+        assert printed == ""
+        return "\n".join(f"{k} = {v}" for k, v in value.items())
+    assert value is None
+    return printed
+
+
+def _as_cli_words(text: str) -> str:
+    """``text`` with the magic's way to start a pool spelled as the CLI's: each front end names
+    its own (the hint where no pool runs), and only there may they differ."""
+    return text.replace(magics.START_WORKERS, START_WORKERS)
+
+
 def test_every_cli_command_is_reachable_from_the_magic(
     magic: Magic, capsys: pytest.CaptureFixture[str]
 ) -> None:
     paths = list(command_paths(cli))
-    assert {("enqueue",), ("worker", "start"), ("dlq", "retry"), ("config", "set")} <= set(paths)
+    covered = set(READS) | set(WRITES) | GROUPS
+    assert set(paths) == covered, "commands not covered by the parity test (or gone)"
+    assert not set(READS) & set(WRITES) and not (set(READS) | set(WRITES)) & GROUPS
     for path in paths:
         assert magic(" ".join([*path, "--help"])) is None
         out = capsys.readouterr().out
         assert f"Usage: %queuectl {' '.join(path)}" in out, path
+
+
+def _exercises(path: tuple[str, ...], lines: list[str]) -> bool:
+    return all(shlex.split(line)[: len(path)] == list(path) for line in lines[:1])
+
+
+@pytest.mark.parametrize("path", sorted(READS), ids=" ".join)
+def test_reading_commands_give_the_same_result_as_the_cli(
+    shell: InteractiveShell,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    path: tuple[str, ...],
+) -> None:
+    queue = tmp_path / "seeded.db"
+    pools = seed(queue)
+    normal = Normaliser(now_iso(), pools, {str(queue): "<queue>"})
+    cli_run = Cli(queue, tmp_path / "home")
+    before = queue_content(queue)
+    assert _exercises(path, READS[path])
+    for line in READS[path]:
+        by_cli = normal(through_cli(cli_run, line))
+        by_magic = normal(through_magic(shell, f"--db {queue} {line}", capsys))
+        assert by_magic == by_cli, line
+        assert by_cli not in ("", [], {}), line  # the seed gives every command something
+    assert queue_content(queue) == before  # and they changed nothing
+
+
+@pytest.mark.parametrize("path", sorted(WRITES), ids=" ".join)
+def test_changing_commands_leave_the_same_queue_as_the_cli(
+    shell: InteractiveShell,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    path: tuple[str, ...],
+) -> None:
+    seeded = tmp_path / "seed.db"
+    pools = seed(seeded)
+    copies = {side: tmp_path / f"{side}.db" for side in ("cli", "magic")}
+    targets = {side: tmp_path / f"{side}-target.db" for side in ("cli", "magic")}
+    for copy in copies.values():
+        shutil.copy2(seeded, copy)
+    paths = {str(p): "<queue>" for p in copies.values()}
+    paths |= {str(p): "<target>" for p in targets.values()}
+    normal = Normaliser(now_iso(), pools, {**paths, str(tmp_path / "home"): "<home>"})
+    cli_run = Cli(copies["cli"], tmp_path / "home")
+    assert _exercises(path, WRITES[path])
+    outputs: dict[str, list[Any]] = {"cli": [], "magic": []}
+    for line in WRITES[path]:
+        outputs["cli"].append(through_cli(cli_run, line.format(target=targets["cli"])))
+        magic_line = f"--db {copies['magic']} {line.format(target=targets['magic'])}"
+        outputs["magic"].append(through_magic(shell, magic_line, capsys))
+    assert not any(isinstance(o, tuple) for o in outputs["cli"]), outputs["cli"]
+
+    contents = {side: queue_content(copies[side]) for side in ("cli", "magic")}
+    if path == ("migrate",):
+        contents |= {f"{side} target": queue_content(targets[side]) for side in ("cli", "magic")}
+    # ids the queue generated: the same job on both sides, named by its place among them
+    for side in ("cli", "magic"):
+        new = {job["id"] for job in contents[side]["jobs"]}
+        for n, job_id in enumerate(sorted(new - {"ok", "bad", "waiting", "new"})):
+            normal.generated[job_id] = f"<generated {n}>"
+    by_cli, by_magic = normal(outputs["cli"]), normal(outputs["magic"])
+    assert by_magic == by_cli
+    assert normal(contents["magic"]) == normal(contents["cli"])
+    if path == ("migrate",):
+        assert normal(contents["magic target"]) == normal(contents["cli target"])
+        assert contents["cli target"]["jobs"] == contents["cli"]["jobs"]
+    assert normal(contents["cli"]) != normal(queue_content(seeded)) or (
+        path == ("worker", "stop") or path == ("migrate",)
+    ), "the command changed nothing: the comparison proves little"
+
+
+def now_iso() -> str:
+    """The current time as the queue writes it (ISO 8601 UTC, milliseconds)."""
+    return iso(datetime.now(UTC))
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def test_help_and_version_never_exit_the_kernel(
@@ -173,7 +421,7 @@ def test_queries_return_objects(shell: InteractiveShell, magic: Magic) -> None:
 
     status = magic("status")
     assert isinstance(status, queuectl.QueueStatus)
-    assert status.counts["completed"] == 1 and status.counts["dead"] == 1
+    assert status.counts[State.COMPLETED] == 1 and status.counts[State.DEAD] == 1
     assert "completed" in str(status) and repr(status).startswith("QueueStatus(")
 
     assert magic("config get max-retries") == 3

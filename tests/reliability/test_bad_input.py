@@ -23,7 +23,7 @@ HALF_COMMAND = "x" * 100_000  # two of them: more than one shell command may hol
 NOT_UTF8 = b"\xff".decode("utf-8", "surrogateescape")  # a byte of argv that is not UTF-8
 
 # (arguments, exit code, text the message must contain)
-CASES: list[tuple[list[str], int, str]] = [
+CASES: list[tuple[list[str], int, str | tuple[str, ...]]] = [
     (["enqueue", "{not json"], 2, "invalid job JSON"),
     (["enqueue", '{"command": "echo", }'], 2, "invalid job JSON"),
     (["enqueue", '{"id": "a"}'], 2, "no command"),
@@ -63,9 +63,11 @@ CASES: list[tuple[list[str], int, str]] = [
     (["enqueue", "--run-at", "0001-01-01T00:00:00+01:00", "echo"], 2, "out of range"),
     (["enqueue", '{"command": "echo", "priority": 1' + "0" * 5000 + "}"], 2, "invalid job JSON"),
     (
+        # Too deep for json on Python 3.11 and 3.12 (a RecursionError); 3.13 decodes it, and the
+        # unknown field is refused instead. Either way: exit 2, nothing written, the cause named.
         ["enqueue", '{"command": "echo", "x": ' + "[" * 5000 + "]" * 5000 + "}"],
         2,
-        "invalid job JSON",
+        ("invalid job JSON", "unknown job field 'x'"),
     ),
     (["enqueue"], 2, "give one job"),
     (["list", "--state", "running"], 2, "'running' is not one of"),
@@ -151,12 +153,13 @@ def seeded(cli: Cli) -> Cli:
 
 @pytest.mark.parametrize(("args", "code", "message"), CASES, ids=lambda v: str(v)[:50])
 def test_bad_input_is_refused_and_writes_nothing(
-    seeded: Cli, args: list[str], code: int, message: str
+    seeded: Cli, args: list[str], code: int, message: str | tuple[str, ...]
 ) -> None:
     before = seeded.checksum()
     proc = seeded.run(*args, check=False)
     assert proc.returncode == code, proc.stderr
-    assert message in proc.stderr
+    messages = (message,) if isinstance(message, str) else message
+    assert any(m in proc.stderr for m in messages), proc.stderr
     assert proc.stderr.startswith(("Error:", "Usage:"))
     assert "Error:" in proc.stderr
     assert "Traceback" not in proc.stderr

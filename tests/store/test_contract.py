@@ -90,6 +90,32 @@ def test_claim_order_priority_then_run_at_then_enqueue_order(
     assert store.claim("w", 30).job.id == "future"  # type: ignore[union-attr]
 
 
+def test_a_delay_counts_from_the_stores_clock(store: Store, clock: FakeClock) -> None:
+    now = datetime.fromtimestamp(clock.now, UTC)
+    store.enqueue(  # one batch mixing the ways to say when, so that each row gets its own
+        [
+            NewJob("echo", "later", delay=90.5),
+            NewJob("echo", "at", run_at=now + timedelta(seconds=30)),
+            NewJob("echo", "zero", delay=0.0),
+            NewJob("echo", "plain"),
+        ]
+    )
+    runs = {job.id: job.run_at - job.created_at for job in store.jobs()}
+    assert runs == {
+        "later": timedelta(seconds=90.5),
+        "at": timedelta(seconds=30),
+        "zero": timedelta(0),
+        "plain": timedelta(0),
+    }
+    assert store.get("later").created_at == now
+    assert [store.claim("w", 30).job.id for _ in range(2)] == ["zero", "plain"]  # type: ignore[union-attr]
+    clock.now += 90
+    assert store.claim("w", 30).job.id == "at"  # type: ignore[union-attr]
+    assert store.claim("w", 30) is None
+    clock.now += 0.5
+    assert store.claim("w", 30).job.id == "later"  # type: ignore[union-attr]
+
+
 def test_claim_starts_an_attempt_under_a_lease(store: Store, clock: FakeClock) -> None:
     add(store, "a")
     claim = store.claim("w1", 30)
@@ -209,7 +235,7 @@ def test_same_worker_and_number_after_dlq_retry_is_still_fenced(
     clock.now += 11
     (expired,) = store.expired()
     store.finish(expired.fence, FAIL, Transition(State.DEAD, 0, "lost"), only_if_expired=True)
-    store.revive(["a"])
+    store.retry(["a"])
     again = store.claim("w", 10)
     assert again and (again.fence.attempt, again.fence.worker_id) == (1, "w")
     assert not store.finish(stale.fence, OK, Transition(State.COMPLETED))
@@ -232,27 +258,27 @@ def test_renewal_keeps_the_job_from_expiring(store: Store, clock: FakeClock) -> 
     )
 
 
-def test_revive_resets_attempts_and_keeps_history(store: Store) -> None:
+def test_retry_resets_attempts_and_keeps_history(store: Store) -> None:
     add(store, "a", max_retries=0)
     claim = store.claim("w", 30)
     assert claim
     store.finish(claim.fence, FAIL, Transition(State.DEAD, 0, "exit code 1"))
-    (job,) = store.revive(["a"])
+    (job,) = store.retry(["a"])
     assert (job.state, job.attempts) == (State.PENDING, 0)
     assert len(store.attempts("a")) == 1
 
 
-def test_revive_is_all_or_nothing(store: Store) -> None:
+def test_retry_is_all_or_nothing(store: Store) -> None:
     add(store, "dead", "alive", max_retries=0)
     claim = store.claim("w", 30)
     assert claim and claim.job.id == "dead"
     store.finish(claim.fence, FAIL, Transition(State.DEAD))
     with pytest.raises(InvalidTransition, match="'alive' is pending"):
-        store.revive(["dead", "alive"])
+        store.retry(["dead", "alive"])
     with pytest.raises(NotFound):
-        store.revive(["dead", "ghost"])
+        store.retry(["dead", "ghost"])
     assert store.get("dead").state is State.DEAD
-    assert [j.id for j in store.revive_all_dead()] == ["dead"]
+    assert [j.id for j in store.retry_all_dead()] == ["dead"]
 
 
 def test_counts_cover_every_state(store: Store) -> None:
@@ -272,7 +298,7 @@ def test_counts_follow_every_transition(store: Store) -> None:
     assert claim is not None
     assert store.counts()[State.PROCESSING] == 1 and store.counts()[State.PENDING] == 1
     store.finish(claim.fence, RunResult(Outcome.FAILED, 1, "exit code 1"), Transition(State.DEAD))
-    store.revive([claim.job.id])
+    store.retry([claim.job.id])
     assert store.counts()[State.PENDING] == 2 and store.counts()[State.DEAD] == 0
 
 

@@ -65,7 +65,7 @@ def test_a_version_1_queue_is_upgraded_with_its_counts(db_path: Path) -> None:
     store = SqliteStore(db_path)
     counts = store.counts()
     assert (counts[State.PENDING], counts[State.DEAD], counts[State.COMPLETED]) == (1, 2, 1)
-    store.revive(["j1"])
+    store.retry(["j1"])
     assert store.counts()[State.DEAD] == 1 and store.counts()[State.PENDING] == 2
     # A file written before keeps its page size (it is fixed once anything is written).
     assert store._db.connection().execute("PRAGMA page_size").fetchone()[0] == 4096

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from queuectl.errors import InvalidInput, StoreError
-from queuectl.store import check_target
+from queuectl.store import check_location
 from queuectl.store.file_safety import queue_file
 
 
@@ -15,19 +15,19 @@ from queuectl.store.file_safety import queue_file
     "target",
     ["postgresql://bob@db.invalid/q", "host=db.invalid dbname=q", "new.db", "sqlite:///new.db"],
 )
-def test_check_target_accepts_every_form_and_makes_nothing(
+def test_check_location_accepts_every_form_and_makes_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("QUEUECTL_HOME", str(tmp_path / "home"))
-    check_target(target)
+    check_location(target)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("target", ["bogus://x", "", "sqlite://", "sqlite://bob:pw@/x.db"])
-def test_check_target_refuses_bad_names(target: str) -> None:
+def test_check_location_refuses_bad_names(target: str) -> None:
     with pytest.raises(InvalidInput):
-        check_target(target)
+        check_location(target)
 
 
 def test_queue_file_resolves_the_folders_links(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -103,14 +104,14 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule()
     def dlq_retry_all(self) -> None:
-        for job in self.store.revive_all_dead():
+        for job in self.store.retry_all_dead():
             assert (job.state, job.attempts) == (State.PENDING, 0)
 
     @invariant()
     def states_and_attempts_agree(self) -> None:
         jobs = self.store.jobs()
         assert len(jobs) == self.jobs
-        history: dict[str, list] = {}
+        history: dict[str, list[Any]] = {}
         for attempt in self.store.attempts():
             history.setdefault(attempt.job_id, []).append(attempt)
         for job in jobs:

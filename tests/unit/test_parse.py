@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -47,3 +47,25 @@ def test_command_longer_than_the_kernel_takes_is_refused() -> None:
     # Too long for any command line, so only the API can even try it.
     with pytest.raises(InvalidInput, match="the limit is 131071"):
         new_job({"command": "echo " + "y" * 140_000})
+
+
+@pytest.mark.parametrize(
+    "delay", [90, 90.0, "90", "1.5m", timedelta(seconds=90)], ids=["int", "float", "s", "m", "td"]
+)
+def test_a_delay_is_seconds_for_the_store_to_add_to_its_clock(delay: object) -> None:
+    assert new_job({"command": "x", "delay": delay}).delay == 90.0
+    assert new_job(parse_job_json('{"command": "x", "delay": "90s"}')).delay == 90.0
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"delay": "soon"}, "invalid delay 'soon'"),
+        ({"delay": -1}, "invalid delay -1"),
+        ({"delay": 11 * 365 * 86400}, "more than ten years"),
+        ({"delay": 5, "run_at": "2030-01-01"}, "either run_at or delay, not both"),
+    ],
+)
+def test_bad_delays_are_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        new_job({"command": "x", **fields})

@@ -1,0 +1,66 @@
+"""A queue's status: counts per state and its live worker pools, and their text table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from queuectl.model.job import State, WorkerInfo
+from queuectl.text import printable, table
+
+
+@dataclass(frozen=True, repr=False)
+class QueueStatus:
+    """Counts per state and the live worker pools of a queue.
+
+    ``str()`` (and the notebook display) is the table ``queuectl status`` prints, without the
+    hint on how to start a pool: each front end adds its own (``status_text``).
+    """
+
+    location: str
+    counts: dict[State, int]
+    workers: list[WorkerInfo]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{state.value}={self.counts.get(state, 0)}" for state in State)
+        return f"QueueStatus({counts}, workers={len(self.workers)})"
+
+    def __str__(self) -> str:
+        return status_text(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))  # IPython's display: the table, not the short repr
+
+
+def status_text(status: QueueStatus, start_workers: str | None = None) -> str:
+    """Counts per state and the live pools, as ``queuectl status`` prints them.
+
+    With no pool, it names ``start_workers``: how the front end showing it starts one.
+    """
+    counts = status.counts
+    lines = [f"queue: {printable(status.location, multiline=False)}", ""]
+    lines += [f"  {state.value:<11}{counts.get(state, 0):>8}" for state in State]
+    lines += [f"  {'total':<11}{status.total:>8}", ""]
+    if not status.workers:
+        how = f" Start some with: {start_workers}" if start_workers else ""
+        lines.append(f"No workers running.{how}")
+        return "\n".join(lines)
+    rows = [
+        (
+            w.id,
+            w.host,
+            w.pid,
+            w.threads,
+            w.started_at,
+            w.heartbeat_at,
+            "stopping" if w.stop_requested else "running",
+        )
+        for w in status.workers
+    ]
+    headers = ["worker", "host", "pid", "threads", "started", "heartbeat", "state"]
+    lines.append(table(headers, rows))
+    return "\n".join(lines)
