@@ -69,12 +69,7 @@ def private_folder(path: Path, what: str = "the queue home") -> None:
         raise StoreError(f"cannot use {what} {path}{target}: {exc.strerror}.") from None
     if not stat.S_ISDIR(info.st_mode):
         raise StoreError(f"{what} {path} is {_kind(info)}, not a folder: choose another one.")
-    _check_owner(path, info, f"{what} {path}", {os.geteuid()}, f"chmod 700 {path}")
-    if info.st_mode & 0o022:
-        raise StoreError(
-            f"{what} {path} can be written by other users (mode {_mode(info)}), who could "
-            f"change the queue in it: chmod 700 {path}"
-        )
+    _check_private(path, info, f"{what} {path}", "change the queue in it", "chmod 700")
 
 
 def create_private(path: Path, flags: int) -> int:
@@ -147,12 +142,7 @@ def _check_file(shown: Path, real: Path, info: os.stat_result, what: str) -> Non
             f"{what} {shown} is {_kind(info)}, not a regular file: a queue is an ordinary "
             "file; choose another --db."
         )
-    _check_owner(shown, info, f"{what} {shown}", {os.geteuid()}, f"chmod 600 {shown}")
-    if info.st_mode & 0o022:
-        raise StoreError(
-            f"{what} {shown} can be written by other users (mode {_mode(info)}), who could "
-            f"add jobs that your workers run: chmod 600 {shown}"
-        )
+    _check_private(shown, info, f"{what} {shown}", "add jobs that your workers run", "chmod 600")
 
 
 def _check_folders(path: Path, folder: Path) -> None:
@@ -209,6 +199,17 @@ def _check_header(shown: Path, real: Path) -> None:
         os.close(fd)
     if header and header != SQLITE_HEADER:  # empty is fine: we create files that way
         raise StoreError(f"{shown} is not a queuectl queue database (it is not an SQLite file).")
+
+
+def _check_private(path: Path, info: os.stat_result, label: str, risk: str, chmod: str) -> None:
+    """Refuse ``path`` unless it is ours and no one else may write it (``risk``: what they
+    could do with it; ``chmod``: the command that makes it private)."""
+    _check_owner(path, info, label, {os.geteuid()}, f"{chmod} {path}")
+    if info.st_mode & 0o022:
+        raise StoreError(
+            f"{label} can be written by other users (mode {_mode(info)}), who could {risk}: "
+            f"{chmod} {path}"
+        )
 
 
 def _check_owner(path: Path, info: os.stat_result, label: str, trusted: set[int], fix: str) -> None:
