@@ -210,8 +210,7 @@ class Queue:
         A pool is gone when it has been silent for ``Config.pool_gone_after`` seconds, or when
         it ran on this host and its process no longer exists.
         """
-        config, now = self.store.config(), self.store.now()
-        return [pool for pool in self.store.workers() if not pool_gone(pool, now, config)]
+        return self._pools(gone=False)
 
     def prune_workers(self) -> list[str]:
         """Delete the rows of pools that are gone (see ``workers``); return their ids.
@@ -219,11 +218,15 @@ class Queue:
         Writes only when there is such a pool. Running pools also prune silent ones in their
         heartbeat; this call also catches pools of this host that were killed a moment ago.
         """
-        config, now = self.store.config(), self.store.now()
-        gone = [pool.id for pool in self.store.workers() if pool_gone(pool, now, config)]
+        gone = [pool.id for pool in self._pools(gone=True)]
         for pool_id in gone:
             self.store.deregister_worker(pool_id)
         return gone
+
+    def _pools(self, *, gone: bool) -> list[WorkerInfo]:
+        """The registered pools that are gone (``gone``), or those that are not."""
+        config, now = self.store.config(), self.store.now()
+        return [pool for pool in self.store.workers() if pool_gone(pool, now, config) == gone]
 
     def run_workers(
         self, count: int = 1, *, until_empty: bool = False, poll_interval: float | None = None

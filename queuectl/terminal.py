@@ -184,7 +184,7 @@ def _(result: PanelView, as_json: bool) -> None:
     if as_json or result.once or result.refresh is None or not sys.stdout.isatty():
         _print(result, as_json)
         return
-    view = result
+    view, refresh = result, result.refresh
     try:
         while True:
             shown = printable(text(view))  # read before clearing: no flicker
@@ -192,6 +192,6 @@ def _(result: PanelView, as_json: bool) -> None:
             click.echo(shown)
             click.echo(f"\n(refreshing every {view.interval:g} s; Ctrl-C to quit)")
             time.sleep(view.interval)
-            view = view.refresh() if view.refresh else view
+            view = refresh()
     except KeyboardInterrupt:
         pass
