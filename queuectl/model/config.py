@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from enum import StrEnum
 from typing import Any
 
 from queuectl.errors import InvalidInput
+from queuectl.model.job import Directory
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class Setting:
     """One configuration key: its type, its bounds and what it means (defaults: ``Config``)."""
 
     name: str
-    kind: type[int] | type[float]
+    kind: type[int] | type[float] | type[StrEnum]  #: a StrEnum: one of its values
     low: float
     high: float
     help: str
@@ -37,6 +39,20 @@ SETTINGS: dict[str, Setting] = {
         Setting("lease_seconds", float, 0.2, 86400, "a claim lasts this long without heartbeat"),
         Setting("poll_interval", float, 0.001, 60, "idle wait between claims, seconds"),
         Setting("output_max_bytes", int, 0, 64 << 20, "tail kept per stream per attempt"),
+        Setting(
+            "retention",
+            float,
+            0,
+            100 * 365 * 86400,
+            "pools delete finished jobs older than this, seconds; 0 = keep all",
+        ),
+        Setting(
+            "job_directory",
+            Directory,
+            0,
+            0,
+            "where jobs without --cwd run: enqueuer (where they were enqueued) or pool",
+        ),
     )
 }
 
@@ -59,6 +75,8 @@ class Config:
     lease_seconds: float = 30.0
     poll_interval: float = 0.2
     output_max_bytes: int = 65536
+    retention: float = 0.0
+    job_directory: Directory = Directory.ENQUEUER
 
     @classmethod
     def from_stored(cls, stored: Mapping[str, str]) -> Config:
@@ -74,7 +92,7 @@ class Config:
                 continue
         return replace(cls(), **values)
 
-    def as_dict(self) -> dict[str, int | float]:
+    def as_dict(self) -> dict[str, int | float | str]:
         """All keys with their values, in a stable order."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
@@ -118,23 +136,30 @@ def did_you_mean(word: str, known: list[str]) -> str:
     return f" Did you mean '{hint[0]}'?" if hint else ""
 
 
-def parse_setting(key: str, raw: str) -> tuple[str, int | float]:
+def parse_setting(key: str, raw: str) -> tuple[str, int | float | str]:
     """Validate ``raw`` for ``key`` and return (canonical key, value in canonical units)."""
     name, factor = resolve_key(key)
     return name, _convert(SETTINGS[name], raw, factor)
 
 
-def display_value(key: str, config: Config) -> int | float:
+def display_value(key: str, config: Config) -> int | float | str:
     """The value of ``key`` (canonical or alias) in the unit the key names."""
     name, factor = resolve_key(key)
-    value: int | float = getattr(config, name)
-    if factor == 1:
+    value: int | float | str = getattr(config, name)
+    if factor == 1 or isinstance(value, str):
         return value
     return round(value / factor, 6)
 
 
-def _convert(setting: Setting, raw: str, factor: float) -> int | float:
+def _convert(setting: Setting, raw: str, factor: float) -> int | float | str:
     text = str(raw).strip()
+    if issubclass(setting.kind, StrEnum):
+        choices = [member.value for member in setting.kind]
+        if text.lower() in choices:
+            return setting.kind(text.lower())
+        raise InvalidInput(
+            f"invalid value '{raw}' for {setting.name}: choose {' or '.join(choices)}."
+        )
     try:
         number = float(text)
     except ValueError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -16,11 +16,18 @@ class State(StrEnum):
     FAILED = "failed"  #: the last attempt failed; retried at run_at
     COMPLETED = "completed"  #: an attempt exited 0
     DEAD = "dead"  #: out of retries: the dead letter queue
+    CANCELLED = "cancelled"  #: stopped by a cancel request; never retried on its own
 
     @property
     def active(self) -> bool:
         """True until the job is finished: pending, failed (awaiting a retry) or processing."""
-        return self not in (State.COMPLETED, State.DEAD)
+        return self not in FINISHED
+
+
+#: the states a job ends in (``retry`` starts it again)
+FINISHED = frozenset({State.COMPLETED, State.DEAD, State.CANCELLED})
+#: the states of a job that waits for a worker: it can be cancelled, edited or moved to the DLQ
+WAITING = frozenset({State.PENDING, State.FAILED})
 
 
 def unfinished(counts: Mapping[State, int]) -> int:
@@ -35,6 +42,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  #: non-zero exit, killed by a signal, or could not be started
     TIMEOUT = "timeout"  #: killed because it ran past its timeout
     LOST = "lost"  #: its worker stopped renewing the lease (killed, frozen, host down)
+    CANCELLED = "cancelled"  #: stopped because someone cancelled the job
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,37 @@ class NewJob:
     run_at: datetime | None = None
     timeout: float | None = None
     delay: float | None = None
+    #: the directory to run in, as the user gave it (``--cwd``)
+    cwd: str | None = None
+    #: the directory the job was enqueued from (its default directory)
+    enqueued_from: str | None = None
+    #: variables set for the job on top of the pool's environment
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobChanges:
+    """A validated ``edit`` of a waiting job: the fields to change (``None``: keep).
+
+    ``run_at`` or ``delay`` (from the store's clock), not both.
+    """
+
+    command: str | None = None
+    max_retries: int | None = None
+    priority: int | None = None
+    run_at: datetime | None = None
+    delay: float | None = None
+    timeout: float | None = None
+
+    def __bool__(self) -> bool:
+        return any(getattr(self, name) is not None for name in self.__dataclass_fields__)
+
+
+class Directory(StrEnum):
+    """Where a job runs that was given no ``--cwd`` (config key ``job_directory``)."""
+
+    ENQUEUER = "enqueuer"  #: the directory it was enqueued from
+    POOL = "pool"  #: the worker pool's own directory (hosts that do not share paths)
 
 
 @dataclass(frozen=True)
@@ -71,6 +110,18 @@ class Job:
     last_error: str | None = None
     worker_id: str | None = None
     lease_until: datetime | None = None
+    cwd: str | None = None
+    enqueued_from: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: someone asked to cancel it while it ran; its pool stops it
+    cancel_requested: bool = False
+
+    def directory(self, default: Directory) -> str | None:
+        """Where to run it: ``--cwd``, else (by ``default``) where it was enqueued from or
+        ``None``, the pool's directory. Jobs from before directories were recorded have none."""
+        if self.cwd is not None:
+            return self.cwd
+        return self.enqueued_from if default is Directory.ENQUEUER else None
 
 
 @dataclass(frozen=True)
@@ -87,6 +138,10 @@ class Attempt:
     error: str | None
     stdout: bytes
     stderr: bytes
+    #: bytes written to each stream in all (the tails above keep the last ones); ``None``
+    #: for attempts from before these were counted
+    stdout_bytes: int | None = None
+    stderr_bytes: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -127,6 +182,8 @@ class RunResult:
     error: str | None
     stdout: bytes = b""
     stderr: bytes = b""
+    stdout_bytes: int | None = None  #: bytes written to stdout in all (the tail is the end)
+    stderr_bytes: int | None = None
 
 
 @dataclass(frozen=True)

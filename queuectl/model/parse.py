@@ -9,18 +9,33 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from queuectl.errors import InvalidInput
 from queuectl.model.config import did_you_mean
-from queuectl.model.job import NewJob, State
+from queuectl.model.job import JobChanges, NewJob, State
 
-JOB_FIELDS = ("id", "command", "max_retries", "priority", "run_at", "delay", "timeout")
+JOB_FIELDS = (
+    "id",
+    "command",
+    "max_retries",
+    "priority",
+    "run_at",
+    "delay",
+    "timeout",
+    "cwd",
+    "env",
+)
+#: the fields ``edit`` changes
+EDITABLE = ("command", "max_retries", "priority", "run_at", "delay", "timeout")
 FIELD_ALIASES = {"run_after": "run_at"}
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+@-]{0,127}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+#: the variables a worker sets for every job; a job cannot set them itself
+RESERVED_ENV_PREFIX = "QUEUECTL_"
 # Linux refuses a single argument longer than this (MAX_ARG_STRLEN), and `sh -c` needs one.
 MAX_COMMAND_BYTES = 131_071
 MAX_PRIORITY = 2**31 - 1
@@ -97,7 +112,84 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
         run_at=None if data.get("run_at") is None else parse_time(data["run_at"], "run_at"),
         timeout=_optional_number(data, "timeout", 0, MAX_TIMEOUT),
         delay=None if data.get("delay") is None else parse_delay(data["delay"]),
+        cwd=None if data.get("cwd") is None else validate_directory(data["cwd"]),
+        env=validate_env(data.get("env") or {}),
     )
+
+
+def job_changes(fields: Mapping[str, Any]) -> JobChanges:
+    """Validate an ``edit`` (the fields of ``EDITABLE`` to change) into a ``JobChanges``."""
+    data = {name: value for name, value in canonical_fields(fields).items() if value is not None}
+    fixed = sorted(set(data) - set(EDITABLE))
+    if fixed:
+        raise InvalidInput(
+            f"{', '.join(fixed)} cannot be edited; editable: {', '.join(EDITABLE)}."
+        )
+    if not data:
+        raise InvalidInput(f"nothing to change: give at least one of {', '.join(EDITABLE)}.")
+    # new_job validates every field the same way it does for a new job.
+    job = new_job({"command": "true", **data})
+    return JobChanges(
+        command=job.command if "command" in data else None,
+        max_retries=job.max_retries,
+        priority=job.priority if "priority" in data else None,
+        run_at=job.run_at,
+        delay=job.delay,
+        timeout=job.timeout,
+    )
+
+
+def validate_directory(value: Any) -> str:
+    """A directory to run a job in: a non-empty path (checked on the worker's host, where
+    the job runs)."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"cwd must be a string (a directory), got {_type(value)}.")
+    if not value.strip():
+        raise InvalidInput("cwd is empty: give the directory the job should run in.")
+    if "\x00" in value:
+        raise InvalidInput("cwd contains a NUL byte, which a path cannot hold.")
+    return value
+
+
+def validate_env(value: Any) -> dict[str, str]:
+    """Variables for a job: names of letters, digits and ``_`` (not starting with a digit,
+    nor with ``QUEUECTL_``) and text values (numbers are written as text)."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            f'env must be an object of NAME: value, e.g. {{"LR": "0.1"}}; got {_type(value)}.'
+        )
+    env = {}
+    for name, raw in value.items():
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"invalid variable name {name!r}: use letters, digits and _, "
+                "not starting with a digit."
+            )
+        if name.upper().startswith(RESERVED_ENV_PREFIX):
+            raise InvalidInput(
+                f"{name} is reserved: the worker sets the {RESERVED_ENV_PREFIX}* variables."
+            )
+        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+            raise InvalidInput(f"the value of {name} must be text or a number, got {_type(raw)}.")
+        text = str(raw)
+        if "\x00" in text:
+            raise InvalidInput(f"the value of {name} contains a NUL byte.")
+        env[name] = text
+    return env
+
+
+def parse_env_option(values: Iterable[str], name: str = "--env") -> dict[str, str]:
+    """``KEY=VALUE`` words (``--env``, repeatable) as variables, validated; a name given
+    twice is refused."""
+    pairs: dict[str, str] = {}
+    for word in values:
+        key, sep, text = word.partition("=")
+        if not sep:
+            raise InvalidInput(f"{name} {word!r}: write KEY=VALUE, e.g. {name} LR=0.1.")
+        if key in pairs:
+            raise InvalidInput(f"{name} sets {key} twice.")
+        pairs[key] = text
+    return validate_env(pairs)
 
 
 def validate_id(value: Any) -> str:

@@ -27,11 +27,13 @@ def after_attempt(
 
     A success completes the job. A failure is retried while ``attempts <= max_retries``
     (``max_retries = 2``: three runs in all, waiting 2 s then 4 s with base 2); after that the job
-    is dead, in the DLQ.
+    is dead, in the DLQ. A run stopped by a cancel request ends the job as cancelled.
     """
     if result.outcome is Outcome.COMPLETED:
         return Transition(State.COMPLETED)
     reason = describe_failure(result)
+    if result.outcome is Outcome.CANCELLED:
+        return Transition(State.CANCELLED, 0.0, reason)
     if attempts <= max_retries:
         return Transition(State.FAILED, backoff_delay(attempts, base, cap), reason)
     return Transition(State.DEAD, 0.0, reason)

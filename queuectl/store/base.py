@@ -13,7 +13,7 @@ so pools react at once and polling is only the backstop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
@@ -24,6 +24,7 @@ from queuectl.model import (
     Config,
     Fence,
     Job,
+    JobChanges,
     NewJob,
     QueueCopy,
     RunResult,
@@ -167,16 +168,91 @@ class Store(ABC):
         """Number of jobs in each state (every state present, zero if empty)."""
 
     @abstractmethod
-    def retry(self, job_ids: Sequence[str]) -> list[Job]:
-        """Move dead jobs back to ``pending`` with ``attempts = 0``; all or none.
+    def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
+        """Move finished jobs (in ``states``: dead by default) back to ``pending`` with
+        ``attempts = 0``, due at once, and any cancel request cleared; all or none.
 
         Their attempt history stays. Raises ``NotFound`` for an unknown id and
-        ``InvalidTransition`` for a job that is not dead.
+        ``InvalidTransition`` for a job in another state.
         """
 
     @abstractmethod
     def retry_all_dead(self) -> list[Job]:
         """Move every dead job back to ``pending`` (see ``retry``)."""
+
+    # -- control ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def cancel(self, job_ids: Sequence[str] | None) -> dict[str, State]:
+        """Cancel jobs, all or none; ``None``: every pending or failed job.
+
+        A pending or failed job becomes ``cancelled`` (``last_error``: cancelled) at once. A
+        processing job gets a cancel request: the pool running it stops it (see
+        ``cancel_requests``), and whatever run ends then ends the job as ``cancelled`` unless
+        it completed. Pools are told at once where the store can (``watch``). Returns each
+        job's state after the call: ``CANCELLED``, or ``PROCESSING`` for a request.
+
+        Raises:
+            NotFound: an id is unknown (nothing changes).
+            InvalidTransition: a job is finished already (nothing changes).
+        """
+
+    @abstractmethod
+    def bury(self, job_ids: Sequence[str]) -> list[Job]:
+        """Move pending or failed jobs straight to ``dead`` (the DLQ), all or none; their
+        ``last_error`` says they were moved. Raises ``NotFound``, ``InvalidTransition``."""
+
+    @abstractmethod
+    def edit(self, job_id: str, changes: JobChanges) -> Job:
+        """Change a pending or failed job, in one statement that checks its state (a job
+        claimed meanwhile is left as it is); a ``delay`` counts from the store's clock.
+
+        Raises:
+            NotFound: no such job.
+            InvalidTransition: the job is processing or finished (it was not changed).
+        """
+
+    @abstractmethod
+    def set_paused(self, paused: bool) -> bool:
+        """Pause (no pool claims a job; running ones finish) or resume the queue; return
+        whether that changed anything. Durable; pools are told at once where the store can."""
+
+    @abstractmethod
+    def paused(self) -> bool:
+        """Whether the queue is paused."""
+
+    @abstractmethod
+    def prune(
+        self,
+        before: datetime,
+        states: Collection[State],
+        *,
+        limit: int | None = None,
+        dry_run: bool = False,
+        skip_if_busy: bool = False,
+    ) -> int:
+        """Delete jobs in ``states`` (finished ones only) last updated before ``before``, with
+        their attempts; return how many were deleted (or, ``dry_run``, would be).
+
+        ``limit``: at most that many, oldest first, in one transaction. ``skip_if_busy``:
+        return 0 at once when another process is pruning (a pool pruning on its own).
+
+        Raises:
+            InvalidInput: ``states`` holds an unfinished state.
+        """
+
+    @abstractmethod
+    def cancel_requests(self, fences: Sequence[Fence]) -> set[int]:
+        """The attempt ids among ``fences`` whose job has a cancel request (a read)."""
+
+    @abstractmethod
+    def record_output(self, fence: Fence, result: RunResult) -> bool:
+        """Store a running attempt's output so far (tails and byte counts of ``result``);
+        False when the fence no longer holds (nothing is written then)."""
+
+    @abstractmethod
+    def last_attempt(self, job_id: str) -> Attempt | None:
+        """The job's latest attempt, running or not (``None``: never run; ``NotFound``)."""
 
     @abstractmethod
     def attempt_summary(self, since: datetime) -> AttemptSummary:
@@ -203,8 +279,8 @@ class Store(ABC):
         """The queue's configuration (defaults for keys never set)."""
 
     @abstractmethod
-    def set_config(self, name: str, value: float) -> None:
-        """Store one validated canonical key."""
+    def set_config(self, name: str, value: float | str) -> None:
+        """Store one validated canonical key (as ``str(value)``)."""
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -253,16 +329,46 @@ def check_import_target(copy: QueueCopy, jobs_present: int, location: str) -> No
         )
 
 
-def check_retryable(job_ids: Sequence[str], states: dict[str, str]) -> None:
+def check_retryable(
+    job_ids: Sequence[str], states: dict[str, str], allowed: Collection[State] = (State.DEAD,)
+) -> None:
     """What ``retry`` checks, given the states of those of ``job_ids`` that exist."""
+    if set(allowed) == {State.DEAD}:
+        check_states(job_ids, states, allowed, "not dead: only jobs in the DLQ can be retried")
+    else:
+        check_states(job_ids, states, allowed, "not finished: only finished jobs can be rerun")
+
+
+def check_states(
+    job_ids: Sequence[str], states: dict[str, str], allowed: Collection[State], why: str
+) -> None:
+    """Raise ``NotFound`` for an id missing from ``states`` (the states of the jobs that
+    exist), or ``InvalidTransition`` ("job 'x' is <state>, <why>.") for one in another state."""
     for job_id in job_ids:
         if job_id not in states:
             raise job_not_found(job_id)
-        if states[job_id] != State.DEAD:
-            raise InvalidTransition(
-                f"job '{job_id}' is {states[job_id]}, not dead: only jobs in the DLQ can be "
-                "retried."
-            )
+        if states[job_id] not in allowed:
+            raise InvalidTransition(f"job '{job_id}' is {states[job_id]}, {why}.")
+
+
+def check_prunable(states: Collection[State]) -> None:
+    """Refuse to prune unfinished states."""
+    active = sorted(state.value for state in states if state.active)
+    if active:
+        raise InvalidInput(
+            f"only finished jobs can be pruned (completed, dead, cancelled), not {', '.join(active)}."
+        )
+
+
+#: why each finished state cannot be cancelled
+NOT_CANCELLABLE = "finished: there is nothing to cancel (retry reruns it)"
+#: why each state but pending and failed cannot be moved to the DLQ
+NOT_BURIABLE = "not waiting: only pending or failed jobs can be moved to the DLQ"
+#: the ``last_error`` of jobs cancelled before they ran again, or moved to the DLQ by hand
+CANCELLED_ERROR = "cancelled"
+BURIED_ERROR = "moved to the DLQ by request"
+#: the ``config`` row of a paused queue (``Config`` ignores it)
+PAUSED_KEY = "paused"
 
 
 def job_not_found(job_id: str) -> NotFound:

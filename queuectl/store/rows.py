@@ -7,7 +7,8 @@ keeps UTC epoch seconds, PostgreSQL ``timestamptz``. Each mapping takes the stor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,15 +17,17 @@ from queuectl.model.metrics import AttemptSummary
 
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
-    "updated_at, last_error, worker_id, lease_until, attempt_id"
+    "updated_at, last_error, worker_id, lease_until, attempt_id, cwd, enqueued_from, env, "
+    "cancel_requested"
 )
 #: the columns a copied job is inserted with (the lease columns stay empty)
 JOB_COPY_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
-    "updated_at, last_error"
+    "updated_at, last_error, cwd, enqueued_from, env"
 )
 ATTEMPT_COLUMNS = (
-    "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, stdout, stderr"
+    "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, stdout, "
+    "stderr, stdout_bytes, stderr_bytes"
 )
 WORKER_COLUMNS = "id, host, pid, threads, started_at, heartbeat_at, stop_requested"
 
@@ -67,7 +70,16 @@ def to_job(row: Sequence[Any], when: Decode = to_datetime) -> Job:
         last_error=row[10],
         worker_id=row[11],
         lease_until=_maybe(when, row[12]),
+        cwd=row[14],
+        enqueued_from=row[15],
+        env=json.loads(row[16]) if row[16] else {},
+        cancel_requested=bool(row[17]),
     )
+
+
+def env_text(env: Mapping[str, str]) -> str | None:
+    """A job's variables as the text both stores keep (``None`` when it has none)."""
+    return json.dumps(dict(env), sort_keys=True) if env else None
 
 
 def to_claim(row: Sequence[Any], when: Decode = to_datetime) -> Claim:
@@ -90,6 +102,8 @@ def to_attempt(row: Sequence[Any], when: Decode = to_datetime) -> Attempt:
         error=row[7],
         stdout=bytes(row[8]),
         stderr=bytes(row[9]),
+        stdout_bytes=row[10],
+        stderr_bytes=row[11],
     )
 
 
@@ -148,6 +162,9 @@ def job_values(job: Job, encode: Encode = to_epoch) -> tuple[Any, ...]:
         encode(job.created_at),
         encode(job.updated_at),
         job.last_error,
+        job.cwd,
+        job.enqueued_from,
+        env_text(job.env),
     )
 
 
@@ -164,4 +181,6 @@ def attempt_values(attempt: Attempt, encode: Encode = to_epoch) -> tuple[Any, ..
         attempt.error,
         attempt.stdout,
         attempt.stderr,
+        attempt.stdout_bytes,
+        attempt.stderr_bytes,
     )
