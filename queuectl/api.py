@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from queuectl.errors import InvalidInput, NoWorkers, WaitTimeout
+from queuectl.errors import InvalidInput, NotFound, NoWorkers, WaitTimeout
 from queuectl.model import Attempt, Config, Job, NewJob, QueueCopy, State, WorkerInfo
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
-from queuectl.model.job import unfinished
-from queuectl.model.parse import new_job, validate_limit, validate_state, validate_timeout
+from queuectl.model.job import FINISHED, unfinished
+from queuectl.model.parse import (
+    job_changes,
+    new_job,
+    parse_duration,
+    validate_limit,
+    validate_state,
+    validate_timeout,
+)
 from queuectl.model.status import QueueStatus as QueueStatus  # re-exported: its old home
 from queuectl.store import Store, open_store, queue_home, redact, resolve_location
 from queuectl.worker.identity import pool_gone
@@ -26,6 +33,7 @@ from queuectl.worker.inprocess import MAX_THREADS, LocalPools
 if TYPE_CHECKING:
     import pandas as pd
 
+    from queuectl.follow import Chunk
     from queuectl.panel import QueuePanel
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -96,7 +104,9 @@ class Queue:
 
         Keyword arguments are job fields: ``id``, ``max_retries``, ``priority``, ``run_at``
         (ISO 8601 or datetime) or ``delay`` (seconds, ``"10m"`` or a timedelta, counted from
-        the queue's clock), and ``timeout`` (seconds).
+        the queue's clock), ``timeout`` (seconds), ``cwd`` (the directory to run in; default:
+        this process's current directory) and ``env`` (variables for the job, on top of the
+        worker's environment; this process's own environment is not copied).
         """
         return self.submit([{**fields, "command": command}])[0].id
 
@@ -122,7 +132,8 @@ class Queue:
         if len(ids) != len(set(ids)):
             duplicate = next(i for i in ids if ids.count(i) > 1)
             raise InvalidInput(f"job id '{duplicate}' is given twice.")
-        with_ids = [job if job.id else _with_id(job) for job in validated]
+        here = _current_directory()
+        with_ids = [_placed(job if job.id else _with_id(job), here) for job in validated]
         enqueued = self.store.enqueue(with_ids)
         self._local.wake()
         return enqueued
@@ -160,16 +171,136 @@ class Queue:
         """Attempts as ``Attempt`` objects (with output tails), in start order."""
         return self.store.attempts(job_id)
 
-    def retry(self, *job_ids: str, all_dead: bool = False) -> list[Job]:
-        """Move dead jobs back to pending with attempts reset; their history stays."""
+    def retry(self, *job_ids: str, all_dead: bool = False, dead_only: bool = False) -> list[Job]:
+        """Run finished jobs (completed, dead or cancelled) again: back to pending, due at
+        once, attempts reset; their history stays. All or none.
+
+        ``all_dead``: every dead job. ``dead_only``: refuse jobs that are not dead (what
+        ``dlq retry`` does).
+        """
         if all_dead:
             retried = self.store.retry_all_dead()
         elif not job_ids:
-            raise InvalidInput("name the dead jobs to retry, or retry all of them.")
+            raise InvalidInput("name the jobs to retry, or retry all dead ones.")
         else:
-            retried = self.store.retry(list(dict.fromkeys(job_ids)))
+            states = (State.DEAD,) if dead_only else tuple(FINISHED)
+            retried = self.store.retry(_unique(job_ids), states)
         self._local.wake()
         return retried
+
+    # -- control ------------------------------------------------------------------------------
+
+    def cancel(
+        self,
+        *job_ids: str,
+        all_pending: bool = False,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> dict[str, State]:
+        """Cancel jobs, all or none; return each one's state afterwards.
+
+        A pending or failed job is ``cancelled`` at once. A running one is stopped by its
+        pool (SIGTERM to its process group, SIGKILL after a grace period), wherever it runs;
+        with ``wait`` this waits for that (at most ``timeout`` seconds, by default the grace
+        period and a few seconds more). Its state is then ``cancelled``, or ``completed`` if
+        it finished first; ``processing`` if it is still stopping (its pool may be gone: it
+        is cancelled once its lease runs out). ``all_pending``: every pending or failed job.
+
+        Raises:
+            NotFound: an id is unknown. InvalidTransition: a job is finished already.
+        """
+        if all_pending == bool(job_ids):
+            raise InvalidInput("name the jobs to cancel, or cancel all pending ones (not both).")
+        timeout = validate_timeout(timeout)
+        states = self.store.cancel(None if all_pending else _unique(job_ids))
+        running = [job_id for job_id, state in states.items() if state is State.PROCESSING]
+        if running and wait:
+            from queuectl.model.policy import KILL_GRACE
+
+            deadline = time.monotonic() + (KILL_GRACE + 5.0 if timeout is None else timeout)
+            while running and time.monotonic() < deadline:
+                time.sleep(0.02)
+                for job_id in list(running):
+                    states[job_id] = self.store.get(job_id).state
+                    if states[job_id] is not State.PROCESSING:
+                        running.remove(job_id)
+        return states
+
+    def move_to_dlq(self, *job_ids: str) -> list[Job]:
+        """Move pending or failed jobs straight to the dead letter queue; all or none."""
+        if not job_ids:
+            raise InvalidInput("name the pending or failed jobs to move to the DLQ.")
+        return self.store.bury(_unique(job_ids))
+
+    def edit(self, job_id: str, **changes: Any) -> Job:
+        """Change a pending or failed job: ``command``, ``priority``, ``run_at`` or ``delay``,
+        ``max_retries``, ``timeout``. A job claimed meanwhile is not changed
+        (``InvalidTransition`` says so)."""
+        edited = self.store.edit(job_id, job_changes(changes))
+        self._local.wake()
+        return edited
+
+    def pause(self) -> bool:
+        """Stop every pool of the queue from starting jobs (running ones finish); kept until
+        ``resume``, across restarts. Return whether it was running before."""
+        return self.store.set_paused(True)
+
+    def resume(self) -> bool:
+        """Let pools start jobs again; return whether the queue was paused."""
+        resumed = self.store.set_paused(False)
+        self._local.wake()
+        return resumed
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue is paused."""
+        return self.store.paused()
+
+    def prune(
+        self,
+        older_than: float | str | timedelta,
+        states: Iterable[State | str] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete finished jobs (of ``states``; default: completed, dead and cancelled) that
+        ended more than ``older_than`` ago (seconds, ``"30d"`` or a timedelta), with their
+        attempts; return how many (with ``dry_run``: how many would be)."""
+        if isinstance(older_than, timedelta):
+            older_than = older_than.total_seconds()
+        age = parse_duration(older_than, "older_than")
+        chosen = FINISHED if states is None else {_state(state) for state in states}
+        try:
+            before = self.store.now() - timedelta(seconds=age)
+        except OverflowError:
+            before = datetime.min.replace(tzinfo=UTC)
+        return self.store.prune(before, chosen, dry_run=dry_run)
+
+    def logs(self, job_id: str, attempt: int | None = None) -> str:
+        """The output of a job's attempt (the latest by default; while it runs, what it
+        printed so far): stdout, then stderr, decoded as UTF-8. Only the last
+        ``output_max_bytes`` of each stream are kept."""
+        found = self._attempt(job_id, attempt)
+        return (found.stdout + found.stderr).decode("utf-8", "replace")
+
+    def follow(self, job_id: str) -> Iterator[Chunk | Attempt]:
+        """The output of the job's latest attempt as it comes, as ``Chunk``s, then the ended
+        ``Attempt`` (see ``queuectl.follow``)."""
+        from queuectl.follow import follow
+
+        self.store.get(job_id)  # an unknown id is an error now, not at the first iteration
+        return follow(self.store, job_id)
+
+    def _attempt(self, job_id: str, number: int | None) -> Attempt:
+        if number is None:
+            latest = self.store.last_attempt(job_id)
+            if latest is None:
+                raise NotFound(f"job '{job_id}' has not run yet.")
+            return latest
+        chosen = [a for a in self.attempt_records(job_id) if a.number == number]
+        if not chosen:
+            raise NotFound(f"job '{job_id}' has no attempt {number}.")
+        return chosen[-1]
 
     def import_copy(self, copy: QueueCopy) -> None:
         """Write a whole queue (its jobs, attempts and configuration, as they are) into this
@@ -181,8 +312,8 @@ class Queue:
         return self.store.counts()
 
     def status(self) -> QueueStatus:
-        """Counts per state and live worker pools."""
-        return QueueStatus(self.location, self.store.counts(), self.workers())
+        """Counts per state, live worker pools, and whether the queue is paused."""
+        return QueueStatus(self.location, self.store.counts(), self.workers(), self.store.paused())
 
     def metrics(self) -> metrics_model.Metrics:
         """Throughput, runtimes and failure rate over the attempt history."""
@@ -195,7 +326,7 @@ class Queue:
         """The queue's configuration."""
         return self.store.config()
 
-    def set_config(self, key: str, value: str | float) -> tuple[str, int | float]:
+    def set_config(self, key: str, value: str | float) -> tuple[str, int | float | str]:
         """Validate and store one key (aliases accepted); return (canonical key, value)."""
         name, parsed = config_keys.parse_setting(key, str(value))
         self.store.set_config(name, parsed)
@@ -321,3 +452,26 @@ class Queue:
 
 def _with_id(job: NewJob) -> NewJob:
     return replace(job, id=generate_id())
+
+
+def _current_directory() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:  # it was deleted: the job then runs where its pool runs
+        return None
+
+
+def _placed(job: NewJob, here: str | None) -> NewJob:
+    """The job with the directory it was enqueued from, and its ``cwd`` made absolute."""
+    cwd = job.cwd
+    if cwd is not None and here is not None:
+        cwd = os.path.join(here, os.path.expanduser(cwd))
+    return replace(job, cwd=cwd, enqueued_from=job.enqueued_from or here)
+
+
+def _unique(job_ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(job_ids))
+
+
+def _state(value: State | str) -> State:
+    return value if isinstance(value, State) else validate_state(value)

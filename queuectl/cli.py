@@ -43,7 +43,7 @@ def _run(args: list[str]) -> int:
     try:
         result = cli.main(args=args, prog_name="queuectl", standalone_mode=False, obj=session)
         if isinstance(result, Result):
-            emit(result, session.as_json)
+            return emit(result, session.as_json) or 0
         return result if isinstance(result, int) else 0
     except click.ClickException as exc:
         shown = io.StringIO()

@@ -41,6 +41,9 @@ JOB_DTYPES: dict[str, str] = {
     "last_error": "string",
     "worker_id": "string",
     "lease_until": TIMESTAMP,
+    "cwd": "string",
+    "enqueued_from": "string",
+    "cancel_requested": "boolean",
 }
 
 ATTEMPT_DTYPES: dict[str, str] = {

@@ -36,6 +36,7 @@ from queuectl.commands import Result, Session, cli
 from queuectl.commands.results import (
     ConfigView,
     Enqueued,
+    Following,
     JobDetail,
     JobList,
     Logs,
@@ -45,6 +46,7 @@ from queuectl.commands.results import (
     StatusReport,
 )
 from queuectl.errors import QueuectlError
+from queuectl.follow import Chunk
 from queuectl.model import QueueStatus
 from queuectl.model.status import status_text
 from queuectl.store import redact, resolve_location
@@ -214,6 +216,16 @@ def _(result: Logs) -> Any:
     for stream, data in ((sys.stdout, result.attempt.stdout), (sys.stderr, result.attempt.stderr)):
         stream.write(data.decode("utf-8", "replace"))
         stream.flush()
+    return None
+
+
+@present.register
+def _(result: Following) -> Any:
+    for update in result.updates:  # a kernel interrupt stops it, like any cell
+        if isinstance(update, Chunk):
+            stream = sys.stdout if update.stream == "stdout" else sys.stderr
+            stream.write(update.data.decode("utf-8", "replace"))
+            stream.flush()
     return None
 
 

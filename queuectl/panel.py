@@ -6,8 +6,10 @@ in a cell's output. The thread holds only a weak reference to the panel and stop
 ``close()``, when a new panel of the same queue is made (re-running the cell), when the
 extension is unloaded, and at interpreter exit.
 
-Buttons (retry dead jobs) run in the kernel's main thread: while another cell is running,
-a click waits until that cell ends. That is how Jupyter delivers widget events.
+Buttons (pause or resume the queue, cancel active jobs, retry dead ones; see
+``panel_controls``) run in the kernel's main thread: while another cell is running, a click
+waits until that cell ends. That is how Jupyter delivers widget events. They return at once
+and show what they did, or why they could not, in the message area.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import ipywidgets as widgets
 from queuectl.api import Queue
 from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.model import Job, State, WorkerInfo
+from queuectl.model.job import unfinished
+from queuectl.panel_controls import JobControls, run_action, set_value
 from queuectl.text import cell
 
 _PANELS: weakref.WeakSet[QueuePanel] = weakref.WeakSet()
@@ -31,14 +35,17 @@ _LATEST: dict[str, weakref.ref[QueuePanel]] = {}
 
 
 class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
-    """Counts per state with a progress bar, live workers, recent jobs and the DLQ."""
+    """Counts per state with a progress bar, live workers, recent jobs, the active jobs (to
+    cancel, or follow the output of a running one) and the DLQ; pause/resume the queue."""
 
     def __init__(self, queue: Queue, interval: float = 1.0, recent: int = 10) -> None:
         self.queue = queue
         self.interval = interval
         self.recent_limit = recent
         self.title = widgets.HTML()
-        self.progress = widgets.IntProgress(min=0, max=1, value=0, description="finished")
+        self.progress = widgets.IntProgress(
+            min=0, max=1, value=0, description="finished", style={"description_width": "initial"}
+        )
         self.counts = widgets.HTML()
         self.workers = widgets.HTML()
         self.recent = widgets.HTML()
@@ -46,14 +53,23 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         self.retry_selected = widgets.Button(description="Retry selected", icon="redo")
         self.retry_all = widgets.Button(description="Retry all dead", icon="redo")
         self.message = widgets.HTML()
+        self._lock = threading.RLock()  # one refresh at a time (the refresher's, a button's)
+        self.controls = JobControls(queue, self.message, self.refresh, self._lock)
+        self.pause, self.active, self.cancel, self.tail = (
+            self.controls.pause,
+            self.controls.active,
+            self.controls.cancel,
+            self.controls.tail,
+        )
         self.retry_selected.on_click(lambda _: self._retry(all_dead=False))
         self.retry_all.on_click(lambda _: self._retry(all_dead=True))
         super().__init__(
             children=[
-                self.title,
+                widgets.HBox([self.title, self.pause]),
                 widgets.HBox([self.progress, self.counts]),
                 self.workers,
                 self.recent,
+                *self.controls.children,
                 widgets.HBox([self.dead, widgets.VBox([self.retry_selected, self.retry_all])]),
                 self.message,
             ]
@@ -81,23 +97,25 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
 
     def refresh(self) -> None:
         """Read the queue and update the widgets (the refresher calls this)."""
-        counts = self.queue.counts()
-        total = sum(counts.values())
-        done = counts.get(State.COMPLETED, 0) + counts.get(State.DEAD, 0)
-        _set(self.progress, "max", max(total, 1))
-        _set(self.progress, "value", done)
-        _set(self.progress, "description", f"{done}/{total} done")
-        style = "danger" if counts.get(State.DEAD) else "success" if done == total else "info"
-        _set(self.progress, "bar_style", style)
-        _set(self.counts, "value", _counts_html(counts))
-        _set(self.workers, "value", _workers_html(self.queue.workers()))
-        _set(self.recent, "value", _jobs_html(self.queue.job_records(limit=self.recent_limit)))
-        dead = self.queue.job_records(State.DEAD, 200)
-        options = tuple((_dead_label(job), job.id) for job in dead)
-        if options != self.dead.options:
-            chosen = self.dead.value  # new options clear the selection: keep what still exists
-            self.dead.options = options
-            self.dead.value = tuple(v for v in chosen if v in {job.id for job in dead})
+        with self._lock:
+            status = self.queue.status()
+            counts, total = status.counts, status.total
+            done = total - unfinished(counts)  # completed, dead or cancelled
+            set_value(self.progress, "max", max(total, 1))
+            set_value(self.progress, "value", done)
+            set_value(self.progress, "description", _outcomes(counts, done, total))
+            set_value(self.progress, "bar_style", _bar_style(counts, done == total))
+            set_value(self.counts, "value", _counts_html(counts, status.paused))
+            set_value(self.workers, "value", _workers_html(status.workers))
+            recent = self.queue.job_records(limit=self.recent_limit)
+            set_value(self.recent, "value", _jobs_html(recent))
+            self.controls.update(status)
+            dead = self.queue.job_records(State.DEAD, 200)
+            options = tuple((_dead_label(job), job.id) for job in dead)
+            if options != self.dead.options:
+                chosen = self.dead.value  # new options clear the selection: keep what's left
+                self.dead.options = options
+                self.dead.value = tuple(v for v in chosen if v in {job.id for job in dead})
 
     def stop(self) -> None:
         """Stop refreshing (the widgets keep their last values)."""
@@ -130,15 +148,13 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         _PANELS.add(self)
 
     def _retry(self, all_dead: bool) -> None:
-        chosen = list(self.dead.value)
-        try:
+        def retry() -> str:
+            chosen = list(self.dead.value)
             if not all_dead and not chosen:
                 raise InvalidInput("select dead jobs first.")
-            retried = self.queue.retry(*chosen, all_dead=all_dead)
-            self.message.value = f"Retried {len(retried)} job(s)."
-            self.refresh()
-        except QueuectlError as exc:
-            self.message.value = f"<span style='color:#b00'>{html.escape(exc.message)}</span>"
+            return f"Retried {len(self.queue.retry(*chosen, all_dead=all_dead))} job(s)."
+
+        run_action(self.message, retry, self.refresh)
 
 
 def stop_all() -> None:
@@ -171,12 +187,6 @@ def _refresh_loop(
         queue.release()
 
 
-def _set(widget: Any, name: str, value: Any) -> None:
-    """Set a trait only when it changes: every set is a message to the browser."""
-    if getattr(widget, name) != value:
-        setattr(widget, name, value)
-
-
 _CELL = "style='padding:0 8px;text-align:left'"
 
 
@@ -189,8 +199,30 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _counts_html(counts: dict[State, int]) -> str:
-    return _html_table([s.value for s in State], [[counts.get(s, 0) for s in State]])
+def _counts_html(counts: dict[State, int], paused: bool) -> str:
+    table = _html_table([s.value for s in State], [[counts.get(s, 0) for s in State]])
+    if not paused:
+        return table
+    note = "no job starts until the queue is resumed; running jobs finish."
+    return f"{table}<b>Paused</b>: {note}"
+
+
+def _outcomes(counts: dict[State, int], done: int, total: int) -> str:
+    """The progress label; how the finished jobs ended when not all completed:
+    "19/19 done: 16 ok · 2 dead · 1 cancelled"."""
+    label = f"{done}/{total} done"
+    others = [f"{counts[s]} {s.value}" for s in (State.DEAD, State.CANCELLED) if counts.get(s)]
+    if not others:
+        return label
+    return f"{label}: {' · '.join([f'{counts.get(State.COMPLETED, 0)} ok', *others])}"
+
+
+def _bar_style(counts: dict[State, int], all_done: bool) -> str:
+    if counts.get(State.DEAD):
+        return "danger"
+    if not all_done:
+        return "info"
+    return "warning" if counts.get(State.CANCELLED) else "success"
 
 
 def _workers_html(workers: list[WorkerInfo]) -> str:

@@ -44,9 +44,8 @@ class Progress:
         if total != self._bar.total:
             self._bar.reset(total=total)  # (a notebook bar takes a new total only this way)
         self._bar.n = total - active
-        self._bar.set_postfix(
-            completed=counts.get(State.COMPLETED, 0), dead=counts.get(State.DEAD, 0), refresh=False
-        )
+        finished = {state.value: counts.get(state, 0) for state in State if not state.active}
+        self._bar.set_postfix(**{k: n for k, n in finished.items() if n or k != "cancelled"})
         self._bar.refresh()
 
     def __enter__(self) -> Progress:

@@ -11,12 +11,15 @@ import json
 import sys
 import time
 from functools import singledispatch
+from typing import TextIO
 
 import click
 
 from queuectl.commands.results import (
+    Cancelled,
     ConfigView,
     Enqueued,
+    Following,
     JobDetail,
     JobList,
     Logs,
@@ -29,6 +32,8 @@ from queuectl.commands.results import (
     output_text,
 )
 from queuectl.errors import NoWorkers, QueuectlError
+from queuectl.follow import Chunk, exit_status
+from queuectl.model import State
 from queuectl.model.status import status_text
 from queuectl.text import has_controls, printable, table
 
@@ -93,6 +98,24 @@ def _(result: JobDetail, start_workers: str = START_WORKERS) -> str:
     return "\n".join(lines)
 
 
+#: what ``cancel`` says of each job, by its state afterwards
+CANCEL_OUTCOMES = {
+    State.CANCELLED: "cancelled",
+    State.COMPLETED: "already completed (it finished before it could be stopped)",
+    State.PROCESSING: "cancel requested; its pool is still stopping it",
+}
+
+
+@text.register
+def _(result: Cancelled, start_workers: str = START_WORKERS) -> str:
+    if not result.states:
+        return "No pending or failed jobs to cancel."
+    return "\n".join(
+        f"{job_id}: {CANCEL_OUTCOMES.get(state, state.value)}"
+        for job_id, state in result.states.items()
+    )
+
+
 @text.register
 def _(result: StatusReport, start_workers: str = START_WORKERS) -> str:
     return status_text(result.status, start_workers)
@@ -100,7 +123,10 @@ def _(result: StatusReport, start_workers: str = START_WORKERS) -> str:
 
 @text.register
 def _(result: ConfigView, start_workers: str = START_WORKERS) -> str:
-    return "\n".join(f"{key} = {value:g}" for key, value in result.values.items())
+    return "\n".join(
+        f"{key} = {value if isinstance(value, str) else format(value, 'g')}"
+        for key, value in result.values.items()
+    )
 
 
 @text.register
@@ -142,9 +168,11 @@ def _(result: PanelView, start_workers: str = START_WORKERS) -> str:
 
 
 @singledispatch
-def emit(result: Result, as_json: bool) -> None:
-    """Print ``result`` for a terminal: JSON, or its text with control characters escaped."""
+def emit(result: Result, as_json: bool) -> int | None:
+    """Print ``result`` for a terminal: JSON, or its text with control characters escaped.
+    Return the exit code when it is not 0."""
     _print(result, as_json)
+    return None
 
 
 def _print(result: Result, as_json: bool) -> None:
@@ -157,33 +185,59 @@ def _print(result: Result, as_json: bool) -> None:
 
 
 @emit.register
-def _(result: Logs, as_json: bool) -> None:
+def _(result: Logs, as_json: bool) -> int | None:
     if as_json:
         _print(result, as_json)
-        return
-    raw_controls = False
+        return None
     attempt = result.attempt
-    for stream, data in ((sys.stdout, attempt.stdout), (sys.stderr, attempt.stderr)):
-        if result.safe:
-            data = printable(output_text(data)).encode("utf-8")
-        else:  # what the job printed comes back unchanged, even if it is not UTF-8
-            raw_controls |= stream.isatty() and has_controls(data)
-        stream.flush()
-        stream.buffer.write(data)
-        stream.buffer.flush()
+    raw_controls = _write_output(sys.stdout, attempt.stdout, result.safe)
+    raw_controls |= _write_output(sys.stderr, attempt.stderr, result.safe)
     if raw_controls:
-        click.echo(
-            "\n(queuectl: this output holds terminal control sequences, printed as they are;"
-            " `queuectl logs --safe` shows them escaped)",
-            err=True,
-        )
+        _note_controls()
+    return None
 
 
 @emit.register
-def _(result: PanelView, as_json: bool) -> None:
+def _(result: Following, as_json: bool) -> int | None:
+    raw_controls = False
+    try:
+        for update in result.updates:
+            if isinstance(update, Chunk):
+                stream = sys.stdout if update.stream == "stdout" else sys.stderr
+                raw_controls |= _write_output(stream, update.data, result.safe)
+            else:
+                if raw_controls:
+                    _note_controls()
+                return exit_status(update)
+    except KeyboardInterrupt:
+        return 130
+    return None
+
+
+def _write_output(stream: TextIO, data: bytes, safe: bool) -> bool:
+    """Write a job's output: raw (even if it is not UTF-8), or with ``safe`` escaped; return
+    whether raw control sequences went to a terminal."""
+    if safe:
+        data = printable(output_text(data)).encode("utf-8")
+    stream.flush()
+    stream.buffer.write(data)
+    stream.buffer.flush()
+    return not safe and stream.isatty() and has_controls(data)
+
+
+def _note_controls() -> None:
+    click.echo(
+        "\n(queuectl: this output holds terminal control sequences, printed as they are;"
+        " `queuectl logs --safe` shows them escaped)",
+        err=True,
+    )
+
+
+@emit.register
+def _(result: PanelView, as_json: bool) -> int | None:
     if as_json or result.once or result.refresh is None or not sys.stdout.isatty():
         _print(result, as_json)
-        return
+        return None
     view, refresh = result, result.refresh
     try:
         while True:
@@ -195,3 +249,4 @@ def _(result: PanelView, as_json: bool) -> None:
             view = refresh()
     except KeyboardInterrupt:
         pass
+    return None

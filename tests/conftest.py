@@ -190,7 +190,12 @@ class Cli:
         self.env = {**os.environ, "QUEUECTL_HOME": str(home), "QUEUECTL_DB": self.db}
 
     def run(
-        self, *args: str, check: bool = True, input: bytes | None = None, timeout: float = 60
+        self,
+        *args: str,
+        check: bool = True,
+        input: bytes | None = None,
+        timeout: float = 60,
+        cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [QUEUECTL, *args],
@@ -199,6 +204,7 @@ class Cli:
             text=True,
             timeout=timeout,
             input=None if input is None else input.decode(),
+            cwd=cwd,
         )
         if check and proc.returncode != 0:
             raise AssertionError(

@@ -5,8 +5,19 @@ Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from queuectl.commands import admin, dlq, jobs, migrate, monitor, workers
+from queuectl.commands import admin, control, dlq, jobs, migrate, monitor, workers
 from queuectl.commands.group import Session, cli
 from queuectl.commands.results import Result
 
-__all__ = ["Result", "Session", "admin", "cli", "dlq", "jobs", "migrate", "monitor", "workers"]
+__all__ = [
+    "Result",
+    "Session",
+    "admin",
+    "cli",
+    "control",
+    "dlq",
+    "jobs",
+    "migrate",
+    "monitor",
+    "workers",
+]

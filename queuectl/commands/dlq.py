@@ -1,4 +1,4 @@
-"""Commands for the dead letter queue: list, retry (alias: restore)."""
+"""Commands for the dead letter queue: list, retry (alias: restore), move."""
 
 from __future__ import annotations
 
@@ -37,10 +37,22 @@ def dlq_retry(session: Session, job_ids: tuple[str, ...], all_dead: bool) -> Mes
     """Move dead jobs back to pending with attempts reset to 0 (their history stays)."""
     if all_dead == bool(job_ids):
         raise InvalidInput("give the ids of dead jobs, or --all (not both).")
-    jobs = session.queue().retry(*job_ids, all_dead=all_dead)
+    jobs = session.queue().retry(*job_ids, all_dead=all_dead, dead_only=True)
     ids = [job.id for job in jobs]
     text = "\n".join(f"{job_id}: moved back to pending" for job_id in ids)
     return Message(text or "The dead letter queue is empty.", {"retried": ids})
+
+
+@dlq.command("move")
+@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, callback=existing_ids)
+@json_option
+@click.pass_obj
+def dlq_move(session: Session, job_ids: tuple[str, ...]) -> Message:
+    """Move pending or failed jobs straight to the dead letter queue (all or none); `dlq
+    retry` brings them back."""
+    ids = [job.id for job in session.queue().move_to_dlq(*job_ids)]
+    text = "\n".join(f"{job_id}: moved to the dead letter queue" for job_id in ids)
+    return Message(text, {"moved": ids})
 
 
 # `dlq restore` is what users of other queuectl tools type.

@@ -9,10 +9,10 @@ from typing import Any, BinaryIO
 import click
 
 from queuectl.commands.group import LIMIT, Session, cli, json_option
-from queuectl.commands.results import Enqueued, JobDetail, JobList, Logs
+from queuectl.commands.results import Enqueued, Following, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import NewJob, State
-from queuectl.model.parse import new_job, parse_duration, parse_job_json
+from queuectl.model.parse import new_job, parse_duration, parse_env_option, parse_job_json
 
 STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
 
@@ -25,6 +25,18 @@ STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
 @click.option("--run-at", help="Not before this ISO 8601 time, e.g. 2030-01-01T00:00:00Z.")
 @click.option("--delay", help="Not before this long from now, e.g. 30s, 10m, 2h.")
 @click.option("--timeout", help="Kill the job after this long (seconds, or 30s, 10m); 0 = none.")
+@click.option(
+    "--cwd",
+    metavar="DIR",
+    help="Run in this directory (default: the current one, where the job is enqueued).",
+)
+@click.option(
+    "--env",
+    "env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set a variable for the job (repeatable), on top of the worker's environment.",
+)
 @click.option("--raw", is_flag=True, help="JOB is a command even if it starts with '{'.")
 @click.option(
     "--file",
@@ -43,13 +55,19 @@ def enqueue(
     run_at: str | None,
     delay: str | None,
     timeout: str | None,
+    cwd: str | None,
+    env: tuple[str, ...],
     raw: bool,
     job_file: BinaryIO | None,
 ) -> Enqueued:
     """Add a job; print its id.
 
     JOB is a JSON object with the fields id, command, max_retries, priority, run_at (or delay),
-    timeout, or a plain command string. Several words after -- form one shell command line.
+    timeout, cwd, env (an object), or a plain command string. Several words after -- form one
+    shell command line.
+
+    The job runs in the directory it was enqueued from (or --cwd), with the worker's
+    environment plus its --env variables; this shell's environment is not copied.
 
     With --file, every non-empty line is a job (JSON, or a command); all are enqueued in one
     transaction, or none if a line is invalid. The options then apply to every line.
@@ -72,6 +90,8 @@ def enqueue(
         "run_at": run_at,
         "delay": delay,  # the store counts it from its own clock
         "timeout": None if timeout is None else parse_duration(timeout, "--timeout"),
+        "cwd": cwd,
+        "env": parse_env_option(env) if env else None,
     }
     if delay is not None and run_at is not None:
         raise InvalidInput("give either --delay or --run-at, not both.")
@@ -178,15 +198,32 @@ def show(session: Session, job_id: str) -> JobDetail:
     is_flag=True,
     help="Show control characters escaped (\\x1b) instead of sending them to the terminal.",
 )
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Print the latest attempt's output as it comes, until it ends; exit with its code.",
+)
 @json_option
 @click.pass_obj
-def logs(session: Session, job_id: str, attempt: int | None, safe: bool) -> Logs:
+def logs(
+    session: Session, job_id: str, attempt: int | None, safe: bool, follow: bool
+) -> Logs | Following:
     """Print the captured output of a job's attempt: stdout to stdout, stderr to stderr.
 
     The bytes come out as the job wrote them, colours and all; on a terminal, a note on stderr
     says when they hold control sequences. --safe shows those escaped. Only the last
     output_max_bytes of each stream are kept.
+
+    With --follow, a running attempt's output appears about once a second, from any host;
+    a job that has not started is waited for. The exit code is then the attempt's.
     """
+    if follow:
+        if attempt is not None or session.as_json:
+            raise InvalidInput(
+                "--follow prints the latest attempt as it runs: without --attempt and --json."
+            )
+        return Following(session.queue().follow(job_id), safe=safe)
     attempts = session.queue().attempt_records(job_id)
     if attempt is not None:
         attempts = [a for a in attempts if a.number == attempt]

@@ -7,11 +7,12 @@ notebook magic as objects (``magics.present``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from queuectl.model import Attempt, Job, QueueStatus, WorkerInfo
+from queuectl.follow import Chunk
+from queuectl.model import Attempt, Job, QueueStatus, State, WorkerInfo
 from queuectl.model.metrics import Metrics
 from queuectl.text import iso
 
@@ -22,8 +23,9 @@ def output_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """A job as a JSON-ready dict."""
+def job_json(job: Job, *, env: bool = False) -> dict[str, Any]:
+    """A job as a JSON-ready dict; with its variables only if ``env`` (they stay out of
+    listings: they may hold a token)."""
     return {
         "id": job.id,
         "command": job.command,
@@ -38,6 +40,10 @@ def job_json(job: Job) -> dict[str, Any]:
         "last_error": job.last_error,
         "worker_id": job.worker_id,
         "lease_until": iso(job.lease_until),
+        "cwd": job.cwd,
+        "enqueued_from": job.enqueued_from,
+        "cancel_requested": job.cancel_requested,
+        **({"env": dict(job.env)} if env else {}),
     }
 
 
@@ -55,6 +61,8 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "error": attempt.error,
         "stdout": output_text(attempt.stdout),
         "stderr": output_text(attempt.stderr),
+        "stdout_bytes": attempt.stdout_bytes,
+        "stderr_bytes": attempt.stderr_bytes,
     }
 
 
@@ -102,7 +110,8 @@ class JobDetail(Result):
     attempts: list[Attempt]
 
     def to_json(self) -> Any:
-        return {**job_json(self.job), "history": [attempt_json(a) for a in self.attempts]}
+        history = [attempt_json(a) for a in self.attempts]
+        return {**job_json(self.job, env=True), "history": history}
 
 
 @dataclass
@@ -117,6 +126,27 @@ class Logs(Result):
 
 
 @dataclass
+class Following(Result):
+    """A running attempt's output as it comes (``Chunk``s), then the ended ``Attempt``."""
+
+    updates: Iterator[Chunk | Attempt]
+    safe: bool = False
+
+    def to_json(self) -> Any:
+        raise TypeError("followed output is a stream, not JSON")
+
+
+@dataclass
+class Cancelled(Result):
+    """Each job's state after ``cancel``."""
+
+    states: dict[str, State]
+
+    def to_json(self) -> Any:
+        return {job_id: state.value for job_id, state in self.states.items()}
+
+
+@dataclass
 class StatusReport(Result):
     status: QueueStatus
 
@@ -125,13 +155,14 @@ class StatusReport(Result):
             "queue": self.status.location,
             "counts": {state.value: n for state, n in self.status.counts.items()},
             "total": self.status.total,
+            "paused": self.status.paused,
             "workers": [worker_json(w) for w in self.status.workers],
         }
 
 
 @dataclass
 class ConfigView(Result):
-    values: dict[str, int | float]
+    values: dict[str, int | float | str]
     single: bool = False  #: one key was asked for
 
     def to_json(self) -> Any:

@@ -59,6 +59,8 @@ def compute(summary: AttemptSummary) -> Metrics:
     counts = {outcome.value: summary.by_outcome.get(outcome, 0) for outcome in Outcome}
     attempts = sum(counts.values())
     completed = counts[Outcome.COMPLETED.value]
+    # A cancelled run is the user's decision, not a failure of the job.
+    judged = attempts - counts[Outcome.CANCELLED.value]
     throughput = None
     if completed and summary.first_start is not None and summary.last_finish is not None:
         span = (summary.last_finish - summary.first_start).total_seconds()
@@ -66,7 +68,7 @@ def compute(summary: AttemptSummary) -> Metrics:
     return Metrics(
         attempts=attempts,
         by_outcome=counts,
-        failure_rate=(attempts - completed) / attempts if attempts else None,
+        failure_rate=(judged - completed) / judged if judged else None,
         runtime_mean=summary.runtime_mean,
         runtime_p50=summary.runtime_p50,
         runtime_p95=summary.runtime_p95,

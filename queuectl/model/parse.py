@@ -122,9 +122,7 @@ def job_changes(fields: Mapping[str, Any]) -> JobChanges:
     data = {name: value for name, value in canonical_fields(fields).items() if value is not None}
     fixed = sorted(set(data) - set(EDITABLE))
     if fixed:
-        raise InvalidInput(
-            f"{', '.join(fixed)} cannot be edited; editable: {', '.join(EDITABLE)}."
-        )
+        raise InvalidInput(f"{', '.join(fixed)} cannot be edited; editable: {', '.join(EDITABLE)}.")
     if not data:
         raise InvalidInput(f"nothing to change: give at least one of {', '.join(EDITABLE)}.")
     # new_job validates every field the same way it does for a new job.

@@ -6,6 +6,9 @@ import math
 
 from queuectl.model.job import Outcome, RunResult, State, Transition
 
+#: seconds between the SIGTERM and the SIGKILL that stop a job (timeout, cancel, stop now)
+KILL_GRACE = 2.0
+
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
     """Seconds to wait before the next attempt: ``min(base ** attempts, cap)``.

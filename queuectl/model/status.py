@@ -20,6 +20,7 @@ class QueueStatus:
     location: str
     counts: dict[State, int]
     workers: list[WorkerInfo]
+    paused: bool = False  #: pools claim nothing until the queue is resumed
 
     @property
     def total(self) -> int:
@@ -27,7 +28,8 @@ class QueueStatus:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{state.value}={self.counts.get(state, 0)}" for state in State)
-        return f"QueueStatus({counts}, workers={len(self.workers)})"
+        paused = ", paused" if self.paused else ""
+        return f"QueueStatus({counts}, workers={len(self.workers)}{paused})"
 
     def __str__(self) -> str:
         return status_text(self)
@@ -45,6 +47,8 @@ def status_text(status: QueueStatus, start_workers: str | None = None) -> str:
     lines = [f"queue: {printable(status.location, multiline=False)}", ""]
     lines += [f"  {state.value:<11}{counts.get(state, 0):>8}" for state in State]
     lines += [f"  {'total':<11}{status.total:>8}", ""]
+    if status.paused:
+        lines += ["Paused: no job starts until the queue is resumed; running jobs finish.", ""]
     if not status.workers:
         how = f" Start some with: {start_workers}" if start_workers else ""
         lines.append(f"No workers running.{how}")

@@ -356,7 +356,8 @@ def check_prunable(states: Collection[State]) -> None:
     active = sorted(state.value for state in states if state.active)
     if active:
         raise InvalidInput(
-            f"only finished jobs can be pruned (completed, dead, cancelled), not {', '.join(active)}."
+            "only finished jobs can be pruned (completed, dead, cancelled), "
+            f"not {', '.join(active)}."
         )
 
 

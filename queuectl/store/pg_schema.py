@@ -17,12 +17,13 @@ import psycopg
 from queuectl.errors import SchemaTooNew, StoreError
 from queuectl.store.secrets import scrub
 
-VERSION = 2
+VERSION = 3
 #: rows per state in ``queuectl.job_counts``: concurrent writers spread over them
 COUNT_SHARDS = 16
 #: any constant that other applications are unlikely to pick: "queuectl" in ASCII
 ADVISORY_LOCK = 0x7175657565637471
-#: the NOTIFY channel that says "jobs may be claimable now"
+#: the NOTIFY channel that says "look at the queue now": jobs may be claimable, a running job
+#: has a cancel request, or the queue was resumed
 CHANNEL = "queuectl_claimable"
 
 MIGRATIONS: dict[int, str] = {
@@ -148,6 +149,38 @@ CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON queuectl.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
 CREATE TRIGGER jobs_counted_on_truncate AFTER TRUNCATE ON queuectl.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_jobs();
+""",
+    # Job control: cancelling, where and with what variables a job runs, output byte counts,
+    # pausing. The new columns are NULL or a constant default, so adding them rewrites nothing;
+    # only the new CHECK reads the table once, under the lock that ALTER TABLE takes anyway.
+    3: f"""
+ALTER TABLE queuectl.jobs
+    ADD COLUMN cwd text,
+    ADD COLUMN enqueued_from text,
+    ADD COLUMN env text,  -- JSON object of the job's variables
+    ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false,
+    DROP CONSTRAINT jobs_state_check,
+    ADD CONSTRAINT jobs_state_check
+        CHECK (state IN ('pending', 'processing', 'failed', 'completed', 'dead', 'cancelled'));
+ALTER TABLE queuectl.attempts ADD COLUMN stdout_bytes bigint, ADD COLUMN stderr_bytes bigint;
+-- No job could be cancelled before: the count starts at zero (the lock above keeps writers out).
+INSERT INTO queuectl.job_counts (state, shard, n)
+    SELECT 'cancelled', g.shard, 0 FROM generate_series(0, {COUNT_SHARDS - 1}) AS g(shard);
+-- An edit that makes a waiting job due now wakes the pools too.
+DROP TRIGGER jobs_claimable ON queuectl.jobs;
+CREATE TRIGGER jobs_claimable AFTER INSERT OR UPDATE OF state, run_at ON queuectl.jobs
+    FOR EACH ROW WHEN (NEW.state IN ('pending', 'failed') AND NEW.run_at <= now())
+    EXECUTE FUNCTION queuectl.notify_claimable();
+-- The pool running a job must stop it at once, whoever asked (PostgreSQL folds the
+-- notifications of one transaction into one, however many jobs it cancels).
+CREATE TRIGGER jobs_cancel_requested AFTER UPDATE OF cancel_requested ON queuectl.jobs
+    FOR EACH ROW WHEN (NEW.cancel_requested AND NOT OLD.cancel_requested)
+    EXECUTE FUNCTION queuectl.notify_claimable();
+-- A resumed queue may have claimable jobs that no pool was told of while it was paused.
+-- ('paused' is base.PAUSED_KEY, written out: a migration must not change with the code.)
+CREATE TRIGGER config_resumed AFTER DELETE ON queuectl.config
+    FOR EACH ROW WHEN (OLD.key = 'paused')
+    EXECUTE FUNCTION queuectl.notify_claimable();
 """,
 }
 

@@ -1,5 +1,5 @@
-"""The statements of a run's life on PostgreSQL: enqueue, claim, renew, finish; and their
-parameters.
+"""The statements of a run's life on PostgreSQL: enqueue, claim, renew, record output, finish;
+and their parameters.
 
 Each is one statement, so each is atomic without an explicit transaction. ``NOW`` is the
 store's clock: the ``now`` parameter when a test clock is set, else the server's ``now()``.
@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from queuectl.model import Config, Fence, NewJob, RunResult, Transition
-from queuectl.store.rows import JOB_COLUMNS
+from queuectl.store.base import PAUSED_KEY
+from queuectl.store.rows import JOB_COLUMNS, env_text
 
 NOW = "COALESCE(%(now)s::timestamptz, now())"
 
@@ -19,21 +20,25 @@ NOW = "COALESCE(%(now)s::timestamptz, now())"
 # triggers then run once for the batch, not once per job. A delay counts from the server's
 # clock, not from the enqueuing host's.
 ENQUEUE = f"""
-INSERT INTO queuectl.jobs
-    (id, command, state, max_retries, priority, run_at, timeout, created_at, updated_at)
+INSERT INTO queuectl.jobs (id, command, state, max_retries, priority, run_at, timeout,
+    created_at, updated_at, cwd, enqueued_from, env)
 SELECT id, command, 'pending', retries, priority,
-    COALESCE(run_at, {NOW} + make_interval(secs => delay)), timeout, {NOW}, {NOW}
+    COALESCE(run_at, {NOW} + make_interval(secs => delay)), timeout, {NOW}, {NOW},
+    cwd, enqueued_from, env
 FROM unnest(%(ids)s::text[], %(commands)s::text[], %(retries)s::integer[],
     %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::double precision[],
-    %(timeouts)s::double precision[])
-    WITH ORDINALITY AS new (id, command, retries, priority, run_at, delay, timeout, position)
+    %(timeouts)s::double precision[], %(cwds)s::text[], %(enqueued_froms)s::text[],
+    %(envs)s::text[])
+    WITH ORDINALITY AS new (id, command, retries, priority, run_at, delay, timeout, cwd,
+        enqueued_from, env, position)
 ORDER BY position
 RETURNING {JOB_COLUMNS}
 """
 
 # SKIP LOCKED: concurrent claimers pass over a row another one is taking instead of waiting
 # for it, and never get the same one. The new attempt id comes from the attempts' sequence,
-# so the job row and its attempt row are written by one statement.
+# so the job row and its attempt row are written by one statement. A paused queue's config row
+# is one index probe, made once per statement (it does not depend on the job).
 _CLAIMED = f"""
     UPDATE queuectl.jobs SET state = 'processing', attempts = attempts + 1,
         worker_id = %(claimer)s, lease_until = {NOW} + %(lease)s * interval '1 second',
@@ -41,6 +46,7 @@ _CLAIMED = f"""
     WHERE seq = (
         SELECT seq FROM queuectl.jobs
         WHERE state IN ('pending', 'failed') AND run_at <= {NOW}
+            AND NOT EXISTS (SELECT FROM queuectl.config WHERE key = '{PAUSED_KEY}')
         ORDER BY priority DESC, run_at, seq
         LIMIT 1 FOR UPDATE SKIP LOCKED)
     RETURNING {JOB_COLUMNS}"""
@@ -63,19 +69,44 @@ WHERE state = 'processing' AND (id, attempts, worker_id, attempt_id) IN (
 RETURNING attempt_id
 """
 
-# The job moves only under its whole fence; the attempt row is written only if it did.
+# Read per renewal round by each pool: one probe of the jobs' id index per running job.
+CANCEL_REQUESTS = """
+SELECT attempt_id FROM queuectl.jobs
+WHERE cancel_requested AND (id, attempt_id) IN (
+    SELECT * FROM unnest(%(ids)s::text[], %(attempt_ids)s::bigint[]))
+"""
+
+# Output so far, while the whole fence holds. A finish that commits first has set finished_at
+# (a concurrent one waits for this row and then overwrites it), so the final output always
+# wins over a late partial one.
+RECORD_OUTPUT = """
+UPDATE queuectl.attempts SET stdout = %(stdout)s, stderr = %(stderr)s,
+    stdout_bytes = %(stdout_bytes)s, stderr_bytes = %(stderr_bytes)s
+WHERE id = %(attempt_id)s AND finished_at IS NULL AND EXISTS (
+    SELECT FROM queuectl.jobs
+    WHERE id = %(id)s AND attempts = %(attempt)s AND worker_id = %(worker)s
+        AND attempt_id = %(attempt_id)s AND state = 'processing')
+RETURNING id
+"""
+
+# The job moves only under its whole fence; the attempt row is written only if it did. A job
+# with a cancel request ends cancelled however its run ended, unless the run completed it
+# (the work is done then); its last_error says how the run ended.
 _MOVED = f"""
-    UPDATE queuectl.jobs SET state = %(state)s::text,
-        run_at = CASE WHEN %(state)s::text = 'failed'
+    UPDATE queuectl.jobs SET
+        state = CASE WHEN cancel_requested AND %(state)s::text <> 'completed'
+            THEN 'cancelled' ELSE %(state)s::text END,
+        run_at = CASE WHEN %(state)s::text = 'failed' AND NOT cancel_requested
             THEN {NOW} + %(delay)s * interval '1 second' ELSE run_at END,
-        last_error = COALESCE(%(last_error)s::text, last_error),
+        last_error = COALESCE(%(last_error)s::text, last_error), cancel_requested = false,
         worker_id = NULL, lease_until = NULL, updated_at = {NOW}
     WHERE id = %(id)s AND attempts = %(attempt)s AND worker_id = %(worker)s
         AND attempt_id = %(attempt_id)s AND state = 'processing' {{expiry}}
     RETURNING attempt_id"""
 _RECORDED = f"""
     UPDATE queuectl.attempts SET finished_at = {NOW}, exit_code = %(exit_code)s,
-        outcome = %(outcome)s, error = %(error)s, stdout = %(stdout)s, stderr = %(stderr)s
+        outcome = %(outcome)s, error = %(error)s, stdout = %(stdout)s, stderr = %(stderr)s,
+        stdout_bytes = %(stdout_bytes)s, stderr_bytes = %(stderr_bytes)s
     WHERE id = (SELECT attempt_id FROM moved)
     RETURNING id"""
 
@@ -113,6 +144,9 @@ def enqueue_params(jobs: Sequence[NewJob], config: Config) -> dict[str, Any]:
         run_ats=[job.run_at for job in jobs],
         delays=[float(job.delay or 0.0) for job in jobs],
         timeouts=[float(config.job_timeout if j.timeout is None else j.timeout) for j in jobs],
+        cwds=[job.cwd for job in jobs],
+        enqueued_froms=[job.enqueued_from for job in jobs],
+        envs=[env_text(job.env) for job in jobs],
     )
 
 
@@ -122,13 +156,33 @@ def finish_params(fence: Fence, result: RunResult, transition: Transition) -> di
         state=transition.state.value,
         delay=float(transition.retry_delay),
         last_error=transition.last_error,
+        **record_params(fence, result),
+        exit_code=result.exit_code,
+        outcome=result.outcome.value,
+        error=result.error,
+    )
+
+
+def record_params(fence: Fence, result: RunResult) -> dict[str, Any]:
+    """What ``RECORD_OUTPUT`` takes: the fence and the output (the tails and how many bytes
+    each stream had in all)."""
+    return dict(
         id=fence.job_id,
         attempt=fence.attempt,
         worker=fence.worker_id,
         attempt_id=fence.attempt_id,
-        exit_code=result.exit_code,
-        outcome=result.outcome.value,
-        error=result.error,
         stdout=result.stdout,
         stderr=result.stderr,
+        stdout_bytes=result.stdout_bytes,
+        stderr_bytes=result.stderr_bytes,
+    )
+
+
+def fence_params(fences: Sequence[Fence]) -> dict[str, Any]:
+    """Fences as the arrays that ``RENEW`` and ``CANCEL_REQUESTS`` take, one per field."""
+    return dict(
+        ids=[f.job_id for f in fences],
+        numbers=[f.attempt for f in fences],
+        workers=[f.worker_id for f in fences],
+        attempt_ids=[f.attempt_id for f in fences],
     )

@@ -7,7 +7,8 @@ time then goes into the same statements as the ``now`` parameter.
 A claim is one statement (``pg_statements.CLAIM``): it picks the next claimable job with
 ``FOR UPDATE SKIP LOCKED`` (so concurrent claimers never wait for each other nor get the same
 row), moves it to ``processing``, draws a new attempt id and starts the attempt row. Every other
-write about a run matches the whole fence.
+write about a run matches the whole fence. Job control (cancel, edit, pause, prune ...) is in
+``pg_control``.
 
 Connections are per thread and in autocommit mode; a connection that broke (server restart,
 network) is dropped and the next call opens a new one, so callers recover by retrying.
@@ -41,14 +42,9 @@ from queuectl.model import (
 from queuectl.model.metrics import AttemptSummary
 from queuectl.store import pg_schema, rows
 from queuectl.store import pg_statements as sql
-from queuectl.store.base import (
-    Store,
-    check_import_target,
-    check_retryable,
-    duplicate_job,
-    job_not_found,
-)
+from queuectl.store.base import check_import_target, duplicate_job, job_not_found
 from queuectl.store.connections import PerThread
+from queuectl.store.pg_control import Execute, PostgresControl
 from queuectl.store.pg_listen import Listener
 from queuectl.store.secrets import redact, scrub, without_password
 
@@ -67,7 +63,7 @@ CONNECT_DEFAULTS = {
 }
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresControl):
     """A queue in the ``queuectl`` schema of one PostgreSQL database."""
 
     def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
@@ -145,6 +141,16 @@ class PostgresStore(Store):
             with conn.transaction():
                 yield conn
 
+    @contextmanager
+    def _atomic(self) -> Iterator[Execute]:
+        with self._transaction() as conn:
+
+            def run(statement: str, /, **params: Any) -> list[tuple[Any, ...]]:
+                cursor = conn.execute(statement, self._params(**params))
+                return cursor.fetchall() if cursor.description else []
+
+            yield run
+
     def now(self) -> datetime:
         if self._clock is not None:
             return rows.to_datetime(self._clock())
@@ -206,14 +212,7 @@ class PostgresStore(Store):
     def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
         if not fences:
             return set()
-        found = self._run(
-            sql.RENEW,
-            lease=float(lease_seconds),
-            ids=[f.job_id for f in fences],
-            numbers=[f.attempt for f in fences],
-            workers=[f.worker_id for f in fences],
-            attempt_ids=[f.attempt_id for f in fences],
-        )
+        found = self._run(sql.RENEW, lease=float(lease_seconds), **sql.fence_params(fences))
         return {row[0] for row in found}
 
     def finish(
@@ -272,27 +271,6 @@ class PostgresStore(Store):
         )
         return {state: found.get(state.value, 0) for state in State}
 
-    def retry(self, job_ids: Sequence[str]) -> list[Job]:
-        with self._transaction() as conn:
-            found = conn.execute(
-                "SELECT id, state FROM queuectl.jobs WHERE id = ANY(%s) FOR UPDATE",
-                (list(job_ids),),
-            )
-            check_retryable(job_ids, dict(found.fetchall()))
-            return self._retry(conn, "id = ANY(%(ids)s)", job_ids)
-
-    def retry_all_dead(self) -> list[Job]:
-        with self._transaction() as conn:
-            return self._retry(conn, "state = 'dead'", [])
-
-    def _retry(self, conn: Connection, where: str, ids: Sequence[str]) -> list[Job]:
-        retried = conn.execute(
-            f"UPDATE queuectl.jobs SET state = 'pending', attempts = 0, run_at = {NOW}, "
-            f"updated_at = {NOW} WHERE {where} RETURNING {JOB_COLUMNS}",
-            self._params(ids=list(ids)),
-        )
-        return [self._job(row) for row in retried.fetchall()]
-
     def attempt_summary(self, since: datetime) -> AttemptSummary:
         runtime = "extract(epoch FROM finished_at - started_at)::float8"
         percentiles = "".join(
@@ -334,15 +312,15 @@ class PostgresStore(Store):
         found = conn.execute("SELECT key, value FROM queuectl.config").fetchall()
         return Config.from_stored(dict(found))
 
-    def set_config(self, name: str, value: float) -> None:
+    def set_config(self, name: str, value: float | str) -> None:
         with self._translate():
             self._set_config(self._conns.get(), name, value)
 
-    def _set_config(self, conn: Connection, name: str, value: float) -> None:
+    def _set_config(self, conn: Connection, name: str, value: float | str) -> None:
         conn.execute(
             "INSERT INTO queuectl.config (key, value) VALUES (%s, %s) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (name, repr(value)),
+            (name, str(value)),
         )
 
     # -- workers ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-VERSION = 2
+VERSION = 3
 BUSY_SECONDS = 60.0
 #: bytes per database page of a new queue file. A commit writes each page it changed to the
 #: WAL and an enqueue changes six (the job, its id, the claim and state indexes, the counts):
@@ -88,6 +88,68 @@ END;
 CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
     UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
 END;
+""",
+    # Job control. SQLite cannot change a CHECK constraint, so jobs is rebuilt the way
+    # https://www.sqlite.org/lang_altertable.html#otheralter says: a new table, the rows
+    # copied with their seq, the old one dropped (with its indexes and triggers), the new one
+    # renamed, indexes and triggers made again.
+    3: """
+CREATE TABLE jobs_new (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- enqueue order
+    id TEXT NOT NULL UNIQUE,
+    command TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (
+        state IN ('pending', 'processing', 'failed', 'completed', 'dead', 'cancelled')
+    ),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    run_at REAL NOT NULL,
+    timeout REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    worker_id TEXT,
+    lease_until REAL,
+    attempt_id INTEGER,
+    cwd TEXT,  -- NULL: jobs from before v3 run in their pool's directory
+    enqueued_from TEXT,
+    env TEXT,  -- JSON object, NULL when the job sets no variables
+    cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO jobs_new (seq, id, command, state, attempts, max_retries, priority, run_at,
+        timeout, created_at, updated_at, last_error, worker_id, lease_until, attempt_id)
+    SELECT seq, id, command, state, attempts, max_retries, priority, run_at,
+        timeout, created_at, updated_at, last_error, worker_id, lease_until, attempt_id
+    FROM jobs ORDER BY seq;
+-- The old counter may be past the highest seq left (its newest jobs deleted); keep it, so
+-- that a seq is never handed out twice.
+DELETE FROM sqlite_sequence WHERE name = 'jobs_new';
+UPDATE sqlite_sequence SET name = 'jobs_new' WHERE name = 'jobs';
+DROP TABLE jobs;
+ALTER TABLE jobs_new RENAME TO jobs;
+CREATE INDEX jobs_claimable ON jobs (priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE INDEX jobs_leases ON jobs (lease_until) WHERE state = 'processing';
+-- What prune reads, oldest first. Partial: an enqueue, a claim or a retry with backoff
+-- leaves it alone; only a job that finishes (or is pruned, or rerun) adds or removes an entry.
+CREATE INDEX jobs_finished ON jobs (updated_at)
+    WHERE state IN ('completed', 'dead', 'cancelled');
+INSERT INTO job_counts (state, n) VALUES ('cancelled', 0);
+CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
+    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state ON jobs
+    WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
+    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
+END;
+ALTER TABLE attempts ADD COLUMN stdout_bytes INTEGER;
+ALTER TABLE attempts ADD COLUMN stderr_bytes INTEGER;
 """,
 }
 

@@ -34,22 +34,26 @@ from queuectl.model import (
 from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import rows
 from queuectl.store.base import (
+    CANCELLED_ERROR,
+    PAUSED_KEY,
     Store,
     check_import_target,
-    check_retryable,
     duplicate_job,
     job_not_found,
 )
 from queuectl.store.file_safety import queue_file
 from queuectl.store.sqlite_connections import SqliteConnections
+from queuectl.store.sqlite_control import SqliteControl
 
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
+#: (uncorrelated: SQLite evaluates it once per statement, not per row)
+NOT_PAUSED = f"NOT EXISTS (SELECT 1 FROM config WHERE key = '{PAUSED_KEY}')"
 # Without statistics SQLite prefers the state index and sorts every pending job; the partial
 # index of claimable jobs, in claim order, keeps a claim O(1) however long the history grows.
 CLAIM_SOURCE = "jobs INDEXED BY jobs_claimable"
 
 
-class SqliteStore(Store):
+class SqliteStore(SqliteControl, Store):
     """A queue in one SQLite database file."""
 
     def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time):
@@ -103,12 +107,16 @@ class SqliteStore(Store):
                     config.job_timeout if job.timeout is None else job.timeout,
                     now,
                     now,
+                    job.cwd,
+                    job.enqueued_from,
+                    rows.env_text(job.env),
                 )
                 try:
                     row = conn.execute(
                         "INSERT INTO jobs (id, command, state, max_retries, priority, run_at, "
-                        "timeout, created_at, updated_at) "
-                        f"VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?) RETURNING {rows.JOB_COLUMNS}",
+                        "timeout, created_at, updated_at, cwd, enqueued_from, env) "
+                        "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        f"RETURNING {rows.JOB_COLUMNS}",
                         params,
                     ).fetchone()
                 except sqlite3.IntegrityError:
@@ -119,7 +127,8 @@ class SqliteStore(Store):
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
         # A plain read first: an idle pool never takes the write lock.
         probe = {"now": self._clock()}
-        if not self._db.read(f"SELECT 1 FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} LIMIT 1", probe):
+        query = f"SELECT 1 FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} AND {NOT_PAUSED} LIMIT 1"
+        if not self._db.read(query, probe):
             return None
         with self._db.write(durable=False) as conn:
             return self._claim(conn, worker_id, lease_seconds)
@@ -132,7 +141,7 @@ class SqliteStore(Store):
         row = conn.execute(
             "UPDATE jobs SET state = 'processing', attempts = attempts + 1, "
             "worker_id = :worker, lease_until = :lease, updated_at = :now "
-            f"WHERE rowid = (SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} "
+            f"WHERE rowid = (SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} AND {NOT_PAUSED} "
             "ORDER BY priority DESC, run_at, seq LIMIT 1) "
             f"RETURNING {rows.JOB_COLUMNS}",
             {"worker": worker_id, "lease": now + lease_seconds, "now": now},
@@ -199,11 +208,16 @@ class SqliteStore(Store):
     ) -> bool:
         now = self._clock()
         expiry = " AND lease_until < :now" if only_if_expired else ""
+        # A run that ends while a cancel is pending ends the job, however it ended, unless it
+        # completed: a failure is not retried. (SET sees the row as it was before.)
+        cancelled = "cancel_requested = 1 AND :state <> 'completed'"
         cursor = conn.execute(
-            "UPDATE jobs SET state = :state, "
-            "run_at = CASE WHEN :state = 'failed' THEN :now + :delay ELSE run_at END, "
-            "last_error = COALESCE(:error, last_error), worker_id = NULL, "
-            "lease_until = NULL, updated_at = :now "
+            f"UPDATE jobs SET state = CASE WHEN {cancelled} THEN 'cancelled' ELSE :state END, "
+            f"run_at = CASE WHEN :state = 'failed' AND NOT ({cancelled}) "
+            "THEN :now + :delay ELSE run_at END, "
+            f"last_error = CASE WHEN {cancelled} THEN :cancelled "
+            "ELSE COALESCE(:error, last_error) END, "
+            "worker_id = NULL, lease_until = NULL, cancel_requested = 0, updated_at = :now "
             "WHERE id = :id AND attempts = :attempt AND worker_id = :worker "
             f"AND attempt_id = :attempt_id AND state = 'processing'{expiry}",
             {
@@ -211,6 +225,7 @@ class SqliteStore(Store):
                 "now": now,
                 "delay": transition.retry_delay,
                 "error": transition.last_error,
+                "cancelled": CANCELLED_ERROR,
                 "id": fence.job_id,
                 "attempt": fence.attempt,
                 "worker": fence.worker_id,
@@ -221,7 +236,7 @@ class SqliteStore(Store):
             return False
         conn.execute(
             "UPDATE attempts SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
-            "stdout = ?, stderr = ? WHERE id = ?",
+            "stdout = ?, stderr = ?, stdout_bytes = ?, stderr_bytes = ? WHERE id = ?",
             (
                 now,
                 result.exit_code,
@@ -229,6 +244,8 @@ class SqliteStore(Store):
                 result.error,
                 result.stdout,
                 result.stderr,
+                result.stdout_bytes,
+                result.stderr_bytes,
                 fence.attempt_id,
             ),
         )
@@ -273,27 +290,6 @@ class SqliteStore(Store):
         found = dict(self._db.read("SELECT state, n FROM job_counts"))
         return {state: found.get(state.value, 0) for state in State}
 
-    def retry(self, job_ids: Sequence[str]) -> list[Job]:
-        with self._db.write() as conn:
-            found = conn.execute(
-                "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(job_ids)),),
-            )
-            check_retryable(job_ids, dict(found.fetchall()))
-            return self._retry(conn, "id IN (SELECT value FROM json_each(:ids))", job_ids)
-
-    def retry_all_dead(self) -> list[Job]:
-        with self._db.write() as conn:
-            return self._retry(conn, "state = 'dead'", [])
-
-    def _retry(self, conn: sqlite3.Connection, where: str, ids: Sequence[str]) -> list[Job]:
-        retried = conn.execute(
-            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now "
-            f"WHERE {where} RETURNING {rows.JOB_COLUMNS}",
-            {"now": self._clock(), "ids": json.dumps(list(ids))},
-        ).fetchall()
-        return [rows.to_job(row) for row in retried]
-
     def attempt_summary(self, since: datetime) -> AttemptSummary:
         runtime = "round(finished_at - started_at, 6)"  # in µs, as PostgreSQL and frames have it
         with self._db.snapshot() as conn:
@@ -312,11 +308,13 @@ class SqliteStore(Store):
         with self._db.write() as conn:
             check_import_target(copy, self._count(conn), self.location)
             conn.executemany(
-                f"INSERT INTO jobs ({rows.JOB_COPY_COLUMNS}) VALUES ({', '.join('?' * 11)})",
+                f"INSERT INTO jobs ({rows.JOB_COPY_COLUMNS}) "
+                f"VALUES {_marks(rows.JOB_COPY_COLUMNS)}",
                 [rows.job_values(job) for job in copy.jobs],
             )
             conn.executemany(
-                f"INSERT INTO attempts ({rows.ATTEMPT_COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                f"INSERT INTO attempts ({rows.ATTEMPT_COLUMNS}) "
+                f"VALUES {_marks(rows.ATTEMPT_COLUMNS)}",
                 [rows.attempt_values(attempt) for attempt in copy.attempts],
             )
             for name, value in copy.config.as_dict().items():
@@ -343,15 +341,15 @@ class SqliteStore(Store):
         self._config_cache = (stored, config)
         return config
 
-    def set_config(self, name: str, value: float) -> None:
+    def set_config(self, name: str, value: float | str) -> None:
         with self._db.write() as conn:
             self._set_config(conn, name, value)
 
-    def _set_config(self, conn: sqlite3.Connection, name: str, value: float) -> None:
+    def _set_config(self, conn: sqlite3.Connection, name: str, value: float | str) -> None:
         conn.execute(
             "INSERT INTO config (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (name, repr(value)),
+            (name, str(value)),
         )
 
     # -- workers ------------------------------------------------------------------------------
@@ -406,3 +404,8 @@ class SqliteStore(Store):
                 "DELETE FROM workers WHERE heartbeat_at < ? RETURNING id", (cutoff,)
             ).fetchall()
         return [row[0] for row in pruned]
+
+
+def _marks(columns: str) -> str:
+    """``(?, ?, …)``: one placeholder per column of ``columns`` (a comma-separated list)."""
+    return f"({', '.join('?' * len(columns.split(',')))})"

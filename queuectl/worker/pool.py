@@ -14,6 +14,14 @@ exponential backoff and carries on once it is back.
 Stopping is graceful: no new claims, running jobs finish and are recorded, then the pool
 deregisters. ``stop(now=True)`` also kills the running jobs' process groups; those attempts are
 recorded as failed. Threads never print: problems go to the ``queuectl.worker`` logger.
+
+Control from elsewhere goes through the store: a cancel request for a running job is noticed
+when the store's ``watch`` reports a change (a cancel thread then reads the requests of the
+pool's running jobs) and, as a backstop, at every heartbeat; the job's process group is then
+stopped and its attempt recorded as ``cancelled``. A paused queue has nothing to claim. A
+running job's output reaches the store about once a second while it changes, so ``logs
+--follow`` works from any host. With ``retention`` set, the heartbeat deletes old finished
+jobs, a bounded batch a minute.
 """
 
 from __future__ import annotations
@@ -24,31 +32,40 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from types import FrameType
 from typing import TypeVar
 
 from queuectl.errors import QueuectlError
 from queuectl.logs import worker_log
 from queuectl.model import Claim, Config, Outcome, RunResult
-from queuectl.model.job import unfinished
+from queuectl.model.job import FINISHED, unfinished
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
 from queuectl.worker.identity import host_name, new_worker_id
-from queuectl.worker.runner import announce_worker, run_command
+from queuectl.worker.runner import Stop, announce_worker, run_command
 from queuectl.worker.wakeup import Wakeup
 
 log = worker_log
 T = TypeVar("T")
+#: the error of an attempt stopped because its job was cancelled
+CANCELLED_BY_REQUEST = "cancelled by request"
 
 
 @dataclass
 class _Running:
     claim: Claim
-    cancel: threading.Event
+    stop: Stop
 
 
 #: longest pause between two tries of a store call that keeps failing, seconds
 MAX_BACKOFF = 2.0
+#: the shortest pause between two reads of cancel requests prompted by store changes: a busy
+#: SQLite queue reports a change at every commit
+CANCEL_CHECK_GAP = 0.02
+#: seconds between two batches of pruning, and the most jobs one batch deletes
+PRUNE_EVERY = 60.0
+PRUNE_BATCH = 1000
 
 
 class WorkerPool:
@@ -76,6 +93,8 @@ class WorkerPool:
         self._killing = threading.Event()
         self._workers_done = threading.Event()
         self._stopped = threading.Event()
+        self._store_changed = threading.Event()
+        self._next_prune = 0.0
         self._active_threads = 0
         self._next_renewal = 0.0
         self._running: dict[int, _Running] = {}
@@ -93,7 +112,7 @@ class WorkerPool:
         self._register()
         announce_worker(self.worker_id)  # its watchdog, if any, kills this id's jobs' processes
         lifecycle.recover_expired(self.store, self._config)
-        self._unwatch = self.store.watch(self._wakeup.notify)
+        self._unwatch = self.store.watch(self._on_store_change)
         self._active_threads = self.threads
         for n in range(self.threads):
             thread = threading.Thread(
@@ -102,6 +121,9 @@ class WorkerPool:
             self._threads.append(thread)
         self._threads.append(
             threading.Thread(target=self._heartbeat, name="queuectl-heartbeat", daemon=True)
+        )
+        self._threads.append(
+            threading.Thread(target=self._watch_cancels, name="queuectl-cancels", daemon=True)
         )
         for thread in self._threads:
             thread.start()
@@ -119,7 +141,7 @@ class WorkerPool:
             self._killing.set()
             with self._lock:
                 for running in self._running.values():
-                    running.cancel.set()
+                    running.stop.request()
         self._wakeup.notify()
 
     def wake(self) -> None:
@@ -207,11 +229,11 @@ class WorkerPool:
                         break
                     self._wakeup.wait(self.poll_interval)
                     continue
-                running = _Running(claim, threading.Event())
+                running = _Running(claim, Stop())
                 with self._lock:
                     self._running[ident] = running
                     if self._killing.is_set():  # stop(now=True) came in while claiming
-                        running.cancel.set()
+                        running.stop.request()
                 try:
                     claim = self._record(claim, self._execute(running))
                 finally:
@@ -227,13 +249,18 @@ class WorkerPool:
 
     def _execute(self, running: _Running) -> RunResult:
         job, fence = running.claim.job, running.claim.fence
+
+        def report_output(so_far: RunResult) -> None:
+            self._guard(lambda: self.store.record_output(fence, so_far), pause=False)
+
         try:
             result = run_command(
                 job.command,
                 timeout=job.timeout,
                 max_bytes=self._config.output_max_bytes,
-                cancel=running.cancel,
+                cancel=running.stop,
                 env={
+                    **job.env,
                     # The queue, so a job can enqueue more; never its password (it would
                     # reach every job's environment, and whatever a job prints or stores).
                     "QUEUECTL_DB": self.store.location_for_jobs,
@@ -241,6 +268,8 @@ class WorkerPool:
                     "QUEUECTL_ATTEMPT": str(fence.attempt),
                     "QUEUECTL_WORKER_ID": self.worker_id,
                 },
+                cwd=job.directory(self._config.job_directory),
+                on_output=report_output,
             )
         except Exception as exc:  # e.g. out of file descriptors: the attempt fails, not the pool
             log.exception("job %s: the worker could not supervise it", job.id)
@@ -316,9 +345,43 @@ class WorkerPool:
         elif stop and not self._stopping.is_set():
             log.info("pool %s: stop requested, stopping gracefully", self.worker_id)
             self.stop()
+        self._check_cancels()
         self._config = self.store.config()
         lifecycle.recover_expired(self.store, self._config)
         self.store.prune_workers(self._config.pool_gone_after)
+        if self._config.retention and time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY
+            before = self.store.now() - timedelta(seconds=self._config.retention)
+            pruned = self.store.prune(before, FINISHED, limit=PRUNE_BATCH, skip_if_busy=True)
+            if pruned:
+                log.info("pool %s: pruned %d finished job(s) (retention)", self.worker_id, pruned)
+
+    def _on_store_change(self) -> None:
+        """What the store's ``watch`` calls: work may be claimable, a cancel may be asked."""
+        self._wakeup.notify()
+        self._store_changed.set()
+
+    def _watch_cancels(self) -> None:
+        """Read the cancel requests of the running jobs whenever the store reports a change."""
+        try:
+            while not self._workers_done.is_set():
+                if not self._store_changed.wait(0.5):
+                    continue
+                self._store_changed.clear()
+                self._guard(self._check_cancels)
+                self._workers_done.wait(CANCEL_CHECK_GAP)
+        finally:
+            self._guard(self.store.release)
+
+    def _check_cancels(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        if not running:
+            return
+        asked = self.store.cancel_requests([r.claim.fence for r in running])
+        for r in running:
+            if r.claim.fence.attempt_id in asked:
+                r.stop.request(Outcome.CANCELLED, CANCELLED_BY_REQUEST)
 
     def _register(self) -> None:
         self.store.register_worker(self.worker_id, host_name(), os.getpid(), self.threads)
@@ -329,10 +392,11 @@ class WorkerPool:
         held = self.store.renew([r.claim.fence for r in running], self._config.lease_seconds)
         for r in running:
             if r.claim.fence.attempt_id not in held:
-                r.cancel.set()  # the job was recovered elsewhere: our run no longer counts
+                # The job was recovered elsewhere: our run no longer counts.
+                r.stop.request(Outcome.FAILED, "killed: the worker lost the job's lease")
 
-    def _guard(self, action: Callable[[], T]) -> T | None:
-        """Run a store call; on an error, log it, pause, and return None.
+    def _guard(self, action: Callable[[], T], *, pause: bool = True) -> T | None:
+        """Run a store call; on an error, log it, pause (unless not ``pause``), and return None.
 
         The pause doubles with each failure in a row of this thread (up to ``MAX_BACKOFF``),
         so a store that is down is tried again and again without a storm of calls and logs.
@@ -350,5 +414,6 @@ class WorkerPool:
                 self._failures.count = 0
             return value
         self._failures.count = failures + 1
-        self._stopping.wait(min(self.poll_interval * 2**failures, MAX_BACKOFF))
+        if pause:
+            self._stopping.wait(min(self.poll_interval * 2**failures, MAX_BACKOFF))
         return None

@@ -2,8 +2,14 @@
 
 - Output: both streams are read as they come and only the last ``max_bytes`` of each are kept,
   so memory does not grow with what a job prints.
-- Timeout or cancel: SIGTERM to the whole group, SIGKILL after ``KILL_GRACE`` seconds; both
-  also go to every process of the shell's tree and the attempt's orphans, in the group or not.
+- Timeout or stop (a cancel request, a lost lease, a pool stopping now): SIGTERM to the whole
+  group, SIGKILL after ``KILL_GRACE`` seconds; both also go to every process of the shell's
+  tree and the attempt's orphans, in the group or not. The ``Stop`` says what the attempt's
+  outcome then is.
+- Live output: ``on_output`` receives the output so far at most every ``OUTPUT_EVERY``
+  seconds, and only when it changed (a job shorter than that never causes a call).
+- Directory: the job runs in ``cwd``; one that does not exist fails the attempt before
+  anything is started ("could not start: ...").
 - A job ends when its shell exits. Whatever it left running in its group is killed then, and
   so is what left the group (``queuectl.worker.escapes``), so no child or grandchild outlives
   the job, as far as the pool can find it.
@@ -23,12 +29,15 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from queuectl.model import Outcome, RunResult
+from queuectl.model.policy import KILL_GRACE
 from queuectl.worker.escapes import TRACKER, Attempt, Marker
+from queuectl.worker.identity import host_name
 
-KILL_GRACE = 2.0
+#: seconds between two reports of a running job's output
+OUTPUT_EVERY = 1.0
 #: how long to read leftover output once the shell has exited and its group was killed
 DRAIN_SECONDS = 1.0
 _CHUNK = 65536
@@ -62,16 +71,46 @@ def _write_announcement(line: bytes) -> None:
 
 
 class _Tail:
-    """The last ``limit`` bytes of a stream."""
+    """The last ``limit`` bytes of a stream, and how many it had in all."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.data = bytearray()
+        self.total = 0
 
     def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
         self.data += chunk
         if len(self.data) > self.limit:
             del self.data[: len(self.data) - self.limit]
+
+
+class Stop:
+    """A request to stop a running job, and the outcome its attempt then has.
+
+    The first request wins: a job cancelled by a user and then caught by a pool stopping
+    now stays cancelled.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.outcome = Outcome.FAILED
+        self.reason = "killed: the worker was stopped"
+
+    def request(self, outcome: Outcome = Outcome.FAILED, reason: str | None = None) -> None:
+        """Ask for the stop (from any thread); later requests change nothing."""
+        if self._event.is_set():
+            return
+        self.outcome = outcome
+        self.reason = reason or self.reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+#: what ``on_output`` receives: the output so far, as a (running) result
+OutputReport = Callable[[RunResult], None]
 
 
 def run_command(
@@ -79,14 +118,22 @@ def run_command(
     *,
     timeout: float = 0,
     max_bytes: int = 65536,
-    cancel: threading.Event | None = None,
+    cancel: Stop | None = None,
     env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    on_output: OutputReport | None = None,
 ) -> RunResult:
     """Run ``command`` to its end and say how it went. Never raises for the command's faults.
 
     ``env`` is added to this process's environment; the attempt's marker in it (the
-    ``QUEUECTL_*`` variables a pool sets) names the processes that leave the group.
+    ``QUEUECTL_*`` variables a pool sets) names the processes that leave the group. ``cwd``:
+    the directory to run in (``None``: this process's).
     """
+    if cwd is not None and not os.path.isdir(cwd):
+        missing = "is not a directory" if os.path.exists(cwd) else "does not exist"
+        return RunResult(
+            Outcome.FAILED, None, f"could not start: the directory {cwd} {missing} on {host_name()}"
+        )
 
     def spawn() -> subprocess.Popen[bytes]:
         return subprocess.Popen(
@@ -96,16 +143,17 @@ def run_command(
             stderr=subprocess.PIPE,
             start_new_session=True,
             env=None if env is None else {**os.environ, **env},
+            cwd=cwd,
         )
 
     try:
         proc, attempt = TRACKER.start(Marker.from_env(env), spawn, lambda p: p.pid)
     except OSError as exc:
-        return RunResult(Outcome.FAILED, None, f"could not start the job: {exc.strerror or exc}")
+        return RunResult(Outcome.FAILED, None, f"could not start: {exc.strerror or exc}")
     _announce(b"+", proc.pid)
     ended = False
     try:
-        result = _supervise(proc, attempt, timeout, max_bytes, cancel)
+        result = _supervise(proc, attempt, timeout, max_bytes, cancel, on_output)
         ended = True
         return result
     finally:
@@ -126,11 +174,14 @@ def _supervise(
     attempt: Attempt,
     timeout: float,
     max_bytes: int,
-    cancel: threading.Event | None,
+    cancel: Stop | None,
+    on_output: OutputReport | None,
 ) -> RunResult:
     assert proc.stdout is not None and proc.stderr is not None
     tails = {proc.stdout.fileno(): _Tail(max_bytes), proc.stderr.fileno(): _Tail(max_bytes)}
     deadline = time.monotonic() + timeout if timeout > 0 else None
+    next_report = time.monotonic() + OUTPUT_EVERY if on_output else None
+    reported = (0, 0)
     stop_reason: Outcome | None = None
     kill_at: float | None = None
     drain_until: float | None = None
@@ -146,7 +197,7 @@ def _supervise(
                 if deadline is not None and now >= deadline:
                     stop_reason = Outcome.TIMEOUT
                 elif cancel is not None and cancel.is_set():
-                    stop_reason = Outcome.FAILED
+                    stop_reason = cancel.outcome
                 if stop_reason is not None:
                     TRACKER.signal(attempt, signal.SIGTERM)
                     kill_at = now + KILL_GRACE
@@ -155,7 +206,18 @@ def _supervise(
                 kill_at = None
             if drain_until is not None and now >= drain_until:
                 break  # something out of reach (another user's, say) still holds the pipe
-            pending = [kill_at, drain_until, deadline if stop_reason is None else None]
+            if next_report is not None and now >= next_report and on_output is not None:
+                next_report = now + OUTPUT_EVERY
+                totals = tuple(tail.total for tail in tails.values())
+                if totals != reported:
+                    reported = (totals[0], totals[1])
+                    on_output(_result(Outcome.FAILED, None, None, tails))
+            pending = [
+                kill_at,
+                drain_until,
+                deadline if stop_reason is None else None,
+                next_report if drain_until is None else None,
+            ]
             wakeups = [max(t - now, 0.0) for t in pending if t is not None]
             if cancel is not None and stop_reason is None:
                 wakeups.append(0.25)  # how often a cancel request is noticed
@@ -176,17 +238,23 @@ def _supervise(
                     selector.unregister(fd)
     _announce(b"-", proc.pid)  # before the reap: the group id is still ours
     code = proc.wait()  # (forgotten by the tracker in run_command)
-    stdout, stderr = (bytes(tail.data) for tail in tails.values())
-    return RunResult(*_verdict(code, stop_reason, timeout), stdout=stdout, stderr=stderr)
+    return _result(*_verdict(code, stop_reason, timeout, cancel), tails)
+
+
+def _result(
+    outcome: Outcome, code: int | None, error: str | None, tails: dict[int, _Tail]
+) -> RunResult:
+    out, err = tails.values()
+    return RunResult(outcome, code, error, bytes(out.data), bytes(err.data), out.total, err.total)
 
 
 def _verdict(
-    code: int, stop_reason: Outcome | None, timeout: float
+    code: int, stop_reason: Outcome | None, timeout: float, stop: Stop | None
 ) -> tuple[Outcome, int | None, str | None]:
     if stop_reason is Outcome.TIMEOUT:
         return Outcome.TIMEOUT, code, f"timed out after {timeout:g} s"
-    if stop_reason is Outcome.FAILED:
-        return Outcome.FAILED, code, "killed: the worker was stopped"
+    if stop_reason is not None and stop is not None:
+        return stop.outcome, code, stop.reason
     if code == 0:
         return Outcome.COMPLETED, 0, None
     if code < 0:

@@ -27,7 +27,14 @@ def test_jobs_frames_have_fixed_dtypes_full_or_empty(queue: queuectl.Queue) -> N
         assert str(full.dtypes[column]) == UTC_NS
     state = full.dtypes["state"]
     assert isinstance(state, pd.CategoricalDtype) and state.ordered
-    assert list(state.categories) == ["pending", "processing", "failed", "completed", "dead"]
+    assert list(state.categories) == [
+        "pending",
+        "processing",
+        "failed",
+        "completed",
+        "dead",
+        "cancelled",
+    ]
     assert full["lease_until"].isna().all() and full["worker_id"].isna().all()
 
 

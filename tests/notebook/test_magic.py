@@ -80,6 +80,13 @@ WRITES: dict[tuple[str, ...], list[str]] = {
     ("worker", "stop"): ["worker stop --json"],  # no pool: nothing asked, on both
     ("worker", "run"): ["worker run --until-empty"],
     ("migrate",): ["migrate --to {target} --json"],
+    ("cancel",): ["cancel waiting --json", "cancel --all-pending --json"],
+    ("retry",): ["retry ok bad --json"],
+    ("edit",): ["edit waiting --priority 7 --delay 1h --json"],
+    ("pause",): ["pause --json", "status --json"],
+    ("resume",): ["resume --json", "pause", "resume --json", "pause"],
+    ("prune",): ["prune --older-than 0s --state dead --dry-run --json", "prune --older-than 0s"],
+    ("dlq", "move"): ["dlq move waiting --json"],
 }
 
 #: groups only name their sub-commands; bare, they print their help (checked with --help)
@@ -145,6 +152,7 @@ def queue_content(path: Path) -> dict[str, Any]:
             "jobs": sorted(jobs, key=lambda j: (j["command"], j["id"])),
             "config": plain(q.config()),
             "workers": plain(q.workers()),
+            "paused": q.paused,
         }
 
 

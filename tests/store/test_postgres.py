@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from queuectl.errors import MissingDependency, SchemaTooNew, StoreError
-from queuectl.model import NewJob, Outcome, RunResult, State, Transition
-from queuectl.store import open_store, pg_schema
+from queuectl.errors import InvalidTransition, MissingDependency, SchemaTooNew, StoreError
+from queuectl.model import JobChanges, NewJob, Outcome, RunResult, State, Transition
+from queuectl.store import open_store, pg_control, pg_schema
+from queuectl.store import pg_statements as statements
 from queuectl.store.postgres import PostgresStore
 from tests.conftest import Cli, wait_for
 from tests.pg_server import PgServer, free_port, queue_digest, reap_orphans
@@ -153,6 +154,83 @@ def test_a_version_1_queue_is_upgraded_with_its_counts(pg_url: str) -> None:
     assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
 
 
+def test_a_version_2_queue_is_upgraded_for_job_control(pg_url: str) -> None:
+    sql(
+        pg_url,
+        "CREATE SCHEMA queuectl; "
+        "CREATE TABLE queuectl.meta (key text PRIMARY KEY, value text NOT NULL); "
+        "INSERT INTO queuectl.meta VALUES ('schema_version', '2'); "
+        + pg_schema.MIGRATIONS[1]
+        + pg_schema.MIGRATIONS[2],
+    )
+    # As version 2 left them: a job in every state, the running one's lease lapsed, and
+    # attempts with output but no byte counts.
+    sql(
+        pg_url,
+        "INSERT INTO queuectl.jobs (id, command, state, attempts, max_retries, run_at, "
+        "created_at, updated_at) SELECT id, 'echo ' || id, state, n, 3, now(), now(), now() "
+        "FROM (VALUES ('p1', 'pending', 0), ('p2', 'pending', 0), ('f1', 'failed', 1), "
+        "('c1', 'completed', 1), ('d1', 'dead', 4), ('r1', 'processing', 1)) AS j(id, state, n); "
+        "INSERT INTO queuectl.attempts (job_id, number, worker_id, started_at, finished_at, "
+        "exit_code, outcome, stdout) VALUES "
+        "('c1', 1, 'old', now(), now(), 0, 'completed', 'out'), "
+        "('f1', 1, 'old', now(), now(), 1, 'failed', ''), "
+        "('r1', 1, 'old', now(), NULL, NULL, NULL, ''); "
+        "UPDATE queuectl.jobs j SET worker_id = 'old', lease_until = now() - interval '1 minute', "
+        "attempt_id = a.id FROM queuectl.attempts a WHERE a.job_id = 'r1' AND j.id = 'r1'",
+    )
+    store = PostgresStore(pg_url)
+    try:
+        assert sql(pg_url, "SELECT value FROM queuectl.meta") == [("3",)]
+        zero = {state: 0 for state in State}
+        assert store.counts() == zero | {
+            State.PENDING: 2,
+            State.FAILED: 1,
+            State.COMPLETED: 1,
+            State.DEAD: 1,
+            State.PROCESSING: 1,
+        }
+        old = store.get("c1")
+        assert (old.command, old.cwd, old.enqueued_from, dict(old.env)) == (
+            "echo c1",
+            None,
+            None,
+            {},
+        )
+        assert not old.cancel_requested
+        (attempt,) = store.attempts("c1")
+        assert (attempt.stdout, attempt.outcome, attempt.stdout_bytes) == (
+            b"out",
+            Outcome.COMPLETED,
+            None,
+        )
+        assert store.cancel(["p1", "r1"]) == {"p1": State.CANCELLED, "r1": State.PROCESSING}
+        (lost,) = store.expired()
+        assert lost.job.id == "r1" and lost.job.cancel_requested
+        assert store.finish(
+            lost.fence,
+            RunResult(Outcome.LOST, None, "lost"),
+            Transition(State.FAILED, 0, "lost"),
+            only_if_expired=True,
+        )
+        store.enqueue([NewJob("true", "new", cwd="/srv", env={"A": "1"})])
+        done = RunResult(Outcome.COMPLETED, 0, None, b"x", b"", 1, 0)
+        ran = []
+        claim = store.claim("w", 30)
+        while claim:
+            ran.append(claim.job.id)
+            _, claim = store.finish_and_claim(
+                claim.fence, done, Transition(State.COMPLETED), "w", 30
+            )
+        assert sorted(ran) == ["f1", "new", "p2"]
+        new = store.get("new")
+        assert (new.cwd, dict(new.env)) == ("/srv", {"A": "1"})
+        assert [a.stdout_bytes for a in store.attempts("new")] == [1]
+        assert store.counts() == zero | {State.COMPLETED: 4, State.DEAD: 1, State.CANCELLED: 2}
+    finally:
+        store.close()
+
+
 def test_counts_from_many_sessions_add_up(pg_url: str) -> None:
     """Each session counts in its own shard; ``counts`` adds the shards up."""
     stores = [open_store(pg_url) for _ in range(6)]
@@ -164,13 +242,7 @@ def test_counts_from_many_sessions_add_up(pg_url: str) -> None:
             _, claim = stores[1].finish_and_claim(
                 claim.fence, OK, Transition(State.COMPLETED), "w", 30
             )
-        assert stores[2].counts() == {
-            State.PENDING: 0,
-            State.PROCESSING: 0,
-            State.FAILED: 0,
-            State.COMPLETED: 30,
-            State.DEAD: 0,
-        }
+        assert stores[2].counts() == {state: 0 for state in State} | {State.COMPLETED: 30}
         shards = sql(pg_url, "SELECT count(DISTINCT shard) FROM queuectl.job_counts WHERE n <> 0")
         (count,) = shards[0]
         assert isinstance(count, int) and count > 1
@@ -260,6 +332,134 @@ def test_watch_reports_new_work_from_other_clients_and_survives_a_restart(
         timeout=5,
         what="the listener to stop",
     )
+
+
+def test_watch_reports_cancel_requests_resumes_and_edits_from_other_clients(
+    store: PostgresStore, pg_url: str
+) -> None:
+    other = open_store(pg_url)
+    other.enqueue([NewJob("true", "running"), NewJob("true", "later", delay=3600)])
+    running = other.claim("w", 30)
+    assert running is not None and running.job.id == "running"
+    other.set_paused(True)
+    woken = threading.Event()
+    stop = store.watch(woken.set)
+    try:
+        wait_for(woken.is_set, timeout=10, what="the listener's first look")
+        woken.clear()
+        other.cancel(["running"])
+        assert woken.wait(5), "no wake-up after a cancel request elsewhere"
+
+        woken.clear()
+        other.cancel(["running"])  # requested already
+        other.set_paused(True)  # paused already
+        other.edit("later", JobChanges(priority=5))  # still not due
+        assert not woken.wait(1), "a change that asks nothing of the pools woke them"
+
+        other.set_paused(False)
+        assert woken.wait(5), "no wake-up after a resume elsewhere"
+        woken.clear()
+        other.edit("later", JobChanges(delay=0))
+        assert woken.wait(5), "no wake-up after an edit made a job due"
+    finally:
+        other.close()
+        stop()
+
+
+def finished_jobs(store: PostgresStore, *ids: str) -> None:
+    store.enqueue([NewJob("true", job_id) for job_id in ids])
+    for _ in ids:
+        claimed = store.claim("w", 30)
+        assert claimed is not None
+        assert store.finish(claimed.fence, OK, Transition(State.COMPLETED))
+
+
+def test_a_prune_that_may_skip_gives_way_to_one_running_elsewhere(
+    store: PostgresStore, pg_url: str
+) -> None:
+    import psycopg
+
+    finished_jobs(store, "a", "b")
+    later = store.now() + timedelta(seconds=1)
+    with psycopg.connect(pg_url) as elsewhere:  # a transaction that prunes
+        elsewhere.execute("SELECT pg_advisory_xact_lock(%s)", (pg_control.PRUNE_LOCK,))
+        assert store.prune(later, [State.COMPLETED], skip_if_busy=True) == 0
+        assert store.prune(later, [State.COMPLETED], dry_run=True) == 2  # a read: no wait
+        elsewhere.rollback()
+    assert store.prune(later, [State.COMPLETED], skip_if_busy=True) == 2
+    assert store.jobs() == [] and store.attempts() == []
+
+
+def waiting_for_a_lock(url: str) -> bool:
+    found = sql(
+        url,
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    )
+    return found == [(1,)]
+
+
+@pytest.mark.parametrize("limit", [None, 10])
+def test_a_job_rerun_while_a_prune_waits_for_it_keeps_its_history(
+    store: PostgresStore, pg_url: str, limit: int | None
+) -> None:
+    import psycopg
+
+    finished_jobs(store, "a", "b")
+    later = store.now() + timedelta(seconds=1)
+    pruned: list[int] = []
+    with psycopg.connect(pg_url) as rerun:  # a retry of 'a', not committed yet
+        rerun.execute("UPDATE queuectl.jobs SET state = 'pending', attempts = 0 WHERE id = 'a'")
+        pruner = threading.Thread(
+            target=lambda: pruned.append(store.prune(later, [State.COMPLETED], limit=limit))
+        )
+        pruner.start()
+        wait_for(lambda: waiting_for_a_lock(pg_url), what="the prune to wait for the row")
+        rerun.commit()
+    pruner.join()
+    assert pruned == [1]
+    assert [job.id for job in store.jobs()] == ["a"]
+    assert len(store.attempts("a")) == 1
+    assert store.counts()[State.PENDING] == 1 and store.counts()[State.COMPLETED] == 0
+
+
+@pytest.mark.parametrize(
+    ("ended", "after"), [(State.FAILED, State.CANCELLED), (State.COMPLETED, None)]
+)
+def test_a_cancel_that_meets_a_finish_in_flight_acts_on_its_result(
+    store: PostgresStore, pg_url: str, ended: State, after: State | None
+) -> None:
+    """The cancel waits for the job's row, then sees what the finish made of it: a failed job
+    is cancelled at once (no request is left on a job no pool runs); a completed one is
+    refused."""
+    import psycopg
+
+    store.enqueue([NewJob("true", "a")])
+    claimed = store.claim("w", 30)
+    assert claimed is not None
+    result = OK if ended is State.COMPLETED else RunResult(Outcome.FAILED, 1, None)
+    outcome: list[object] = []
+
+    def cancel() -> None:
+        try:
+            outcome.append(store.cancel(["a"]))
+        except Exception as exc:
+            outcome.append(exc)
+
+    with psycopg.connect(pg_url) as finisher:
+        params = statements.finish_params(claimed.fence, result, Transition(ended, 60, "x"))
+        assert finisher.execute(statements.FINISH, {"now": None, **params}).fetchall()
+        canceller = threading.Thread(target=cancel)
+        canceller.start()
+        wait_for(lambda: waiting_for_a_lock(pg_url), what="the cancel to wait for the row")
+        finisher.commit()
+    canceller.join()
+    job = store.get("a")
+    if after is None:
+        assert isinstance(outcome[0], InvalidTransition) and job.state is State.COMPLETED
+    else:
+        assert outcome == [{"a": after}] and job.state is after
+    assert not job.cancel_requested
 
 
 def test_the_server_of_a_killed_test_session_is_reaped_by_the_next(pg_server: PgServer) -> None:

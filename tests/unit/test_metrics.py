@@ -19,8 +19,21 @@ def summary(by_outcome: dict[Outcome, int], span: float) -> AttemptSummary:
 def test_failure_rate_and_throughput() -> None:
     metrics = compute(summary({Outcome.COMPLETED: 6, Outcome.FAILED: 1, Outcome.LOST: 1}, 120))
     assert metrics.attempts == 8
-    assert metrics.by_outcome == {"completed": 6, "failed": 1, "timeout": 0, "lost": 1}
+    assert metrics.by_outcome == {
+        "completed": 6,
+        "failed": 1,
+        "timeout": 0,
+        "lost": 1,
+        "cancelled": 0,
+    }
     assert metrics.failure_rate == 2 / 8
+
+
+def test_cancelled_attempts_are_not_failures() -> None:
+    metrics = compute(summary({Outcome.COMPLETED: 3, Outcome.FAILED: 1, Outcome.CANCELLED: 4}, 60))
+    assert (metrics.attempts, metrics.failure_rate) == (8, 1 / 4)
+    only_cancelled = compute(summary({Outcome.CANCELLED: 2}, 60))
+    assert only_cancelled.failure_rate is None
     assert metrics.throughput_per_minute == 3.0  # 6 completed over two minutes
     assert (metrics.runtime_p95, metrics.completed_last_minute) == (2.0, 2)
 

@@ -8,8 +8,8 @@ import threading
 import uuid
 from pathlib import Path
 
-from queuectl.model import Outcome
-from queuectl.worker.runner import run_command
+from queuectl.model import Outcome, RunResult
+from queuectl.worker.runner import Stop, run_command
 
 
 def alive(marker: str) -> list[str]:
@@ -83,12 +83,48 @@ def test_a_process_that_left_the_group_ends_with_the_job(tmp_path: Path) -> None
         subprocess.run(["pkill", "-f", marker])
 
 
-def test_cancel_stops_a_running_job() -> None:
-    cancel = threading.Event()
-    threading.Timer(0.2, cancel.set).start()
-    result = run_command("sleep 30", cancel=cancel)
+def test_a_stop_ends_a_running_job_with_the_outcome_it_names() -> None:
+    stop = Stop()
+    threading.Timer(0.2, stop.request).start()
+    result = run_command("sleep 30", cancel=stop)
     assert result.outcome is Outcome.FAILED
     assert result.error == "killed: the worker was stopped"
+    cancel = Stop()
+    threading.Timer(0.2, cancel.request, (Outcome.CANCELLED, "cancelled")).start()
+    result = run_command("sleep 30", cancel=cancel)
+    assert (result.outcome, result.error) == (Outcome.CANCELLED, "cancelled")
+
+
+def test_the_first_stop_request_wins() -> None:
+    stop = Stop()
+    stop.request(Outcome.CANCELLED, "cancelled")
+    stop.request(Outcome.FAILED, "lease lost")
+    assert (stop.outcome, stop.reason) == (Outcome.CANCELLED, "cancelled")
+
+
+def test_runs_in_the_given_directory_and_refuses_a_missing_one(tmp_path: Path) -> None:
+    assert run_command("pwd", cwd=str(tmp_path)).stdout == f"{tmp_path}\n".encode()
+    result = run_command("pwd", cwd=str(tmp_path / "gone"))
+    assert result.outcome is Outcome.FAILED and result.exit_code is None
+    assert result.error is not None
+    assert result.error.startswith(f"could not start: the directory {tmp_path / 'gone'} does not")
+
+
+def test_reports_output_while_it_runs_and_counts_every_byte() -> None:
+    reports: list[RunResult] = []
+    script = "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.4; done; head -c 5000 /dev/zero"
+    result = run_command(script, max_bytes=100, on_output=reports.append)
+    assert 1 <= len(reports) <= 3  # at most once a second over ~2.4 s
+    assert all(r.stdout_bytes is not None for r in reports)
+    seen = [r.stdout for r in reports]
+    assert seen[0].startswith(b"line 1") and seen == sorted(seen, key=len)
+    assert result.stdout_bytes == 6 * 7 + 5000 and len(result.stdout) == 100
+
+
+def test_a_short_job_reports_no_output_on_the_way() -> None:
+    reports: list[RunResult] = []
+    run_command("echo quick", on_output=reports.append)
+    assert reports == []
 
 
 def test_job_environment() -> None:

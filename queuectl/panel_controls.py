@@ -1,0 +1,218 @@
+"""The live panel's job controls: pause and resume the queue, cancel active jobs, and follow
+the output of one running job.
+
+``JobControls`` is part of a ``QueuePanel``: the panel places its widgets and calls ``update``
+on every refresh, holding the panel's lock; the controls take that lock too when the user
+picks jobs, so handling a pick never interleaves with a refresh.
+
+Button actions run in the kernel's main thread and return at once: a cancel only asks the
+pools to stop running jobs (``wait=False``), and the next refreshes show them end. What an
+action did, or why it could not, goes to the panel's message area: nothing is raised out of
+a callback and nothing is printed.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+# (imported only by queuectl.panel, which a notebook imports when it asks for a panel)
+import ipywidgets as widgets
+
+from queuectl.api import Queue
+from queuectl.errors import InvalidInput, QueuectlError
+from queuectl.model import Job, State
+from queuectl.model.status import QueueStatus
+from queuectl.text import cell, printable
+
+#: at most this many jobs of each active state are read and listed (a backlog can be huge)
+ACTIVE_LIMIT = 100
+#: the lines of the followed job's output shown
+TAIL_LINES = 20
+
+_TAIL_STYLE = (
+    "font-family:monospace;font-size:90%;line-height:1.3;margin:2px 0;padding:4px;"
+    "max-height:26em;overflow:auto;white-space:pre-wrap;background:rgba(128,128,128,0.08)"
+)
+
+
+class JobControls:
+    """The pause/resume button, the active jobs with a cancel button, and the output tail of
+    the one running job picked there."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        message: Any,
+        refresh: Callable[[], None],
+        lock: threading.RLock,
+    ) -> None:
+        self.queue = queue
+        self.message = message
+        self._lock = lock
+        self.pause = widgets.Button(description="Pause", icon="pause")
+        self.caption = widgets.HTML()
+        self.active = widgets.SelectMultiple(
+            options=[], rows=6, description="active", layout=widgets.Layout(width="40em")
+        )
+        self.cancel = widgets.Button(description="Cancel selected", icon="stop")
+        self.tail = widgets.HTML()
+        #: the widgets the panel shows below the recent jobs (it places ``pause`` itself)
+        self.children = [self.caption, widgets.HBox([self.active, self.cancel]), self.tail]
+        self._paused = False  # what the pause button shows
+        self._running: dict[str, Job] = {}  # the processing jobs, by id
+        self._tailed: str | None = None  # the job whose output is shown
+        self._updating = False  # update() is replacing the options (in the lock's thread)
+        self.pause.on_click(lambda _: run_action(message, self._toggle_pause, refresh))
+        self.cancel.on_click(lambda _: run_action(message, self._cancel, refresh))
+        self.active.observe(self._picked, names="value")
+
+    def update(self, status: QueueStatus) -> None:
+        """Show whether the queue is paused, the active jobs and the followed job's output.
+        The caller holds the lock."""
+        self._paused = status.paused
+        set_value(self.pause, "description", "Resume" if status.paused else "Pause")
+        set_value(self.pause, "icon", "play" if status.paused else "pause")
+        running, waiting = self._active_jobs(status.counts)
+        self._running = {job.id: job for job in running}
+        options = tuple((_active_label(job), job.id) for job in running + waiting)
+        if options != self.active.options:
+            listed = {job_id for _, job_id in options}
+            chosen = self.active.value  # new options clear the selection: keep what's left
+            self._updating = True
+            try:
+                self.active.options = options
+                self.active.value = tuple(v for v in chosen if v in listed)
+            finally:
+                self._updating = False
+        set_value(self.caption, "value", _caption(status.counts, len(waiting)))
+        self._show_tail()
+
+    def _active_jobs(self, counts: Mapping[State, int]) -> tuple[list[Job], list[Job]]:
+        """The running jobs, longest running first, and the waiting ones in the order pools
+        take them (of a long backlog, only some of the most recently enqueued)."""
+        found = {
+            state: self.queue.job_records(state, ACTIVE_LIMIT) if counts.get(state) else []
+            for state in (State.PROCESSING, State.PENDING, State.FAILED)
+        }
+        running = sorted(found[State.PROCESSING], key=lambda job: (job.updated_at, job.id))
+        waiting = sorted(
+            found[State.PENDING] + found[State.FAILED],
+            key=lambda job: (-job.priority, job.run_at, job.created_at, job.id),
+        )
+        return running, waiting[:ACTIVE_LIMIT]
+
+    def _picked(self, change: Mapping[str, Any]) -> None:
+        """The selection changed: follow the output of one running job picked alone."""
+        try:
+            with self._lock:
+                if self._updating:  # update() in this thread, not the user
+                    return
+                chosen = self.active.value  # (now: a refresh may have run since the change)
+                one_running = len(chosen) == 1 and chosen[0] in self._running
+                self._tailed = chosen[0] if one_running else None
+                self._show_tail()
+        except Exception as exc:  # an observer must not print a traceback into a cell
+            self.message.value = error_html(f"could not show the output: {exc!r}")
+
+    def _show_tail(self) -> None:
+        """The last lines of the followed job's latest attempt; once that job has ended, what
+        it printed last, until another pick."""
+        job_id = self._tailed
+        if job_id is None:
+            set_value(self.tail, "value", "")
+            return
+        try:
+            job = self._running.get(job_id) or self.queue.get(job_id)
+            shown = tail_html(job, self.queue.logs(job_id))
+        except QueuectlError as exc:
+            shown = error_html(exc.message)
+        set_value(self.tail, "value", shown)
+
+    def _toggle_pause(self) -> str:
+        if self._paused:  # the button says Resume
+            if self.queue.resume():
+                return "Resumed: pools start jobs again."
+            return "The queue was not paused (resumed meanwhile)."
+        if self.queue.pause():
+            return "Paused: no job starts until the queue is resumed; running jobs finish."
+        return "The queue was paused already."
+
+    def _cancel(self) -> str:
+        chosen = list(self.active.value)
+        if not chosen:
+            raise InvalidInput("select the jobs to cancel first.")
+        return cancel_summary(self.queue.cancel(*chosen, wait=False))
+
+
+def run_action(message: Any, action: Callable[[], str], refresh: Callable[[], None]) -> None:
+    """Run a button's ``action``, then ``refresh``; show what it did (the text it returns), or
+    its error, in ``message``. Raises nothing: a callback's exception would print in a cell."""
+    try:
+        shown = html.escape(action())
+    except QueuectlError as exc:
+        shown = error_html(exc.message)
+    except Exception as exc:
+        shown = error_html(f"unexpected error: {exc!r}")
+    try:
+        refresh()
+    except Exception as exc:
+        why = exc.message if isinstance(exc, QueuectlError) else repr(exc)
+        shown += " " + error_html(f"(refresh failed: {why})")
+    message.value = shown
+
+
+def cancel_summary(states: Mapping[str, State]) -> str:
+    """What a cancel did: "Cancelled 2 job(s); 1 running job is being stopped." """
+    cancelled = sum(state is State.CANCELLED for state in states.values())
+    stopping = sum(state is State.PROCESSING for state in states.values())
+    parts = [f"Cancelled {cancelled} job(s)"] if cancelled or not stopping else []
+    if stopping == 1:
+        parts.append("1 running job is being stopped")
+    elif stopping:
+        parts.append(f"{stopping} running jobs are being stopped")
+    return "; ".join(parts) + "."
+
+
+def tail_html(job: Job, output: str) -> str:
+    """The last ``TAIL_LINES`` lines of ``output`` as a terminal would show them, escaped."""
+    head = f"<b>{html.escape(cell(job.id))}</b> · {_state_text(job)}"
+    lines = output.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    # A carriage return starts its line over (progress bars): keep what is shown last.
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1] for line in lines[-TAIL_LINES:]]
+    if not lines:
+        return f"{head} · <i>no output{' yet' if job.state.active else ''}</i>"
+    body = html.escape(printable("\n".join(lines)))
+    return f"{head} · last {len(lines)} line(s)<pre style='{_TAIL_STYLE}'>{body}</pre>"
+
+
+def error_html(text: str) -> str:
+    return f"<span style='color:#b00'>{html.escape(printable(text))}</span>"
+
+
+def set_value(widget: Any, name: str, value: Any) -> None:
+    """Set a trait only when it changes: every set is a message to the browser."""
+    if getattr(widget, name) != value:
+        setattr(widget, name, value)
+
+
+def _state_text(job: Job) -> str:
+    if job.state is State.PROCESSING and job.cancel_requested:
+        return "stopping"
+    return job.state.value
+
+
+def _active_label(job: Job) -> str:
+    return f"{job.id} · {_state_text(job)} · {cell(job.command, 40)}"
+
+
+def _caption(counts: Mapping[State, int], listed: int) -> str:
+    text = "<b>Active jobs</b> · running first, then the next to run"
+    waiting = counts.get(State.PENDING, 0) + counts.get(State.FAILED, 0)
+    if waiting > listed:
+        text += f" · {listed} of the {waiting} waiting jobs (recently enqueued ones)"
+    return text

@@ -1,0 +1,252 @@
+"""Job control on PostgreSQL: cancel, move to the DLQ, rerun, edit, pause, prune; and what a pool
+reads and writes about a run besides its result (cancel requests, output so far).
+
+``PostgresControl`` is the part of ``PostgresStore`` that implements these methods of the port;
+the store gives it the means to run statements (``_run``, ``_atomic``). A method that checks the
+jobs' states before it changes them locks their rows first (``FOR UPDATE``): a pool finishing
+one of them meanwhile waits for the change, or the change sees its result, never half of both.
+
+Cancel requests and resumes reach idle pools by the channel that tells them of claimable jobs
+(``pg_schema.CHANNEL``): triggers send the notification, whoever makes the change.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Collection, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from queuectl.errors import InvalidTransition
+from queuectl.model import Attempt, Fence, Job, JobChanges, RunResult, State
+from queuectl.model.job import WAITING
+from queuectl.store import pg_schema, rows
+from queuectl.store import pg_statements as sql
+from queuectl.store.base import (
+    BURIED_ERROR,
+    CANCELLED_ERROR,
+    NOT_BURIABLE,
+    NOT_CANCELLABLE,
+    PAUSED_KEY,
+    Store,
+    check_prunable,
+    check_retryable,
+    check_states,
+    job_not_found,
+)
+
+NOW = sql.NOW
+JOB_COLUMNS = rows.JOB_COLUMNS
+#: held by the transaction that prunes, so that pools pruning on their own take turns with it
+#: (a key of its own: the schema's lock must not wait for a long prune)
+PRUNE_LOCK = pg_schema.ADVISORY_LOCK + 1
+
+Rows = list[tuple[Any, ...]]
+
+
+class Execute(Protocol):
+    """Runs one statement (with the store's clock as ``now``) and returns its rows."""
+
+    def __call__(self, statement: str, /, **params: Any) -> Rows: ...
+
+
+LOCK_STATES = "SELECT id, state FROM queuectl.jobs WHERE id = ANY(%(ids)s::text[]) FOR UPDATE"
+
+RERUN = f"""
+UPDATE queuectl.jobs SET state = 'pending', attempts = 0, run_at = {NOW}, updated_at = {NOW},
+    cancel_requested = false
+WHERE {{where}}
+RETURNING {JOB_COLUMNS}
+"""
+
+# Waiting jobs end at once; a running one gets a request, which its trigger announces.
+CANCEL = f"""
+UPDATE queuectl.jobs SET
+    state = CASE WHEN state = 'processing' THEN state ELSE 'cancelled' END,
+    last_error = CASE WHEN state = 'processing' THEN last_error ELSE %(error)s END,
+    updated_at = CASE WHEN state = 'processing' THEN updated_at ELSE {NOW} END,
+    cancel_requested = state = 'processing'
+WHERE id = ANY(%(ids)s::text[])
+RETURNING id, state
+"""
+CANCEL_WAITING = f"""
+UPDATE queuectl.jobs SET state = 'cancelled', last_error = %(error)s, updated_at = {NOW}
+WHERE state IN ('pending', 'failed')
+RETURNING id
+"""
+
+BURY = f"""
+UPDATE queuectl.jobs SET state = 'dead', last_error = %(error)s, updated_at = {NOW}
+WHERE id = ANY(%(ids)s::text[])
+RETURNING {JOB_COLUMNS}
+"""
+
+# The state check is part of the one statement: a pool that claims the job between a check and
+# a write cannot happen. run_at is always set (to itself, if unchanged), so that the trigger
+# wakes the pools when the job is due.
+EDIT = f"""
+UPDATE queuectl.jobs SET
+    command = COALESCE(%(command)s::text, command),
+    max_retries = COALESCE(%(max_retries)s::integer, max_retries),
+    priority = COALESCE(%(priority)s::integer, priority),
+    timeout = COALESCE(%(timeout)s::double precision, timeout),
+    run_at = COALESCE(%(run_at)s::timestamptz,
+        {NOW} + make_interval(secs => %(delay)s::double precision), run_at),
+    updated_at = {NOW}
+WHERE id = %(id)s AND state IN ('pending', 'failed')
+RETURNING {JOB_COLUMNS}
+"""
+
+PAUSE = "INSERT INTO queuectl.config (key, value) VALUES (%(key)s, 'true') ON CONFLICT DO NOTHING"
+RESUME = "DELETE FROM queuectl.config WHERE key = %(key)s"  # its trigger wakes the pools
+
+_DOOMED = "state = ANY(%(states)s::text[]) AND updated_at < %(before)s"
+# The attempts go by the ids the jobs' DELETE returns: a job retried meanwhile is not deleted
+# (the DELETE checks its row again once the retry commits), and neither is its history. Without
+# a limit nothing is sorted.
+_PRUNE = f"""
+WITH gone AS (
+    DELETE FROM queuectl.jobs WHERE {_DOOMED} {{oldest}}
+    RETURNING id
+), gone_attempts AS (
+    DELETE FROM queuectl.attempts a USING gone WHERE a.job_id = gone.id
+)
+SELECT count(*) FROM gone
+"""
+PRUNE = _PRUNE.format(oldest="")
+# An array, not IN (subquery): the planner then fetches the chosen rows by their key instead of
+# scanning the table a second time to join them.
+PRUNE_OLDEST = _PRUNE.format(
+    oldest=f"AND seq = ANY(ARRAY(SELECT seq FROM queuectl.jobs WHERE {_DOOMED} "
+    "ORDER BY updated_at, seq LIMIT %(limit)s))"
+)
+PRUNABLE = f"SELECT count(*) FROM (SELECT FROM queuectl.jobs WHERE {_DOOMED} LIMIT %(limit)s) j"
+
+
+class PostgresControl(Store):
+    """The control methods of the PostgreSQL store (a base of ``PostgresStore``)."""
+
+    @abstractmethod
+    def _run(self, statement: str, **params: Any) -> Rows:
+        """Run one statement in a transaction of its own; its rows."""
+
+    @abstractmethod
+    def _atomic(self) -> AbstractContextManager[Execute]:
+        """A transaction on this thread's connection, as a function that runs statements in
+        it; committed when the block ends, rolled back if it raises."""
+
+    def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
+        # An unfinished job may have a pool running it: it must never be reset under that pool.
+        allowed = [state for state in states if not state.active]
+        with self._atomic() as run:
+            check_retryable(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), allowed)
+            retried = _jobs(run(RERUN.format(where="id = ANY(%(ids)s::text[])"), ids=list(job_ids)))
+        return _in_order(job_ids, retried)
+
+    def retry_all_dead(self) -> list[Job]:
+        return _jobs(self._run(RERUN.format(where="state = 'dead'")))
+
+    def cancel(self, job_ids: Sequence[str] | None) -> dict[str, State]:
+        if job_ids is None:
+            cancelled = self._run(CANCEL_WAITING, error=CANCELLED_ERROR)
+            return {job_id: State.CANCELLED for (job_id,) in cancelled}
+        ids, allowed = list(job_ids), (State.PENDING, State.FAILED, State.PROCESSING)
+        with self._atomic() as run:
+            check_states(job_ids, dict(run(LOCK_STATES, ids=ids)), allowed, NOT_CANCELLABLE)
+            after: dict[str, str] = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
+        return {job_id: State(after[job_id]) for job_id in job_ids}
+
+    def bury(self, job_ids: Sequence[str]) -> list[Job]:
+        with self._atomic() as run:
+            check_states(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), WAITING, NOT_BURIABLE)
+            buried = _jobs(run(BURY, ids=list(job_ids), error=BURIED_ERROR))
+        return _in_order(job_ids, buried)
+
+    def edit(self, job_id: str, changes: JobChanges) -> Job:
+        edited = self._run(
+            EDIT,
+            id=job_id,
+            command=changes.command,
+            max_retries=None if changes.max_retries is None else int(changes.max_retries),
+            priority=None if changes.priority is None else int(changes.priority),
+            timeout=None if changes.timeout is None else float(changes.timeout),
+            run_at=changes.run_at,
+            delay=None if changes.delay is None else float(changes.delay),
+        )
+        if edited:
+            return rows.to_job(edited[0], rows.in_utc)
+        found = self._run("SELECT state FROM queuectl.jobs WHERE id = %(id)s", id=job_id)
+        if not found:
+            raise job_not_found(job_id)
+        if found[0][0] == State.PROCESSING:
+            raise InvalidTransition(
+                f"job '{job_id}' is processing (claimed meanwhile): it was not changed."
+            )
+        raise InvalidTransition(
+            f"job '{job_id}' is {found[0][0]}: only pending or failed jobs can be edited."
+        )
+
+    def set_paused(self, paused: bool) -> bool:
+        return bool(self._run(f"{PAUSE if paused else RESUME} RETURNING key", key=PAUSED_KEY))
+
+    def paused(self) -> bool:
+        found = self._run(
+            "SELECT EXISTS (SELECT FROM queuectl.config WHERE key = %(key)s)", key=PAUSED_KEY
+        )
+        return bool(found[0][0])
+
+    def prune(
+        self,
+        before: datetime,
+        states: Collection[State],
+        *,
+        limit: int | None = None,
+        dry_run: bool = False,
+        skip_if_busy: bool = False,
+    ) -> int:
+        check_prunable(states)
+        params: dict[str, Any] = dict(
+            states=[state.value for state in states], before=before, limit=limit
+        )
+        if dry_run:  # a read: it neither waits for a pruner nor holds one up
+            return int(self._run(PRUNABLE, **params)[0][0])
+        with self._atomic() as run:
+            if skip_if_busy:
+                ((free,),) = run("SELECT pg_try_advisory_xact_lock(%(key)s)", key=PRUNE_LOCK)
+                if not free:
+                    return 0
+            else:
+                run("SELECT pg_advisory_xact_lock(%(key)s)", key=PRUNE_LOCK)
+            ((deleted,),) = run(PRUNE if limit is None else PRUNE_OLDEST, **params)
+        return int(deleted)
+
+    def cancel_requests(self, fences: Sequence[Fence]) -> set[int]:
+        if not fences:
+            return set()
+        return {row[0] for row in self._run(sql.CANCEL_REQUESTS, **sql.fence_params(fences))}
+
+    def record_output(self, fence: Fence, result: RunResult) -> bool:
+        return bool(self._run(sql.RECORD_OUTPUT, **sql.record_params(fence, result)))
+
+    def last_attempt(self, job_id: str) -> Attempt | None:
+        found = self._run(
+            f"SELECT {rows.ATTEMPT_COLUMNS} FROM queuectl.attempts WHERE job_id = %(id)s "
+            "ORDER BY id DESC LIMIT 1",
+            id=job_id,
+        )
+        if found:
+            return rows.to_attempt(found[0], rows.in_utc)
+        if not self._run("SELECT 1 FROM queuectl.jobs WHERE id = %(id)s", id=job_id):
+            raise job_not_found(job_id)
+        return None
+
+
+def _jobs(found: Rows) -> list[Job]:
+    return [rows.to_job(row, rows.in_utc) for row in found]
+
+
+def _in_order(job_ids: Sequence[str], jobs: list[Job]) -> list[Job]:
+    """``jobs`` in the order their ids were given (each once)."""
+    by_id = {job.id: job for job in jobs}
+    return [by_id[job_id] for job_id in dict.fromkeys(job_ids)]

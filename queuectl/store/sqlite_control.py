@@ -1,0 +1,247 @@
+"""What users do to jobs of an SQLite queue beyond enqueueing them: cancel, bury, edit, rerun,
+pause, prune; and what a pool asks while a job runs (cancel requests, output so far).
+
+A mixin of ``SqliteStore`` (see there for transactions, durability and times). Every change of
+several jobs checks all of them first, inside the write transaction that changes them, so that
+it is all or none.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from queuectl.errors import InvalidTransition
+from queuectl.model import Attempt, Fence, Job, JobChanges, RunResult, State
+from queuectl.store import rows
+from queuectl.store.base import (
+    BURIED_ERROR,
+    CANCELLED_ERROR,
+    NOT_BURIABLE,
+    NOT_CANCELLABLE,
+    PAUSED_KEY,
+    check_prunable,
+    check_retryable,
+    check_states,
+    job_not_found,
+)
+from queuectl.store.sqlite_connections import SqliteConnections
+
+#: the jobs named by a JSON list of ids bound to ``:ids``
+NAMED = "id IN (SELECT value FROM json_each(:ids))"
+WAITING = "state IN ('pending', 'failed')"
+#: the condition of the partial index ``jobs_finished``, written as it is there: SQLite uses a
+#: partial index only for a query whose WHERE clause contains its condition
+FINISHED = "state IN ('completed', 'dead', 'cancelled')"
+# (editable fields that are set as given; run_at and delay are worked out)
+EDITABLE = ("command", "max_retries", "priority", "timeout")
+
+
+class SqliteControl:
+    """The control methods of ``SqliteStore``."""
+
+    _db: SqliteConnections
+    _clock: Callable[[], float]
+
+    def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
+        with self._db.write() as conn:
+            check_retryable(job_ids, _states(conn, job_ids), states)
+            return self._retry(conn, NAMED, job_ids)
+
+    def retry_all_dead(self) -> list[Job]:
+        with self._db.write() as conn:
+            return self._retry(conn, "state = 'dead'", [])
+
+    def _retry(self, conn: sqlite3.Connection, where: str, ids: Sequence[str]) -> list[Job]:
+        retried = conn.execute(
+            "UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now, "
+            f"cancel_requested = 0 WHERE {where} RETURNING {rows.JOB_COLUMNS}",
+            {"now": self._clock(), "ids": json.dumps(list(ids))},
+        ).fetchall()
+        return [rows.to_job(row) for row in retried]
+
+    def cancel(self, job_ids: Sequence[str] | None) -> dict[str, State]:
+        with self._db.write() as conn:
+            params = {"now": self._clock(), "error": CANCELLED_ERROR}
+            cancel_waiting = (
+                "UPDATE jobs SET state = 'cancelled', last_error = :error, updated_at = :now "
+                f"WHERE {WAITING}"
+            )
+            if job_ids is None:
+                done = conn.execute(f"{cancel_waiting} RETURNING id", params).fetchall()
+                return {row[0]: State.CANCELLED for row in done}
+            states = _states(conn, job_ids)
+            allowed = (State.PENDING, State.FAILED, State.PROCESSING)
+            check_states(job_ids, states, allowed, NOT_CANCELLABLE)
+            named = {**params, "ids": json.dumps(list(job_ids))}
+            conn.execute(f"{cancel_waiting} AND {NAMED}", named)
+            # A running job is stopped by its pool, which sees the request (cancel_requests);
+            # the run's end (finish) then makes it cancelled.
+            conn.execute(
+                f"UPDATE jobs SET cancel_requested = 1 WHERE state = 'processing' AND {NAMED}",
+                named,
+            )
+        return {
+            job_id: State.PROCESSING if states[job_id] == State.PROCESSING else State.CANCELLED
+            for job_id in job_ids
+        }
+
+    def bury(self, job_ids: Sequence[str]) -> list[Job]:
+        with self._db.write() as conn:
+            check_states(
+                job_ids, _states(conn, job_ids), (State.PENDING, State.FAILED), NOT_BURIABLE
+            )
+            buried = conn.execute(
+                "UPDATE jobs SET state = 'dead', last_error = :error, updated_at = :now "
+                f"WHERE {NAMED} RETURNING {rows.JOB_COLUMNS}",
+                {"now": self._clock(), "error": BURIED_ERROR, "ids": json.dumps(list(job_ids))},
+            ).fetchall()
+        return [rows.to_job(row) for row in buried]
+
+    def edit(self, job_id: str, changes: JobChanges) -> Job:
+        with self._db.write() as conn:
+            now = self._clock()
+            params: dict[str, Any] = {"id": job_id, "now": now}
+            sets = ["updated_at = :now"]
+            for name in EDITABLE:
+                value = getattr(changes, name)
+                if value is not None:
+                    sets.append(f"{name} = :{name}")
+                    params[name] = value
+            if changes.run_at is not None:
+                sets.append("run_at = :run_at")
+                params["run_at"] = rows.to_epoch(changes.run_at)
+            elif changes.delay is not None:
+                sets.append("run_at = :now + :delay")
+                params["delay"] = changes.delay
+            # The state is checked by the statement that writes, not by a read before it.
+            row = conn.execute(
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id = :id AND {WAITING} "
+                f"RETURNING {rows.JOB_COLUMNS}",
+                params,
+            ).fetchone()
+            if row is not None:
+                return rows.to_job(row)
+            found = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if found is None:
+            raise job_not_found(job_id)
+        if found[0] == State.PROCESSING:
+            raise InvalidTransition(
+                f"job '{job_id}' is processing (claimed meanwhile): it was not changed."
+            )
+        raise InvalidTransition(
+            f"job '{job_id}' is {found[0]}: only pending or failed jobs can be edited."
+        )
+
+    def set_paused(self, paused: bool) -> bool:
+        with self._db.write() as conn:
+            if paused:
+                cursor = conn.execute(
+                    "INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                    (PAUSED_KEY, str(self._clock())),  # (since when: for whoever looks)
+                )
+            else:
+                cursor = conn.execute("DELETE FROM config WHERE key = ?", (PAUSED_KEY,))
+            return cursor.rowcount == 1
+
+    def paused(self) -> bool:
+        return bool(self._db.read("SELECT 1 FROM config WHERE key = ?", (PAUSED_KEY,)))
+
+    def prune(
+        self,
+        before: datetime,
+        states: Collection[State],
+        *,
+        limit: int | None = None,
+        dry_run: bool = False,
+        skip_if_busy: bool = False,
+    ) -> int:
+        """See ``Store.prune``.
+
+        ``skip_if_busy`` changes nothing here: the file's write lock lets one process prune
+        at a time, and a pool that waited for it finds the jobs the other pruned gone. A
+        prune that finds nothing to delete (a pool's usual case) takes no write lock at all.
+        """
+        check_prunable(states)
+        params = {
+            "before": rows.to_epoch(before),
+            "states": json.dumps(sorted(state.value for state in states)),
+            "limit": -1 if limit is None else limit,
+        }
+        where = (
+            f"{FINISHED} AND state IN (SELECT value FROM json_each(:states)) "
+            "AND updated_at < :before"
+        )
+        # The index holds (updated_at, seq): oldest first without sorting, and the same rows
+        # in the same order for each statement of the transaction below.
+        oldest = (
+            f"FROM jobs INDEXED BY jobs_finished WHERE {where} ORDER BY updated_at, seq "
+            "LIMIT :limit"
+        )
+        if dry_run:
+            return int(self._db.read(f"SELECT count(*) FROM (SELECT 1 {oldest})", params)[0][0])
+        if not self._db.read(
+            f"SELECT 1 FROM jobs INDEXED BY jobs_finished WHERE {where} LIMIT 1", params
+        ):
+            return 0
+        with self._db.write() as conn:
+            conn.execute(f"DELETE FROM attempts WHERE job_id IN (SELECT id {oldest})", params)
+            cursor = conn.execute(f"DELETE FROM jobs WHERE seq IN (SELECT seq {oldest})", params)
+            return cursor.rowcount
+
+    def cancel_requests(self, fences: Sequence[Fence]) -> set[int]:
+        if not fences:
+            return set()
+        # One lookup by id per fence: as cheap as the pool's lease renewal, and not a write.
+        found = self._db.read(
+            f"SELECT attempt_id FROM jobs WHERE {NAMED} AND cancel_requested = 1",
+            {"ids": json.dumps([fence.job_id for fence in fences])},
+        )
+        return {row[0] for row in found} & {fence.attempt_id for fence in fences}
+
+    def record_output(self, fence: Fence, result: RunResult) -> bool:
+        with self._db.write(durable=False) as conn:
+            cursor = conn.execute(
+                "UPDATE attempts SET stdout = :stdout, stderr = :stderr, "
+                "stdout_bytes = :stdout_bytes, stderr_bytes = :stderr_bytes "
+                "WHERE id = :attempt_id AND finished_at IS NULL AND EXISTS (SELECT 1 FROM jobs "
+                "WHERE id = :job AND attempts = :attempt AND worker_id = :worker "
+                "AND attempt_id = :attempt_id AND state = 'processing')",
+                {
+                    "stdout": result.stdout,
+                    "stderr": result.stderr,
+                    "stdout_bytes": result.stdout_bytes,
+                    "stderr_bytes": result.stderr_bytes,
+                    "attempt_id": fence.attempt_id,
+                    "job": fence.job_id,
+                    "attempt": fence.attempt,
+                    "worker": fence.worker_id,
+                },
+            )
+            return cursor.rowcount == 1
+
+    def last_attempt(self, job_id: str) -> Attempt | None:
+        with self._db.snapshot() as conn:
+            row = conn.execute(
+                f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+            known = (
+                row is not None
+                or conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            )
+        if not known:
+            raise job_not_found(job_id)
+        return None if row is None else rows.to_attempt(row)
+
+
+def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+    """The states of those of ``job_ids`` that exist."""
+    found = conn.execute(
+        f"SELECT id, state FROM jobs WHERE {NAMED}", {"ids": json.dumps(list(job_ids))}
+    )
+    return dict(found.fetchall())
