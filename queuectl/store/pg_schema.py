@@ -152,7 +152,8 @@ CREATE TRIGGER jobs_counted_on_truncate AFTER TRUNCATE ON queuectl.jobs
 """,
     # Job control: cancelling, where and with what variables a job runs, output byte counts,
     # pausing. The new columns are NULL or a constant default, so adding them rewrites nothing;
-    # only the new CHECK reads the table once, under the lock that ALTER TABLE takes anyway.
+    # only the new CHECK and the new index read the table, under the lock that ALTER TABLE
+    # takes anyway (about a second per million jobs).
     3: f"""
 ALTER TABLE queuectl.jobs
     ADD COLUMN cwd text,
@@ -163,6 +164,12 @@ ALTER TABLE queuectl.jobs
     ADD CONSTRAINT jobs_state_check
         CHECK (state IN ('pending', 'processing', 'failed', 'completed', 'dead', 'cancelled'));
 ALTER TABLE queuectl.attempts ADD COLUMN stdout_bytes bigint, ADD COLUMN stderr_bytes bigint;
+-- Pools with a retention prune a batch of the oldest finished jobs every minute: without this
+-- index each time a scan of the whole table (0.15 s with nothing to delete, 0.5 s for 1000 of a
+-- million jobs), with it a few ms. Only a job's move to a finished state writes to it, a move
+-- that updates another index (state) anyway; its cost was below the noise of measuring.
+CREATE INDEX jobs_finished ON queuectl.jobs (updated_at, seq)
+    WHERE state IN ('completed', 'dead', 'cancelled');
 -- No job could be cancelled before: the count starts at zero (the lock above keeps writers out).
 INSERT INTO queuectl.job_counts (state, shard, n)
     SELECT 'cancelled', g.shard, 0 FROM generate_series(0, {COUNT_SHARDS - 1}) AS g(shard);

@@ -27,13 +27,11 @@ jobs, a bounded batch a minute.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from types import FrameType
 from typing import TypeVar
 
 from queuectl.errors import QueuectlError
@@ -79,6 +77,7 @@ class WorkerPool:
         poll_interval: float | None = None,
         until_empty: bool = False,
         worker_id: str | None = None,
+        report_output: bool = True,
     ) -> None:
         if threads < 1:
             raise ValueError("a pool needs at least one thread")
@@ -87,6 +86,9 @@ class WorkerPool:
         self.until_empty = until_empty
         self.worker_id = worker_id or new_worker_id()
         self._poll_override = poll_interval
+        #: whether running jobs' output goes to the store as it comes (benchmarks turn it off
+        #: to measure what it costs)
+        self.report_output = report_output
         self._config = Config()
         self._wakeup = Wakeup()
         self._stopping = threading.Event()
@@ -159,52 +161,11 @@ class WorkerPool:
         return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
     def run(self) -> None:
-        """Run in the foreground until stopped: SIGTERM, SIGINT or SIGHUP (the terminal was
-        closed) stops gracefully, a second one stops now. SIGTSTP (Ctrl-Z) suspends the pool
-        once no write of it is under way (see ``_suspend``).
+        """Run in the foreground until stopped by a signal or a stop request (see
+        ``foreground.run``)."""
+        from queuectl.worker.foreground import run
 
-        The handlers are in place before the pool registers: whoever sees it registered may
-        signal it, and a stop that comes before the threads start ends them at once.
-        """
-        in_main = threading.current_thread() is threading.main_thread()
-        stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) if in_main else ()
-        previous = {sig: signal.getsignal(sig) for sig in (*stops, signal.SIGTSTP) if in_main}
-
-        received = 0
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            nonlocal received
-            received += 1  # a stop request from the store does not count: only signals do
-            how = "now" if received > 1 else "gracefully"
-            log.info("pool %s: %s, stopping %s", self.worker_id, signal.Signals(signum).name, how)
-            self.stop(now=received > 1)
-
-        def on_suspend(signum: int, frame: FrameType | None) -> None:
-            # Not here: the main thread may itself be inside a write (registering).
-            threading.Thread(target=self._suspend, name="queuectl-suspend", daemon=True).start()
-
-        for sig in stops:
-            signal.signal(sig, on_signal)
-        if in_main:
-            signal.signal(signal.SIGTSTP, on_suspend)
-        try:
-            self.start()
-            while not self.join(0.5):
-                pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _suspend(self) -> None:
-        """Stop this process as Ctrl-Z asked, but never inside a write transaction.
-
-        A process stopped while it holds SQLite's write lock locks every other process of the
-        queue out until it is continued. Holding the store's write side first means no thread
-        of the pool is inside a transaction, nor can start one, while the process is stopped.
-        (SIGSTOP cannot be caught: see the README on recovering with ``kill -CONT``.)
-        """
-        with self.store.hold_writes():
-            os.kill(os.getpid(), signal.SIGSTOP)
+        run(self)
 
     # -- threads ------------------------------------------------------------------------------
 
@@ -269,7 +230,7 @@ class WorkerPool:
                     "QUEUECTL_WORKER_ID": self.worker_id,
                 },
                 cwd=job.directory(self._config.job_directory),
-                on_output=report_output,
+                on_output=report_output if self.report_output else None,
             )
         except Exception as exc:  # e.g. out of file descriptors: the attempt fails, not the pool
             log.exception("job %s: the worker could not supervise it", job.id)

@@ -1,0 +1,163 @@
+"""The API's control of jobs and of the queue: retry, cancel, move to the DLQ, edit, pause,
+prune, and reading a job's output (``Queue`` inherits it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from queuectl.errors import InvalidInput, NotFound
+from queuectl.model import Attempt, Job, State
+from queuectl.model.job import FINISHED
+from queuectl.model.parse import job_changes, parse_duration, validate_state, validate_timeout
+from queuectl.store import Store
+from queuectl.worker.inprocess import LocalPools
+
+if TYPE_CHECKING:
+    from queuectl.follow import Chunk
+
+
+class Control:
+    """Control of jobs and of the queue, for ``Queue``."""
+
+    store: Store
+    _local: LocalPools
+
+    def retry(self, *job_ids: str, all_dead: bool = False, dead_only: bool = False) -> list[Job]:
+        """Run finished jobs (completed, dead or cancelled) again: back to pending, due at
+        once, attempts reset; their history stays. All or none.
+
+        ``all_dead``: every dead job. ``dead_only``: refuse jobs that are not dead (what
+        ``dlq retry`` does).
+        """
+        if all_dead:
+            retried = self.store.retry_all_dead()
+        elif not job_ids:
+            raise InvalidInput("name the jobs to retry, or retry all dead ones.")
+        else:
+            states = (State.DEAD,) if dead_only else tuple(FINISHED)
+            retried = self.store.retry(_unique(job_ids), states)
+        self._local.wake()
+        return retried
+
+    def cancel(
+        self,
+        *job_ids: str,
+        all_pending: bool = False,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> dict[str, State]:
+        """Cancel jobs, all or none; return each one's state afterwards.
+
+        A pending or failed job is ``cancelled`` at once. A running one is stopped by its
+        pool (SIGTERM to its process group, SIGKILL after a grace period), wherever it runs;
+        with ``wait`` this waits for that (at most ``timeout`` seconds, by default the grace
+        period and a few seconds more). Its state is then ``cancelled``, or ``completed`` if
+        it finished first; ``processing`` if it is still stopping (its pool may be gone: it
+        is cancelled once its lease runs out). ``all_pending``: every pending or failed job.
+
+        Raises:
+            NotFound: an id is unknown. InvalidTransition: a job is finished already.
+        """
+        if all_pending == bool(job_ids):
+            raise InvalidInput("name the jobs to cancel, or cancel all pending ones (not both).")
+        timeout = validate_timeout(timeout)
+        states = self.store.cancel(None if all_pending else _unique(job_ids))
+        running = [job_id for job_id, state in states.items() if state is State.PROCESSING]
+        if running and wait:
+            from queuectl.model.policy import KILL_GRACE
+
+            deadline = time.monotonic() + (KILL_GRACE + 5.0 if timeout is None else timeout)
+            while running and time.monotonic() < deadline:
+                time.sleep(0.02)
+                for job_id in list(running):
+                    states[job_id] = self.store.get(job_id).state
+                    if states[job_id] is not State.PROCESSING:
+                        running.remove(job_id)
+        return states
+
+    def move_to_dlq(self, *job_ids: str) -> list[Job]:
+        """Move pending or failed jobs straight to the dead letter queue; all or none."""
+        if not job_ids:
+            raise InvalidInput("name the pending or failed jobs to move to the DLQ.")
+        return self.store.bury(_unique(job_ids))
+
+    def edit(self, job_id: str, **changes: Any) -> Job:
+        """Change a pending or failed job: ``command``, ``priority``, ``run_at`` or ``delay``,
+        ``max_retries``, ``timeout``. A job claimed meanwhile is not changed
+        (``InvalidTransition`` says so)."""
+        edited = self.store.edit(job_id, job_changes(changes))
+        self._local.wake()
+        return edited
+
+    def pause(self) -> bool:
+        """Stop every pool of the queue from starting jobs (running ones finish); kept until
+        ``resume``, across restarts. Return whether it was running before."""
+        return self.store.set_paused(True)
+
+    def resume(self) -> bool:
+        """Let pools start jobs again; return whether the queue was paused."""
+        resumed = self.store.set_paused(False)
+        self._local.wake()
+        return resumed
+
+    @property
+    def paused(self) -> bool:
+        """Whether the queue is paused."""
+        return self.store.paused()
+
+    def prune(
+        self,
+        older_than: float | str | timedelta,
+        states: Iterable[State | str] | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete finished jobs (of ``states``; default: completed, dead and cancelled) that
+        ended more than ``older_than`` ago (seconds, ``"30d"`` or a timedelta), with their
+        attempts; return how many (with ``dry_run``: how many would be)."""
+        if isinstance(older_than, timedelta):
+            older_than = older_than.total_seconds()
+        age = parse_duration(older_than, "older_than")
+        chosen = FINISHED if states is None else {_state(state) for state in states}
+        try:
+            before = self.store.now() - timedelta(seconds=age)
+        except OverflowError:
+            before = datetime.min.replace(tzinfo=UTC)
+        return self.store.prune(before, chosen, dry_run=dry_run)
+
+    def logs(self, job_id: str, attempt: int | None = None) -> str:
+        """The output of a job's attempt (the latest by default; while it runs, what it
+        printed so far): stdout, then stderr, decoded as UTF-8. Only the last
+        ``output_max_bytes`` of each stream are kept."""
+        found = self._attempt(job_id, attempt)
+        return (found.stdout + found.stderr).decode("utf-8", "replace")
+
+    def follow(self, job_id: str) -> Iterator[Chunk | Attempt]:
+        """The output of the job's latest attempt as it comes, as ``Chunk``s, then the ended
+        ``Attempt`` (see ``queuectl.follow``)."""
+        from queuectl.follow import follow
+
+        self.store.get(job_id)  # an unknown id is an error now, not at the first iteration
+        return follow(self.store, job_id)
+
+    def _attempt(self, job_id: str, number: int | None) -> Attempt:
+        if number is None:
+            latest = self.store.last_attempt(job_id)
+            if latest is None:
+                raise NotFound(f"job '{job_id}' has not run yet.")
+            return latest
+        chosen = [a for a in self.store.attempts(job_id) if a.number == number]
+        if not chosen:
+            raise NotFound(f"job '{job_id}' has no attempt {number}.")
+        return chosen[-1]
+
+
+def _unique(job_ids: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(job_ids))
+
+
+def _state(value: State | str) -> State:
+    return value if isinstance(value, State) else validate_state(value)
