@@ -1,10 +1,14 @@
 """Measure queuectl against this machine's floors, in one run; print a table, write JSON.
 
     make bench                       # or: .venv/bin/python -m benchmarks.run [--repeat 3]
+    .venv/bin/python -m benchmarks.run --repeat 1 --scale-jobs 100000 --prune-jobs 0  # quick
 
 Every figure is the median of ``--repeat`` runs, each on a fresh temporary queue (embedded
 SQLite, ``synchronous=FULL``: every enqueue is durable when it returns). Floors are measured in
-the same run, so ratios stay meaningful on a busy or a different machine.
+the same run, so ratios stay meaningful on a busy or a different machine. Latencies are
+percentiles of ``--repeat`` times as many samples. ``--scale-jobs N``: the size of the large
+queue (``benchmarks.scale``); ``--prune-jobs N``: the finished jobs one prune deletes
+(``benchmarks.control``; about 35 s for 1,000,000 with building the queue; 0 leaves it out).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import escapes, floors, lock_share, queue_figures, scale
+from benchmarks import control, escapes, floors, lock_share, queue_figures, scale
 from benchmarks.report import Figure, machine, table
 
 
@@ -31,7 +35,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def measure(repeat: int, scale_jobs: int) -> list[Figure]:
+def medians_on_off(repeat: int, measure: Callable[[bool], float]) -> tuple[float, float]:
+    """Medians of ``measure(True)`` and ``measure(False)``, taken in turn (so that a machine
+    that slows down or speeds up during the run weighs on both alike)."""
+    on, off = [], []
+    for _ in range(repeat):
+        on.append(measure(True))
+        off.append(measure(False))
+    return statistics.median(on), statistics.median(off)
+
+
+def measure(repeat: int, scale_jobs: int, prune_jobs: int) -> list[Figure]:
     spawn = median_of(repeat, floors.spawn_rate)
     commit_full = median_of(repeat, lambda: floors.sqlite_commit_rate("FULL"))
     commit_normal = median_of(repeat, lambda: floors.sqlite_commit_rate("NORMAL"))
@@ -105,13 +119,55 @@ def measure(repeat: int, scale_jobs: int) -> list[Figure]:
             "% of ideal",
         ),
     ]
+    # Live output on and off, through the same pool process (benchmarks.control).
+    drain_on, drain_off = medians_on_off(repeat, control.drain_rate)
+    sleep_on, sleep_off = medians_on_off(repeat, control.sleep_efficiency)
+    figures += [
+        Figure(
+            "drain 2,000 `true`, live output off", drain_off, "/s", "sh -c true, 4 threads", spawn
+        ),
+        Figure("drain 2,000 `true`, live output on", drain_on, "/s", "live output off", drain_off),
+        Figure("`sleep 0.05` x 1,000, live output off", sleep_off * 100, "% of ideal"),
+        Figure(
+            "`sleep 0.05` x 1,000, live output on",
+            sleep_on * 100,
+            "% of ideal",
+            "live output off",
+            sleep_off * 100,
+        ),
+        Figure(
+            "live output writes, job printing 3 s",
+            median_of(repeat, control.output_writes_per_second),
+            "/job-second",
+            higher_is_better=False,
+        ),
+    ]
     latencies = queue_figures.pickup_latencies(samples=30 * repeat)
     figures += [
         Figure("pickup latency p50", percentile(latencies, 0.50) * 1000, "ms", None, None, False),
         Figure("pickup latency p95", percentile(latencies, 0.95) * 1000, "ms", None, None, False),
         Figure("idle 4-thread pool, CPU", queue_figures.idle_cpu_share() * 100, "% of a core"),
     ]
+    cancels = control.cancel_latencies(samples=10 * repeat)
+    kills = control.kill_latencies(samples=10 * repeat)
+    figures += [
+        Figure(
+            f"cancel latency {name}",
+            percentile(cancels, q) * 1000,
+            "ms",
+            f"killpg SIGTERM {name}",
+            percentile(kills, q) * 1000,
+            False,
+        )
+        for name, q in (("p50", 0.50), ("p95", 0.95))
+    ]
     figures += scale.figures(scale_jobs)
+    if prune_jobs:
+        seconds = control.prune_seconds(prune_jobs)
+        figures += [
+            Figure(f"prune {prune_jobs:,} finished jobs", seconds, "s", None, None, False),
+            Figure(f"prune {prune_jobs:,} finished jobs, rate", prune_jobs / seconds, "jobs/s"),
+        ]
     return figures
 
 
@@ -120,11 +176,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--scale-jobs", type=int, default=1_000_000, help="jobs in the large queue")
     parser.add_argument(
+        "--prune-jobs",
+        type=int,
+        default=1_000_000,
+        help="finished jobs one prune deletes (0: leave the prune out)",
+    )
+    parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON file"
     )
     args = parser.parse_args(argv)
     started = datetime.now(UTC)
-    figures = measure(args.repeat, args.scale_jobs)
+    figures = measure(args.repeat, args.scale_jobs, args.prune_jobs)
     print(table(figures))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {

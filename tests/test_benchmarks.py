@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import escapes, floors, lock_share, queue_figures, run, scale
+from benchmarks import control, escapes, floors, lock_share, queue_figures, run, scale
 from benchmarks.report import Figure
 
 
@@ -29,6 +29,19 @@ def test_each_figure_measures_something() -> None:
         assert math.isfinite(value) and value > 0
 
 
+def test_each_job_control_figure_measures_something() -> None:
+    for value in (
+        control.drain_rate(True, total=20, threads=2),
+        control.drain_rate(False, total=20, threads=2),
+        control.sleep_efficiency(False, total=8, threads=2, seconds=0.01),
+        *control.cancel_latencies(samples=2),
+        *control.kill_latencies(samples=2),
+        control.output_writes_per_second(seconds=1.5),  # one write at least, after a second
+        control.prune_seconds(total=100),
+    ):
+        assert math.isfinite(value) and value > 0
+
+
 def test_scale_figures_compare_against_a_small_queue() -> None:
     figures = scale.figures(total=2000, frame_rows=500)
     assert {f.name.split(",")[0] for f in figures} >= {"status", "claim", "dlq retry"}
@@ -37,7 +50,7 @@ def test_scale_figures_compare_against_a_small_queue() -> None:
 
 @pytest.mark.slow
 def test_the_report_is_written_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run, "measure", lambda repeat, scale_jobs: [Figure("x", 1.0, "/s")])
+    monkeypatch.setattr(run, "measure", lambda *sizes: [Figure("x", 1.0, "/s")])
     out = tmp_path / "report.json"
     run.main(["--repeat", "1", "--output", str(out)])
     report = json.loads(out.read_text())

@@ -94,7 +94,11 @@ def pause(session: Session) -> Message:
     """Pause the queue: no pool starts a job until `queuectl resume`; running jobs finish.
     The pause is kept in the queue, across pool restarts."""
     changed = session.queue().pause()
-    text = "Paused: no job starts until `queuectl resume`." if changed else "Already paused."
+    text = (
+        "Paused: no job starts until the queue is resumed; running jobs finish."
+        if changed
+        else "The queue was paused already."
+    )
     return Message(text, {"paused": True, "changed": changed})
 
 

@@ -189,7 +189,8 @@ class Store(ABC):
         A pending or failed job becomes ``cancelled`` (``last_error``: cancelled) at once. A
         processing job gets a cancel request: the pool running it stops it (see
         ``cancel_requests``), and whatever run ends then ends the job as ``cancelled`` unless
-        it completed. Pools are told at once where the store can (``watch``). Returns each
+        it completed (its ``last_error`` is the attempt's reason, e.g. "cancelled by
+        request", or the failure that came first). Pools are told at once where the store can (``watch``). Returns each
         job's state after the call: ``CANCELLED``, or ``PROCESSING`` for a request.
 
         Raises:

@@ -1,11 +1,12 @@
 """Wake-ups across hosts: a thread that LISTENs for the queue's NOTIFY and passes it on.
 
-The jobs table's trigger sends a notification on the channel ``pg_schema.CHANNEL`` whenever a
-job becomes claimable. The listener holds a connection of its own (LISTEN belongs to a session)
-and calls ``notify`` for each notification. Notifications sent while it is disconnected are lost,
-so after every (re)connect and every failure it calls ``notify`` once more, and the pool looks
-for work itself. It reconnects with exponential backoff, logs to ``queuectl.worker`` like the
-pool, and never prints nor raises.
+Triggers send a notification on the channel ``pg_schema.CHANNEL`` whenever a job becomes
+claimable, a running job gets a cancel request, or the queue is resumed. The listener holds a
+connection of its own (LISTEN belongs to a session) and calls ``notify`` for each notification on
+it, whatever its payload: the pool then looks at the queue (claims, cancel requests) itself.
+Notifications sent while it is disconnected are lost, so after every (re)connect and every
+failure it calls ``notify`` once more, and the pool looks for work itself. It reconnects with
+exponential backoff, logs to ``queuectl.worker`` like the pool, and never prints nor raises.
 """
 
 from __future__ import annotations

@@ -9,15 +9,18 @@ import stat
 import subprocess
 import sys
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from queuectl.errors import SchemaTooNew, StoreError
-from queuectl.model import State
+from queuectl.model import Directory, NewJob, Outcome, RunResult, State, Transition
 from queuectl.store import open_store, redact, schema
 from queuectl.store.sqlite import SqliteStore
 from tests.conftest import Cli
+
+DONE = Transition(State.COMPLETED)
 
 
 def mode(path: Path) -> int:
@@ -70,6 +73,131 @@ def test_a_version_1_queue_is_upgraded_with_its_counts(db_path: Path) -> None:
     # A file written before keeps its page size (it is fixed once anything is written).
     assert store._db.connection().execute("PRAGMA page_size").fetchone()[0] == 4096
     store.close()
+
+
+def version_2_queue(path: Path) -> None:
+    """A queue file as queuectl wrote it before job control (schema version 2): 'p' pending,
+    'f' failed, 'c' completed, 'd' dead (with an attempt), 'r' running; 'gone', the newest
+    job, was deleted, so the seq counter is past the highest seq left."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        for step in (1, 2):
+            for statement in schema.statements(schema.MIGRATIONS[step]):
+                conn.execute(statement)
+        jobs = [
+            ("p", "pending", 0, None, None, None, None),
+            ("f", "failed", 1, "exit code 3", None, None, None),
+            ("c", "completed", 1, None, None, None, None),
+            ("d", "dead", 2, "exit code 1", None, None, None),
+            ("r", "processing", 1, None, "w", 1_000_030.0, 7),
+            ("gone", "completed", 1, None, None, None, None),
+        ]
+        for n, (job_id, state, attempts, error, worker, lease, attempt_id) in enumerate(jobs):
+            at = 1_000_000 + n
+            conn.execute(
+                "INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, "
+                "timeout, created_at, updated_at, last_error, worker_id, lease_until, "
+                "attempt_id) VALUES (?, ?, ?, ?, 2, ?, ?, 5, 1000000, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    f"echo {job_id}",
+                    state,
+                    attempts,
+                    n,
+                    at,
+                    at,
+                    error,
+                    worker,
+                    lease,
+                    attempt_id,
+                ),
+            )
+        conn.execute("DELETE FROM jobs WHERE id = 'gone'")
+        conn.execute(
+            "INSERT INTO attempts (job_id, number, worker_id, started_at, finished_at, "
+            "exit_code, outcome, error, stdout, stderr) "
+            "VALUES ('d', 2, 'w', 1000001, 1000003, 1, 'failed', 'exit code 1', x'6869', x'')"
+        )
+        conn.execute("PRAGMA user_version = 2")
+
+
+def test_a_version_2_queue_is_upgraded_keeping_its_jobs(db_path: Path) -> None:
+    version_2_queue(db_path)
+    now = [1_000_010.0]
+    store = SqliteStore(db_path, clock=lambda: now[0])
+    try:
+        counts = store.counts()
+        assert counts == {state: 0 for state in State} | {
+            State.PENDING: 1,
+            State.FAILED: 1,
+            State.COMPLETED: 1,
+            State.DEAD: 1,
+            State.PROCESSING: 1,
+        }
+        assert [job.id for job in store.jobs()] == ["r", "d", "c", "f", "p"]  # order kept
+        dead = store.get("d")
+        assert (dead.command, dead.state, dead.attempts, dead.max_retries) == (
+            "echo d",
+            State.DEAD,
+            2,
+            2,
+        )
+        assert (dead.priority, dead.timeout, dead.last_error) == (3, 5, "exit code 1")
+        assert dead.updated_at == datetime.fromtimestamp(1_000_003, UTC)
+        # Jobs from before have no directory: they run in the pool's, as they always did.
+        assert (dead.cwd, dead.enqueued_from, dict(dead.env), dead.cancel_requested) == (
+            None,
+            None,
+            {},
+            False,
+        )
+        assert dead.directory(Directory.ENQUEUER) is None
+        (attempt,) = store.attempts("d")
+        assert (attempt.number, attempt.stdout, attempt.outcome, attempt.stdout_bytes) == (
+            2,
+            b"hi",
+            Outcome.FAILED,
+            None,
+        )
+        assert store.expired() == []
+        assert store.cancel(["p", "f", "r"]) == {
+            "p": State.CANCELLED,
+            "f": State.CANCELLED,
+            "r": State.PROCESSING,
+        }
+        assert store.counts()[State.CANCELLED] == 2
+        now[0] = 1_000_031.0  # past the running job's lease: its pool is gone
+        (running,) = store.expired()
+        assert (running.job.id, running.fence.attempt_id, running.fence.worker_id) == ("r", 7, "w")
+        lost = RunResult(Outcome.LOST, None, "lost")
+        failed = Transition(State.FAILED, 0, "lost")
+        assert store.finish(running.fence, lost, failed, only_if_expired=True)
+        assert store.counts()[State.CANCELLED] == 3
+        store.enqueue([NewJob("echo new", "new", cwd="/srv", env={"K": "v"})])
+        new = store.get("new")
+        assert (new.cwd, dict(new.env)) == ("/srv", {"K": "v"})
+        seqs = dict(store._db.read("SELECT id, seq FROM jobs"))
+        assert seqs["new"] == 7  # after 'gone' (6): no seq is handed out twice
+        claim = store.claim("w2", 30)
+        assert claim and claim.job.id == "new"
+        assert store.finish(claim.fence, RunResult(Outcome.COMPLETED, 0, None), DONE)
+        assert store.get("new").state is State.COMPLETED
+        assert store.counts()[State.COMPLETED] == 2
+    finally:
+        store.close()
+
+
+def test_an_upgraded_queue_has_the_schema_of_a_new_one(db_path: Path, tmp_path: Path) -> None:
+    version_2_queue(db_path)
+    SqliteStore(db_path).close()
+    SqliteStore(tmp_path / "new.db").close()
+
+    def definitions(path: Path) -> set[tuple[str, str, str | None]]:
+        with closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            found = conn.execute("SELECT type, name, sql FROM sqlite_master")
+            return set(found.fetchall())
+
+    assert definitions(db_path) == definitions(tmp_path / "new.db")
 
 
 def test_sqlite_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,15 +293,41 @@ def test_a_file_in_rollback_mode_is_switched_to_wal(tmp_path: Path) -> None:
 
 
 def test_a_claim_reads_only_the_claimable_index(store: SqliteStore) -> None:
-    from queuectl.store.sqlite import CLAIM_SOURCE, CLAIMABLE
+    from queuectl.store.sqlite import CLAIM_SOURCE, CLAIMABLE, NOT_PAUSED
 
     query = (
-        f"SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} ORDER BY priority DESC, run_at, seq"
+        f"SELECT rowid FROM {CLAIM_SOURCE} WHERE {CLAIMABLE} AND {NOT_PAUSED} "
+        "ORDER BY priority DESC, run_at, seq"
     )
     plan = " ".join(
         row[3] for row in store._db.connection().execute(f"EXPLAIN QUERY PLAN {query}", {"now": 0})
     )
     assert "jobs_claimable" in plan and "TEMP B-TREE" not in plan
+
+
+def test_a_prune_reads_only_the_old_finished_jobs(store: SqliteStore) -> None:
+    """Pools prune often and mostly find nothing: each statement must go by the index of
+    finished jobs (oldest first, no sort) and reach attempts by job, never scan a table."""
+    store.enqueue([NewJob("true", "a")])
+    statements: list[str] = []
+    conn = store._db.connection()
+    conn.set_trace_callback(statements.append)
+    try:
+        finished = [State.COMPLETED, State.DEAD, State.CANCELLED]
+        store.prune(store.now(), finished, dry_run=True)
+        store.prune(store.now(), finished, limit=10)
+        store.cancel(["a"])
+        assert store.prune(store.now() + timedelta(seconds=1), finished, limit=10) == 1
+    finally:
+        conn.set_trace_callback(None)
+    # (a statement is traced again for each trigger it fires)
+    chosen = list(dict.fromkeys(sql for sql in statements if "jobs_finished" in sql))
+    assert len(chosen) == 5  # the dry run, two probes, the two deletes
+    for sql in chosen:
+        plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX jobs_finished (updated_at<?)" in plan, plan
+        assert "TEMP B-TREE" not in plan and "SCAN jobs" not in plan, plan
+        assert "SCAN attempts" not in plan, plan
 
 
 CLOSE_DURING_A_STATEMENT = """
