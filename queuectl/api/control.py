@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from queuectl.follow import Chunk
 
 
+#: jobs deleted per transaction by ``prune`` (about a second of SQLite's write lock, at most)
+PRUNE_BATCH = 10_000
+
+
 class Control:
     """Control of jobs and of the queue, for ``Queue``."""
 
@@ -117,7 +121,12 @@ class Control:
     ) -> int:
         """Delete finished jobs (of ``states``; default: completed, dead and cancelled) that
         ended more than ``older_than`` ago (seconds, ``"30d"`` or a timedelta), with their
-        attempts; return how many (with ``dry_run``: how many would be)."""
+        attempts; return how many (with ``dry_run``: how many would be).
+
+        It deletes ``PRUNE_BATCH`` jobs per transaction, oldest first: on SQLite a
+        transaction holds the queue's write lock, and a million jobs at once would keep
+        every pool and enqueue waiting for most of a minute.
+        """
         if isinstance(older_than, timedelta):
             older_than = older_than.total_seconds()
         age = parse_duration(older_than, "older_than")
@@ -126,7 +135,14 @@ class Control:
             before = self.store.now() - timedelta(seconds=age)
         except OverflowError:
             before = datetime.min.replace(tzinfo=UTC)
-        return self.store.prune(before, chosen, dry_run=dry_run)
+        if dry_run:
+            return self.store.prune(before, chosen, dry_run=True)
+        deleted = 0
+        while (batch := self.store.prune(before, chosen, limit=PRUNE_BATCH)) > 0:
+            deleted += batch
+            if batch < PRUNE_BATCH:
+                break
+        return deleted
 
     def logs(self, job_id: str, attempt: int | None = None) -> str:
         """The output of a job's attempt (the latest by default; while it runs, what it

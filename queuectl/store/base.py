@@ -190,8 +190,9 @@ class Store(ABC):
         processing job gets a cancel request: the pool running it stops it (see
         ``cancel_requests``), and whatever run ends then ends the job as ``cancelled`` unless
         it completed (its ``last_error`` is the attempt's reason, e.g. "cancelled by
-        request", or the failure that came first). Pools are told at once where the store can (``watch``). Returns each
-        job's state after the call: ``CANCELLED``, or ``PROCESSING`` for a request.
+        request", or the failure that came first). Pools are told at once where the store can
+        (``watch``). Returns each job's state after the call: ``CANCELLED``, or
+        ``PROCESSING`` for a request.
 
         Raises:
             NotFound: an id is unknown (nothing changes).
@@ -334,6 +335,8 @@ def check_retryable(
     job_ids: Sequence[str], states: dict[str, str], allowed: Collection[State] = (State.DEAD,)
 ) -> None:
     """What ``retry`` checks, given the states of those of ``job_ids`` that exist."""
+    if any(state.active for state in allowed):  # a running job's fence must never be reset
+        raise ValueError("only finished jobs can be retried")
     if set(allowed) == {State.DEAD}:
         check_states(job_ids, states, allowed, "not dead: only jobs in the DLQ can be retried")
     else:

@@ -34,7 +34,6 @@ from queuectl.model import (
 from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import rows
 from queuectl.store.base import (
-    CANCELLED_ERROR,
     PAUSED_KEY,
     Store,
     check_import_target,
@@ -209,14 +208,14 @@ class SqliteStore(SqliteControl, Store):
         now = self._clock()
         expiry = " AND lease_until < :now" if only_if_expired else ""
         # A run that ends while a cancel is pending ends the job, however it ended, unless it
-        # completed: a failure is not retried. (SET sees the row as it was before.)
+        # completed: a failure is not retried. Its last_error stays the run's own reason.
+        # (SET sees the row as it was before.)
         cancelled = "cancel_requested = 1 AND :state <> 'completed'"
         cursor = conn.execute(
             f"UPDATE jobs SET state = CASE WHEN {cancelled} THEN 'cancelled' ELSE :state END, "
             f"run_at = CASE WHEN :state = 'failed' AND NOT ({cancelled}) "
             "THEN :now + :delay ELSE run_at END, "
-            f"last_error = CASE WHEN {cancelled} THEN :cancelled "
-            "ELSE COALESCE(:error, last_error) END, "
+            "last_error = COALESCE(:error, last_error), "
             "worker_id = NULL, lease_until = NULL, cancel_requested = 0, updated_at = :now "
             "WHERE id = :id AND attempts = :attempt AND worker_id = :worker "
             f"AND attempt_id = :attempt_id AND state = 'processing'{expiry}",
@@ -225,7 +224,6 @@ class SqliteStore(SqliteControl, Store):
                 "now": now,
                 "delay": transition.retry_delay,
                 "error": transition.last_error,
-                "cancelled": CANCELLED_ERROR,
                 "id": fence.job_id,
                 "attempt": fence.attempt,
                 "worker": fence.worker_id,

@@ -94,19 +94,38 @@ class Stop:
 
     def __init__(self) -> None:
         self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._wake_fd: int | None = None
         self.outcome = Outcome.FAILED
         self.reason = "killed: the worker was stopped"
 
     def request(self, outcome: Outcome = Outcome.FAILED, reason: str | None = None) -> None:
         """Ask for the stop (from any thread); later requests change nothing."""
-        if self._event.is_set():
-            return
-        self.outcome = outcome
-        self.reason = reason or self.reason
-        self._event.set()
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.outcome = outcome
+            self.reason = reason or self.reason
+            self._event.set()
+            if self._wake_fd is not None:
+                os.eventfd_write(self._wake_fd, 1)
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+    def wake_fd(self) -> int:
+        """A descriptor that becomes readable when the stop is requested, so the runner's
+        wait ends at once instead of at its next timeout. ``close`` gives it back."""
+        with self._lock:
+            if self._wake_fd is None:
+                self._wake_fd = os.eventfd(1 if self._event.is_set() else 0, os.EFD_CLOEXEC)
+            return self._wake_fd
+
+    def close(self) -> None:
+        with self._lock:
+            if self._wake_fd is not None:
+                os.close(self._wake_fd)
+                self._wake_fd = None
 
 
 #: what ``on_output`` receives: the output so far, as a (running) result
@@ -191,7 +210,12 @@ def _supervise(
         selector = cleanup.enter_context(selectors.DefaultSelector())
         for fd in (*tails, exit_fd):
             selector.register(fd, selectors.EVENT_READ)
-        while selector.get_map():
+        stop_fd = None
+        if cancel is not None:
+            stop_fd = cancel.wake_fd()
+            cleanup.callback(cancel.close)
+            selector.register(stop_fd, selectors.EVENT_READ)
+        while selector.get_map().keys() - {stop_fd}:  # until the output and the shell are done
             now = time.monotonic()
             if stop_reason is None:
                 if deadline is not None and now >= deadline:
@@ -219,10 +243,11 @@ def _supervise(
                 next_report if drain_until is None else None,
             ]
             wakeups = [max(t - now, 0.0) for t in pending if t is not None]
-            if cancel is not None and stop_reason is None:
-                wakeups.append(0.25)  # how often a cancel request is noticed
             for key, _ in selector.select(min(wakeups) if wakeups else None):
                 fd = key.fd
+                if fd == stop_fd:
+                    selector.unregister(fd)  # noticed at the top of the loop, once
+                    continue
                 if fd == exit_fd:
                     selector.unregister(fd)
                     # The shell is gone: end what it left behind, then read what is left.

@@ -28,6 +28,16 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def stop_pool(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a pool gracefully; if a job of a failed test still blocks it, stop it now."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 @pytest.fixture
 def pool(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A foreground pool of two threads in its own process, started in another directory."""
@@ -36,8 +46,7 @@ def pool(cli: Cli, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     proc = cli.popen("worker", "run", "--count", "2", cwd=elsewhere, stderr=subprocess.DEVNULL)
     wait_for(lambda: cli.json("status")["workers"], what="the pool to register")
     yield proc
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
+    stop_pool(proc)
 
 
 def test_a_job_runs_where_it_was_enqueued_with_its_variables(
@@ -149,9 +158,7 @@ def test_pause_holds_every_pool_and_resume_releases_them(cli: Cli, tmp_path: Pat
         assert cli.json("status")["counts"]["completed"] == 5
     finally:
         for proc in pools:
-            proc.send_signal(signal.SIGTERM)
-        for proc in pools:
-            proc.wait(timeout=60)
+            stop_pool(proc)
 
 
 def test_edit_changes_a_waiting_job_and_refuses_a_claimed_one(cli: Cli, tmp_path: Path) -> None:
@@ -171,8 +178,7 @@ def test_edit_changes_a_waiting_job_and_refuses_a_claimed_one(cli: Cli, tmp_path
         assert {k: v for k, v in show(cli, "j").items() if k != "lease_until"} == before
         gate.release()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
+        stop_pool(proc)
 
 
 def test_prune_deletes_only_old_finished_jobs_while_pools_run(

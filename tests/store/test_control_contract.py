@@ -29,7 +29,7 @@ from queuectl.store import open_store
 from queuectl.store.base import BURIED_ERROR, CANCELLED_ERROR, Store
 from tests.store.test_contract import FAIL, OK, FakeClock, add
 
-CANCELLED_RUN = RunResult(Outcome.CANCELLED, None, "cancelled", b"part", b"")
+CANCELLED_RUN = RunResult(Outcome.CANCELLED, None, "cancelled by request", b"part", b"")
 DONE = Transition(State.COMPLETED)
 FINISHED = (State.COMPLETED, State.DEAD, State.CANCELLED)
 
@@ -107,11 +107,12 @@ def test_cancel_of_a_running_job_is_a_request_that_its_end_fulfils(
     assert store.cancel_requests([first.fence, second.fence]) == {first.fence.attempt_id}
     # The pool stops it; the run failed, and would have been retried without the request.
     clock.now += 1
-    assert store.finish(first.fence, CANCELLED_RUN, Transition(State.FAILED, 5, "cancelled"))
+    stopped = Transition(State.FAILED, 5, "cancelled by request")
+    assert store.finish(first.fence, CANCELLED_RUN, stopped)
     job = store.get("a")
     assert (job.state, job.last_error, job.cancel_requested) == (
         State.CANCELLED,
-        CANCELLED_ERROR,
+        "cancelled by request",  # the run's reason
         False,
     )
     assert job.run_at == job.created_at  # not moved to a retry time
@@ -153,7 +154,12 @@ def test_every_other_end_of_a_cancelled_run_cancels_the_job(
         )
         assert recorded and following and following.job.id == "next"
         assert not following.job.cancel_requested
-    assert store.get("a").state is State.CANCELLED
+    job = store.get("a")
+    # the failure that came first is the reason it ended
+    assert (job.state, job.last_error) == (
+        State.CANCELLED,
+        "lost" if how == "lost" else "exit code 1",
+    )
     assert store.counts()[State.CANCELLED] == 1
 
 

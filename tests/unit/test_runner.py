@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 import subprocess
 import threading
@@ -139,3 +140,15 @@ def test_waiting_out_the_kill_grace_does_not_spin() -> None:
     assert result.outcome is Outcome.TIMEOUT
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 0.5  # a busy loop over the 2 s grace would burn about 2 s
+
+
+def test_a_stop_wakes_the_runner_and_leaves_no_descriptor_open() -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    stop = Stop()
+    run_command("true", cancel=stop)
+    stop.request()  # after the run: nothing to wake, nothing fails
+    assert set(os.listdir("/proc/self/fd")) == before
+    early = Stop()
+    early.request(Outcome.CANCELLED, "cancelled")  # before the run even started
+    result = run_command("sleep 30", cancel=early)
+    assert (result.outcome, result.error) == (Outcome.CANCELLED, "cancelled")
