@@ -8,12 +8,18 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from queuectl.api import connect
+from queuectl.errors import InvalidTransition
+from queuectl.model import Directory, Job, State
 from tests.conftest import QUEUECTL, Cli, Gate, wait_for
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def show(cli: Cli, job_id: str) -> dict:  # type: ignore[type-arg]
@@ -265,3 +271,43 @@ def test_the_api_and_old_queue_jobs(queue_target: str, tmp_path: Path) -> None:
         assert q.wait(timeout=60)
         assert q.logs(job_id) == "1\n"
         assert q.cancel(all_pending=True) == {}
+
+
+def test_a_cancel_racing_the_finish_records_exactly_one_outcome(
+    cli: Cli, pool: subprocess.Popen[bytes]
+) -> None:
+    """Cancels aimed at jobs that end within milliseconds: whatever wins, the command's answer,
+    the job's state and its one attempt agree."""
+    with connect(cli.db) as q:
+        ids = q.enqueue_many(
+            {"id": f"r{n}", "command": f"sleep 0.0{n % 4}", "max_retries": 3} for n in range(40)
+        )
+        answers: dict[str, str] = {}
+        for job_id in ids:
+            wait_for(lambda job_id=job_id: q.get(job_id).state != "pending", interval=0.001)
+            try:
+                answers[job_id] = q.cancel(job_id)[job_id].value
+            except InvalidTransition:
+                answers[job_id] = "finished before"
+        q.wait(timeout=60)
+        for job_id in ids:
+            job, attempts = q.get(job_id), q.attempt_records(job_id)
+            assert len(attempts) == 1, job_id  # a cancelled run is never retried
+            outcome = attempts[0].outcome
+            if answers[job_id] == "cancelled":
+                assert (job.state, outcome) == ("cancelled", "cancelled"), job_id
+            else:  # the job won: it completed, and the cancel said so or came too late
+                assert answers[job_id] in ("completed", "finished before"), job_id
+                assert (job.state, outcome) == ("completed", "completed"), job_id
+    assert "cancelled" in answers.values(), answers
+
+
+def test_jobs_from_before_directories_run_where_their_pool_runs() -> None:
+    old = Job(
+        "old", "pwd", State.PENDING, 0, 0, 0, EPOCH, 0, EPOCH, EPOCH
+    )  # no cwd, no enqueued_from: a row of schema version 2
+    assert old.directory(Directory.ENQUEUER) is None and old.directory(Directory.POOL) is None
+    new = replace(old, enqueued_from="/a")
+    assert new.directory(Directory.ENQUEUER) == "/a" and new.directory(Directory.POOL) is None
+    given = replace(new, cwd="/b")
+    assert given.directory(Directory.ENQUEUER) == given.directory(Directory.POOL) == "/b"
