@@ -346,11 +346,17 @@ def check_retryable(
 def check_states(
     job_ids: Sequence[str], states: dict[str, str], allowed: Collection[State], why: str
 ) -> None:
-    """Raise ``NotFound`` for an id missing from ``states`` (the states of the jobs that
-    exist), or ``InvalidTransition`` ("job 'x' is <state>, <why>.") for one in another state."""
+    """Raise ``NotFound`` naming every id missing from ``states`` (the states of the jobs
+    that exist), or ``InvalidTransition`` ("job 'x' is <state>, <why>.") for one in another
+    state."""
+    missing = [job_id for job_id in dict.fromkeys(job_ids) if job_id not in states]
+    if len(missing) == 1:
+        raise job_not_found(missing[0])
+    if missing:
+        shown = ", ".join(f"'{job_id}'" for job_id in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise NotFound(f"no jobs with ids {shown}{more}: nothing was changed.")
     for job_id in job_ids:
-        if job_id not in states:
-            raise job_not_found(job_id)
         if states[job_id] not in allowed:
             raise InvalidTransition(f"job '{job_id}' is {states[job_id]}, {why}.")
 

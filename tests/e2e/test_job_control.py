@@ -311,3 +311,21 @@ def test_jobs_from_before_directories_run_where_their_pool_runs() -> None:
     assert new.directory(Directory.ENQUEUER) == "/a" and new.directory(Directory.POOL) is None
     given = replace(new, cwd="/b")
     assert given.directory(Directory.ENQUEUER) == given.directory(Directory.POOL) == "/b"
+
+
+def test_pools_prune_on_their_own_with_retention(queue_target: str) -> None:
+    with connect(queue_target) as q:
+        q.set_config("lease_seconds", 1)
+        q.set_config("max_retries", 0)
+        q.enqueue_many(["true", "exit 1", "true"])
+        q.enqueue("true", id="later", delay="1h")
+        q.start_workers(2)
+        wait_for(lambda: q.counts()["pending"] == 1 and not q.counts()["processing"])
+        q.stop_workers(wait=True)
+        assert sum(q.counts().values()) == 4
+        q.set_config("retention", 1)
+        time.sleep(1.1)
+        q.start_workers(1)  # its first heartbeat prunes, then one batch a minute
+        wait_for(lambda: sum(q.counts().values()) == 1, what="the finished jobs to be pruned")
+        assert [job.id for job in q.job_records()] == ["later"]
+        assert q.attempt_records() == []

@@ -153,6 +153,7 @@ CASES: list[tuple[list[str], int, str | tuple[str, ...]]] = [
     (["cancel"], 2, "give the ids of the jobs to cancel"),
     (["cancel", "dup", "--all-pending"], 2, "not both"),
     (["cancel", "dup", "ghost"], 1, "no job with id 'ghost'"),
+    (["cancel", "ghost", "dup", "spook"], 1, "no jobs with ids 'ghost', 'spook'"),
     (["cancel", "dup", "--timeout", "-1"], 2, "not in the range"),
     (["retry", "dup"], 2, "job 'dup' is pending, not finished"),
     (["retry", "ghost"], 1, "no job with id 'ghost'"),
