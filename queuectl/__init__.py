@@ -16,6 +16,7 @@ from queuectl.errors import (
     NotFound,
     NoWorkers,
     QueuectlError,
+    QueuePaused,
     SchemaTooNew,
     StoreError,
     WaitTimeout,
@@ -25,7 +26,7 @@ from queuectl.errors import (
 __version__ = "0.1.0"
 
 from queuectl.api import Queue, connect
-from queuectl.model import Attempt, Config, Job, Outcome, QueueStatus, State
+from queuectl.model import Attempt, Config, Job, JobChanges, Outcome, QueueStatus, State
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -49,11 +50,13 @@ __all__ = [
     "InvalidInput",
     "InvalidTransition",
     "Job",
+    "JobChanges",
     "MissingDependency",
     "NoWorkers",
     "NotFound",
     "Outcome",
     "Queue",
+    "QueuePaused",
     "QueueStatus",
     "QueuectlError",
     "SchemaTooNew",

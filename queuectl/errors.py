@@ -6,6 +6,7 @@
     │   └── InvalidTransition     the job is not in a state that allows the request
     ├── NotFound                  exit 1: no job, attempt or key of that name
     ├── NoWorkers                 exit 1: waiting for jobs that no worker pool will run
+    ├── QueuePaused               exit 1: waiting for jobs of a paused queue
     ├── WaitTimeout               exit 1: the jobs did not finish within the timeout
     └── StoreError                exit 1: the queue database cannot be used
         ├── SchemaTooNew          created by a newer queuectl
@@ -66,6 +67,16 @@ class NoWorkers(QueuectlError):
     def naming(self, start_workers: str) -> str:
         """The message naming a front end's way to start a pool (the core knows none)."""
         return NoWorkers(self.unfinished, start_workers).message
+
+
+class QueuePaused(QueuectlError):
+    """Jobs wait and the queue is paused: no pool will start them until it is resumed."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(
+            f"the queue is paused and {waiting} job(s) wait: no pool starts them until it is "
+            "resumed. Resume it, then wait again."
+        )
 
 
 class WaitTimeout(QueuectlError):

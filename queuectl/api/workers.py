@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, cast
 
-from queuectl.errors import InvalidInput, NoWorkers, WaitTimeout
-from queuectl.model import WorkerInfo
+from queuectl.errors import InvalidInput, NoWorkers, QueuePaused, WaitTimeout
+from queuectl.model import State, WorkerInfo
 from queuectl.model.job import unfinished
 from queuectl.model.parse import validate_timeout
 from queuectl.store import Store, queue_home
@@ -105,6 +105,7 @@ class Workers:
 
         Raises:
             NoWorkers: jobs are unfinished and no pool of this queue is running.
+            QueuePaused: the queue is paused, and nothing runs that could finish.
         """
         from queuectl.progress import Progress
 
@@ -119,6 +120,8 @@ class Workers:
                     next_check = time.monotonic() + 2.0
                     if not self.workers():
                         raise NoWorkers(left, "q.start_workers(n)")
+                    if not counts[State.PROCESSING] and self.store.paused():
+                        raise QueuePaused(left)
                 if deadline is not None and time.monotonic() > deadline:
                     return False
                 time.sleep(poll)

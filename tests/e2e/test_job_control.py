@@ -159,6 +159,8 @@ def test_pause_holds_every_pool_and_resume_releases_them(cli: Cli, tmp_path: Pat
         wait_for(lambda: show(cli, "running")["state"] == "completed")
         time.sleep(1.0)  # both pools poll every 20 ms: long enough to have claimed
         assert cli.json("status")["counts"]["pending"] == 4
+        waited = cli.run("wait", "--timeout", "60", check=False)
+        assert waited.returncode == 1 and "the queue is paused and 4 job(s) wait" in waited.stderr
         cli.run("resume")
         cli.run("wait", "--timeout", "60")
         assert cli.json("status")["counts"]["completed"] == 5
@@ -284,7 +286,11 @@ def test_a_cancel_racing_the_finish_records_exactly_one_outcome(
         )
         answers: dict[str, str] = {}
         for job_id in ids:
-            wait_for(lambda job_id=job_id: q.get(job_id).state != "pending", interval=0.001)
+
+            def started(job_id: str = job_id) -> bool:
+                return q.get(job_id).state != "pending"
+
+            wait_for(started, interval=0.001)
             try:
                 answers[job_id] = q.cancel(job_id)[job_id].value
             except InvalidTransition:
@@ -320,7 +326,7 @@ def test_pools_prune_on_their_own_with_retention(queue_target: str) -> None:
         q.enqueue_many(["true", "exit 1", "true"])
         q.enqueue("true", id="later", delay="1h")
         q.start_workers(2)
-        wait_for(lambda: q.counts()["pending"] == 1 and not q.counts()["processing"])
+        wait_for(lambda: q.counts()[State.PENDING] == 1 and not q.counts()[State.PROCESSING])
         q.stop_workers(wait=True)
         assert sum(q.counts().values()) == 4
         q.set_config("retention", 1)
