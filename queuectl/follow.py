@@ -12,8 +12,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
-from queuectl.model import Attempt
+from queuectl.errors import NotFound
+from queuectl.model import Attempt, Job, State
 from queuectl.store import Store
 
 STREAMS = ("stdout", "stderr")
@@ -27,35 +29,51 @@ class Chunk:
     data: bytes
 
 
-@dataclass
-class _Shown:
-    """How many bytes of each stream of one attempt were shown."""
-
-    number: int
-    counts: dict[str, int]
-
-
 def follow(
     store: Store,
     job_id: str,
     poll: float = 0.25,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Chunk | Attempt]:
-    """Yield the new output of the job's latest attempt as ``Chunk``s until that attempt has
-    ended, then the ended ``Attempt``. A job that has not run yet is waited for.
+    """Yield the output of the job's current run as ``Chunk``s until that run has ended, then
+    the ended ``Attempt``.
+
+    Which run: the running one; for a job that waits (pending, or failed and waiting for its
+    retry), its next run, waited for; for a finished job, its last run.
 
     Raises:
-        NotFound: there is no such job (checked at once).
+        NotFound: there is no such job, or it ended without the run it was waiting for
+            (cancelled, or moved to the DLQ, before it ran).
     """
-    store.get(job_id)
-    shown: _Shown | None = None
+    job = store.get(job_id)
+    latest = store.last_attempt(job_id)
+    if not job.state.active and latest is None:
+        raise NotFound(f"job '{job_id}' is {job.state} and never ran: it has no output.")
+    return _updates(store, job, latest, poll, sleep)
+
+
+def _updates(
+    store: Store,
+    job: Job,
+    latest: Attempt | None,
+    poll: float,
+    sleep: Callable[[float], None],
+) -> Iterator[Chunk | Attempt]:
+    shown: dict[str, int] = dict.fromkeys(STREAMS, 0)
+    if not job.state.active and latest is not None:
+        yield from _news(latest, shown)
+        yield latest
+        return
+    # A waiting job's last run is over: follow the next one.
+    before = None if job.state is State.PROCESSING or latest is None else _key(latest)
     while True:
-        attempt = store.last_attempt(job_id)
-        if attempt is None:
+        attempt = store.last_attempt(job.id)
+        if attempt is None or _key(attempt) == before:
+            state = store.get(job.id).state
+            if not state.active:
+                raise NotFound(f"job '{job.id}' is {state}: it ended without running again.")
             sleep(poll)
             continue
-        if shown is None or shown.number != attempt.number:
-            shown = _Shown(attempt.number, dict.fromkeys(STREAMS, 0))
         yield from _news(attempt, shown)
         if attempt.finished_at is not None:
             yield attempt
@@ -63,13 +81,19 @@ def follow(
         sleep(poll)
 
 
-def _news(attempt: Attempt, shown: _Shown) -> Iterator[Chunk]:
+def _key(attempt: Attempt) -> tuple[int, datetime]:
+    """What tells one run of a job from another (numbers restart after a retry)."""
+    return attempt.number, attempt.started_at
+
+
+def _news(attempt: Attempt, shown: dict[str, int]) -> Iterator[Chunk]:
+    """What ``attempt`` printed beyond ``shown`` (bytes shown per stream, updated)."""
     for stream in STREAMS:
         tail: bytes = getattr(attempt, stream)
         total: int | None = getattr(attempt, f"{stream}_bytes")
         if total is None:  # an attempt from before byte counts: its tail is all there is
             total = len(tail)
-        new = total - shown.counts[stream]
+        new = total - shown[stream]
         if new <= 0:
             continue
         if new > len(tail):
@@ -77,7 +101,7 @@ def _news(attempt: Attempt, shown: _Shown) -> Iterator[Chunk]:
             yield Chunk(stream, f"[... {skipped} bytes not kept (output_max_bytes) ...]\n".encode())
             new = len(tail)
         yield Chunk(stream, tail[len(tail) - new :])
-        shown.counts[stream] = total
+        shown[stream] = total
 
 
 def exit_status(attempt: Attempt) -> int:

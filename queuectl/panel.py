@@ -152,7 +152,8 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             chosen = list(self.dead.value)
             if not all_dead and not chosen:
                 raise InvalidInput("select dead jobs first.")
-            return f"Retried {len(self.queue.retry(*chosen, all_dead=all_dead))} job(s)."
+            retried = self.queue.retry(*chosen, all_dead=all_dead, dead_only=True)
+            return f"Retried {len(retried)} job(s)."
 
         run_action(self.message, retry, self.refresh)
 

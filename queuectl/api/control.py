@@ -13,6 +13,7 @@ from queuectl.model import Attempt, Job, State
 from queuectl.model.job import FINISHED
 from queuectl.model.parse import job_changes, parse_duration, validate_state, validate_timeout
 from queuectl.store import Store
+from queuectl.store.base import check_prunable
 from queuectl.worker.inprocess import LocalPools
 
 if TYPE_CHECKING:
@@ -130,7 +131,10 @@ class Control:
         if isinstance(older_than, timedelta):
             older_than = older_than.total_seconds()
         age = parse_duration(older_than, "older_than")
+        if isinstance(states, str | State):  # one state, not the letters of its name
+            states = [states]
         chosen = FINISHED if states is None else {_state(state) for state in states}
+        check_prunable(chosen)
         try:
             before = self.store.now() - timedelta(seconds=age)
         except OverflowError:
@@ -156,7 +160,6 @@ class Control:
         ``Attempt`` (see ``queuectl.follow``)."""
         from queuectl.follow import follow
 
-        self.store.get(job_id)  # an unknown id is an error now, not at the first iteration
         return follow(self.store, job_id)
 
     def _attempt(self, job_id: str, number: int | None) -> Attempt:

@@ -11,7 +11,8 @@ from queuectl.commands.jobs import existing_ids
 from queuectl.commands.results import Cancelled, JobDetail, Message
 from queuectl.errors import InvalidInput
 from queuectl.model.job import FINISHED
-from queuectl.model.parse import parse_duration, validate_state
+from queuectl.model.parse import job_changes, parse_duration, validate_state
+from queuectl.store.base import check_prunable
 
 
 @cli.command()
@@ -82,6 +83,7 @@ def edit(session: Session, /, job_id: str, **changes: Any) -> JobDetail:
     given = {name: value for name, value in changes.items() if value is not None}
     if "timeout" in given:
         given["timeout"] = parse_duration(given["timeout"], "--timeout")
+    job_changes(given)  # refused before the queue is opened (which may create it)
     queue = session.queue()
     job = queue.edit(job_id, **given)
     return JobDetail(job, queue.attempt_records(job_id))
@@ -137,7 +139,10 @@ def prune(session: Session, older_than: str, states: tuple[str, ...], dry_run: b
     """
     age = parse_duration(older_than, "--older-than")
     named = [name for value in states for name in value.split(",") if name.strip()]
+    if states and not named:
+        raise InvalidInput("--state names no state: give e.g. --state completed,dead.")
     chosen = {validate_state(name) for name in named} if named else set(FINISHED)
+    check_prunable(chosen)  # refused before the queue is opened (which may create it)
     count = session.queue().prune(age, chosen, dry_run=dry_run)
     verb = "Would delete" if dry_run else "Deleted"
     return Message(

@@ -36,7 +36,9 @@ def wait(session: Session, timeout: float | None, progress: bool | None) -> Mess
     status = queue.status()
     counts = {state.value: n for state, n in status.counts.items()}
     return Message(
-        f"All jobs finished: {counts['completed']} completed, {counts['dead']} dead.", counts
+        f"All jobs finished: {counts['completed']} completed, {counts['dead']} dead"
+        + (f", {counts['cancelled']} cancelled." if counts["cancelled"] else "."),
+        counts,
     )
 
 

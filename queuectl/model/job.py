@@ -82,9 +82,6 @@ class JobChanges:
     delay: float | None = None
     timeout: float | None = None
 
-    def __bool__(self) -> bool:
-        return any(getattr(self, name) is not None for name in self.__dataclass_fields__)
-
 
 class Directory(StrEnum):
     """Where a job runs that was given no ``--cwd`` (config key ``job_directory``)."""

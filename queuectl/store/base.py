@@ -361,6 +361,13 @@ def check_states(
             raise InvalidTransition(f"job '{job_id}' is {states[job_id]}, {why}.")
 
 
+def in_order(job_ids: Sequence[str], jobs: list[Job]) -> list[Job]:
+    """``jobs`` in the order their ids were given (each once): what ``retry`` and ``bury``
+    return, whatever order the database found them in."""
+    by_id = {job.id: job for job in jobs}
+    return [by_id[job_id] for job_id in dict.fromkeys(job_ids)]
+
+
 def check_prunable(states: Collection[State]) -> None:
     """Refuse to prune unfinished states."""
     active = sorted(state.value for state in states if state.active)
@@ -372,7 +379,7 @@ def check_prunable(states: Collection[State]) -> None:
 
 
 #: why each finished state cannot be cancelled
-NOT_CANCELLABLE = "finished: there is nothing to cancel (retry reruns it)"
+NOT_CANCELLABLE = "so there is nothing to cancel (`retry` runs it again)"
 #: why each state but pending and failed cannot be moved to the DLQ
 NOT_BURIABLE = "not waiting: only pending or failed jobs can be moved to the DLQ"
 #: the ``last_error`` of jobs cancelled before they ran again, or moved to the DLQ by hand

@@ -33,6 +33,7 @@ from queuectl.store.base import (
     check_prunable,
     check_retryable,
     check_states,
+    in_order,
     job_not_found,
 )
 
@@ -51,7 +52,11 @@ class Execute(Protocol):
     def __call__(self, statement: str, /, **params: Any) -> Rows: ...
 
 
-LOCK_STATES = "SELECT id, state FROM queuectl.jobs WHERE id = ANY(%(ids)s::text[]) FOR UPDATE"
+# In id order, as every statement that locks several jobs (``pg_statements.RENEW``): no two
+# of them wait for each other in a circle.
+LOCK_STATES = (
+    "SELECT id, state FROM queuectl.jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE"
+)
 
 RERUN = f"""
 UPDATE queuectl.jobs SET state = 'pending', attempts = 0, run_at = {NOW}, updated_at = {NOW},
@@ -137,12 +142,10 @@ class PostgresControl(Store):
         it; committed when the block ends, rolled back if it raises."""
 
     def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
-        # An unfinished job may have a pool running it: it must never be reset under that pool.
-        allowed = [state for state in states if not state.active]
         with self._atomic() as run:
-            check_retryable(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), allowed)
+            check_retryable(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), states)
             retried = _jobs(run(RERUN.format(where="id = ANY(%(ids)s::text[])"), ids=list(job_ids)))
-        return _in_order(job_ids, retried)
+        return in_order(job_ids, retried)
 
     def retry_all_dead(self) -> list[Job]:
         return _jobs(self._run(RERUN.format(where="state = 'dead'")))
@@ -161,7 +164,7 @@ class PostgresControl(Store):
         with self._atomic() as run:
             check_states(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), WAITING, NOT_BURIABLE)
             buried = _jobs(run(BURY, ids=list(job_ids), error=BURIED_ERROR))
-        return _in_order(job_ids, buried)
+        return in_order(job_ids, buried)
 
     def edit(self, job_id: str, changes: JobChanges) -> Job:
         edited = self._run(
@@ -244,9 +247,3 @@ class PostgresControl(Store):
 
 def _jobs(found: Rows) -> list[Job]:
     return [rows.to_job(row, rows.in_utc) for row in found]
-
-
-def _in_order(job_ids: Sequence[str], jobs: list[Job]) -> list[Job]:
-    """``jobs`` in the order their ids were given (each once)."""
-    by_id = {job.id: job for job in jobs}
-    return [by_id[job_id] for job_id in dict.fromkeys(job_ids)]

@@ -61,11 +61,19 @@ WITH claimed AS ({_CLAIMED}
 SELECT {JOB_COLUMNS} FROM claimed
 """
 
+# The rows are locked in id order, as every statement that locks several jobs does (see
+# ``pg_control.LOCK_STATES``): two such statements never wait for each other in a circle.
 RENEW = f"""
+WITH held AS (
+    SELECT seq FROM queuectl.jobs
+    WHERE state = 'processing' AND (id, attempts, worker_id, attempt_id) IN (
+        SELECT * FROM unnest(
+            %(ids)s::text[], %(numbers)s::int[], %(workers)s::text[], %(attempt_ids)s::bigint[]))
+    ORDER BY id
+    FOR UPDATE
+)
 UPDATE queuectl.jobs SET lease_until = {NOW} + %(lease)s * interval '1 second'
-WHERE state = 'processing' AND (id, attempts, worker_id, attempt_id) IN (
-    SELECT * FROM unnest(
-        %(ids)s::text[], %(numbers)s::int[], %(workers)s::text[], %(attempt_ids)s::bigint[]))
+WHERE seq IN (SELECT seq FROM held)
 RETURNING attempt_id
 """
 

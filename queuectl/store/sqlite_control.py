@@ -26,6 +26,7 @@ from queuectl.store.base import (
     check_prunable,
     check_retryable,
     check_states,
+    in_order,
     job_not_found,
 )
 from queuectl.store.sqlite_connections import SqliteConnections
@@ -36,8 +37,8 @@ WAITING = "state IN ('pending', 'failed')"
 #: the condition of the partial index ``jobs_finished``, written as it is there: SQLite uses a
 #: partial index only for a query whose WHERE clause contains its condition
 FINISHED = "state IN ('completed', 'dead', 'cancelled')"
-# (editable fields that are set as given; run_at and delay are worked out)
-EDITABLE = ("command", "max_retries", "priority", "timeout")
+# (the edited fields that are stored as given; run_at and delay are worked out)
+STORED_AS_GIVEN = ("command", "max_retries", "priority", "timeout")
 
 
 class SqliteControl:
@@ -49,7 +50,7 @@ class SqliteControl:
     def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
         with self._db.write() as conn:
             check_retryable(job_ids, _states(conn, job_ids), states)
-            return self._retry(conn, NAMED, job_ids)
+            return in_order(job_ids, self._retry(conn, NAMED, job_ids))
 
     def retry_all_dead(self) -> list[Job]:
         with self._db.write() as conn:
@@ -99,14 +100,14 @@ class SqliteControl:
                 f"WHERE {NAMED} RETURNING {rows.JOB_COLUMNS}",
                 {"now": self._clock(), "error": BURIED_ERROR, "ids": json.dumps(list(job_ids))},
             ).fetchall()
-        return [rows.to_job(row) for row in buried]
+        return in_order(job_ids, [rows.to_job(row) for row in buried])
 
     def edit(self, job_id: str, changes: JobChanges) -> Job:
         with self._db.write() as conn:
             now = self._clock()
             params: dict[str, Any] = {"id": job_id, "now": now}
             sets = ["updated_at = :now"]
-            for name in EDITABLE:
+            for name in STORED_AS_GIVEN:
                 value = getattr(changes, name)
                 if value is not None:
                     sets.append(f"{name} = :{name}")

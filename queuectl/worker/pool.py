@@ -20,8 +20,9 @@ when the store's ``watch`` reports a change (a cancel thread then reads the requ
 pool's running jobs) and, as a backstop, at every heartbeat; the job's process group is then
 stopped and its attempt recorded as ``cancelled``. A paused queue has nothing to claim. A
 running job's output reaches the store about once a second while it changes, so ``logs
---follow`` works from any host. With ``retention`` set, the heartbeat deletes old finished
-jobs, a bounded batch a minute.
+--follow`` works from any host. With ``retention`` set, old finished jobs are deleted, a
+bounded batch a minute. These run on a control thread, so that the heartbeat's lease renewals
+never wait for them, and the thread supervising a job never waits for the store.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import TypeVar
 
 from queuectl.errors import QueuectlError
 from queuectl.logs import worker_log
-from queuectl.model import Claim, Config, Outcome, RunResult
+from queuectl.model import Claim, Config, Outcome, RunResult, State
 from queuectl.model.job import FINISHED, unfinished
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
@@ -54,6 +55,8 @@ CANCELLED_BY_REQUEST = "cancelled by request"
 class _Running:
     claim: Claim
     stop: Stop
+    #: its output so far, not yet written to the store (the runner never waits for the store)
+    output: RunResult | None = None
 
 
 #: longest pause between two tries of a store call that keeps failing, seconds
@@ -61,6 +64,8 @@ MAX_BACKOFF = 2.0
 #: the shortest pause between two reads of cancel requests prompted by store changes: a busy
 #: SQLite queue reports a change at every commit
 CANCEL_CHECK_GAP = 0.02
+#: the longest a running job's new output waits before the control thread writes it
+OUTPUT_FLUSH = 0.25
 #: seconds between two batches of pruning, and the most jobs one batch deletes
 PRUNE_EVERY = 60.0
 PRUNE_BATCH = 1000
@@ -125,7 +130,7 @@ class WorkerPool:
             threading.Thread(target=self._heartbeat, name="queuectl-heartbeat", daemon=True)
         )
         self._threads.append(
-            threading.Thread(target=self._watch_cancels, name="queuectl-cancels", daemon=True)
+            threading.Thread(target=self._control, name="queuectl-control", daemon=True)
         )
         for thread in self._threads:
             thread.start()
@@ -212,7 +217,7 @@ class WorkerPool:
         job, fence = running.claim.job, running.claim.fence
 
         def report_output(so_far: RunResult) -> None:
-            self._guard(lambda: self.store.record_output(fence, so_far), pause=False)
+            running.output = so_far  # the control thread writes it (see _write_outputs)
 
         try:
             result = run_command(
@@ -277,7 +282,13 @@ class WorkerPool:
         return lifecycle.record_and_claim(self.store, claim, result, self._config)
 
     def _drained(self) -> bool:
-        return unfinished(self.store.counts()) == 0
+        counts = self.store.counts()
+        if not unfinished(counts):
+            return True
+        if not counts[State.PROCESSING] and self.store.paused():
+            log.info("pool %s: the queue is paused and nothing runs: done", self.worker_id)
+            return True
+        return False
 
     def _heartbeat(self) -> None:
         try:
@@ -310,29 +321,43 @@ class WorkerPool:
         self._config = self.store.config()
         lifecycle.recover_expired(self.store, self._config)
         self.store.prune_workers(self._config.pool_gone_after)
-        if self._config.retention and time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + PRUNE_EVERY
-            before = self.store.now() - timedelta(seconds=self._config.retention)
-            pruned = self.store.prune(before, FINISHED, limit=PRUNE_BATCH, skip_if_busy=True)
-            if pruned:
-                log.info("pool %s: pruned %d finished job(s) (retention)", self.worker_id, pruned)
 
     def _on_store_change(self) -> None:
         """What the store's ``watch`` calls: work may be claimable, a cancel may be asked."""
         self._wakeup.notify()
         self._store_changed.set()
 
-    def _watch_cancels(self) -> None:
-        """Read the cancel requests of the running jobs whenever the store reports a change."""
+    def _control(self) -> None:
+        """The pool's second thread of bookkeeping, beside the heartbeat (whose lease renewals
+        must never wait for it): read the running jobs' cancel requests whenever the store
+        reports a change, write their output so far, prune by ``retention``."""
         try:
             while not self._workers_done.is_set():
-                if not self._store_changed.wait(0.5):
-                    continue
-                self._store_changed.clear()
-                self._guard(self._check_cancels)
+                if self._store_changed.wait(OUTPUT_FLUSH):
+                    self._store_changed.clear()
+                    self._guard(self._check_cancels)
+                self._guard(self._write_outputs)
+                self._guard(self._prune)
                 self._workers_done.wait(CANCEL_CHECK_GAP)
         finally:
             self._guard(self.store.release)
+
+    def _write_outputs(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for r in running:
+            output, r.output = r.output, None
+            if output is not None:
+                self.store.record_output(r.claim.fence, output)
+
+    def _prune(self) -> None:
+        if not self._config.retention or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY
+        before = self.store.now() - timedelta(seconds=self._config.retention)
+        pruned = self.store.prune(before, FINISHED, limit=PRUNE_BATCH, skip_if_busy=True)
+        if pruned:
+            log.info("pool %s: pruned %d finished job(s) (retention)", self.worker_id, pruned)
 
     def _check_cancels(self) -> None:
         with self._lock:

@@ -217,7 +217,8 @@ def _supervise(
             selector.register(stop_fd, selectors.EVENT_READ)
         while selector.get_map().keys() - {stop_fd}:  # until the output and the shell are done
             now = time.monotonic()
-            if stop_reason is None:
+            if stop_reason is None and drain_until is None:  # (once the shell has exited, its
+                # result stands: a stop asked for now comes too late to change it)
                 if deadline is not None and now >= deadline:
                     stop_reason = Outcome.TIMEOUT
                 elif cancel is not None and cancel.is_set():

@@ -218,7 +218,7 @@ def test_cancelling_a_job_that_has_just_completed_shows_why(
     wait_for(lambda: queue.get("quick").state == "completed", what="the job to complete")
 
     panel.cancel.click()  # raises nothing, prints nothing
-    assert "is completed, finished: there is nothing to cancel" in panel.message.value
+    assert "is completed, so there is nothing to cancel" in panel.message.value
     assert "color:#b00" in panel.message.value
     assert capsys.readouterr() == ("", "")
     assert queue.get("quick").state == "completed"

@@ -171,6 +171,7 @@ CASES: list[tuple[list[str], int, str | tuple[str, ...]]] = [
     (["prune", "--older-than", "forever"], 2, "invalid --older-than"),
     (["prune", "--older-than", "1d", "--state", "pending"], 2, "only finished jobs"),
     (["prune", "--older-than", "1d", "--state", "done"], 2, "unknown state 'done'"),
+    (["prune", "--older-than", "1d", "--state", ","], 2, "--state names no state"),
     (["logs", "dup", "--follow", "--attempt", "1"], 2, "without --attempt"),
     (["logs", "ghost", "--follow"], 1, "no job with id 'ghost'"),
     (["config", "set", "job_directory", "home"], 2, "choose enqueuer or pool"),
@@ -284,6 +285,12 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(cli: Cli) -> None:
         ["config", "set", "bogus", "1"],
         ["config", "set", "max_retries", "-5"],
         ["migrate", "--to", "bogus://x"],
+        ["enqueue", "--env", "1X=2", "echo"],
+        ["edit", "x"],
+        ["edit", "x", "--delay", "bogus"],
+        ["prune", "--older-than", "1d", "--state", "pending"],
+        ["prune", "--older-than", "forever"],
+        ["cancel", "x", "--all-pending"],
     ],
 )
 def test_refused_input_does_not_even_create_the_queue(
