@@ -335,3 +335,11 @@ def test_pools_prune_on_their_own_with_retention(queue_target: str) -> None:
         wait_for(lambda: sum(q.counts().values()) == 1, what="the finished jobs to be pruned")
         assert [job.id for job in q.job_records()] == ["later"]
         assert q.attempt_records() == []
+
+
+def test_a_pool_run_until_empty_ends_on_a_paused_queue(cli: Cli) -> None:
+    cli.run("enqueue", "--id", "held", "true")
+    cli.run("pause")
+    ran = cli.run("worker", "run", "--until-empty", timeout=60)
+    assert ran.returncode == 0 and "the queue is paused and nothing runs" in ran.stderr
+    assert show(cli, "held")["state"] == "pending"
