@@ -168,7 +168,9 @@ def test_cancel_is_all_or_none(store: Store) -> None:
     before = store.jobs()
     with pytest.raises(NotFound, match="'ghost'"):
         store.cancel(["pending", "ghost"])
-    with pytest.raises(InvalidTransition, match="'done' is completed, so there is nothing to cancel"):
+    with pytest.raises(
+        InvalidTransition, match="'done' is completed, so there is nothing to cancel"
+    ):
         store.cancel(["pending", "failed", "done"])
     with pytest.raises(InvalidTransition, match="'gone' is dead"):
         store.cancel(["gone"])
