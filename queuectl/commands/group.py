@@ -81,22 +81,56 @@ def _set_json(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         ctx.ensure_object(Session).as_json = True
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option(
-    "--db",
-    metavar="PATH|URL",
-    help="The queue: a file path, sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB. "
+DB_HELP = (
+    "The queue: a file path, sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB. "
     "Default: $QUEUECTL_DB, else $QUEUECTL_HOME/queue.db (QUEUECTL_HOME defaults to "
-    "~/.queuectl).",
+    "~/.queuectl). Before or after the sub-command."
 )
+
+
+def _choose_db(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> None:
+    """Take ``--db`` wherever it was given, before the sub-command or after it; refuse two
+    different queues (the same one twice is fine)."""
+    if not values:
+        return
+    session = ctx.ensure_object(Session)
+    chosen = {*values, *([session.db] if session.db is not None else [])}
+    if len(chosen) > 1:
+        shown = " and ".join(repr(value) for value in sorted(chosen))
+        raise click.UsageError(f"--db names two queues ({shown}): give one.", ctx)
+    session.db = values[0]
+
+
+def db_option(command: F) -> F:
+    """Add ``--db`` (repeatable only with one value) to a command or group."""
+    return click.option(
+        "--db",
+        metavar="PATH|URL",
+        multiple=True,
+        expose_value=False,
+        callback=_choose_db,
+        help=DB_HELP,
+    )(command)
+
+
+def accept_db_everywhere(group: click.Group) -> None:
+    """Give every sub-command and sub-group of ``group`` the ``--db`` option, as users of
+    other queue tools type it after the sub-command (``queuectl status --db q.db``)."""
+    for command in group.commands.values():
+        if not any(param.name == "db" for param in command.params):
+            db_option(command)
+        if isinstance(command, click.Group):
+            accept_db_everywhere(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@db_option
 @click.version_option(__version__, "-V", "--version", prog_name="queuectl")
 @click.pass_context
-def cli(ctx: click.Context, db: str | None) -> None:
+def cli(ctx: click.Context) -> None:
     """A persistent background job queue for shell commands.
 
     Enqueue commands, run worker pools, and inspect jobs, retries and the dead letter queue.
     """
     session = ctx.ensure_object(Session)
-    if db is not None:
-        session.db = db
     ctx.call_on_close(session.close)

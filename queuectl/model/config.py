@@ -2,8 +2,10 @@
 
 Configuration lives in the store, so every worker of a queue sees the same values. Keys are
 spelled with ``_``; ``-`` is accepted too. Aliases that users of other queue tools type are
-accepted and converted: ``max_retries_default`` is ``max_retries``, and ``poll_interval_ms`` /
-``job_timeout_ms`` are the millisecond forms of ``poll_interval`` / ``job_timeout``.
+accepted and converted: ``max_retries_default`` is ``max_retries``; ``poll_interval_ms`` /
+``job_timeout_ms`` / ``timeout`` are the millisecond forms of ``poll_interval`` /
+``job_timeout``, and ``delay_base`` that of ``backoff_base`` (another tool's retry delay is
+``(delay_base / 1000) ** attempts`` seconds).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ class Setting:
     help: str
 
 
+class Backoff(StrEnum):
+    """How retries are spaced (config key ``backoff``): ``backoff_base ** attempts`` seconds,
+    at most ``backoff_max``. The key exists for users of tools that name it."""
+
+    EXPONENTIAL = "exponential"
+
+
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in (
@@ -46,6 +55,7 @@ SETTINGS: dict[str, Setting] = {
             100 * 365 * 86400,
             "pools delete finished jobs older than this, seconds; 0 = keep all",
         ),
+        Setting("backoff", Backoff, 0, 0, "how retries are spaced: exponential (the only one)"),
         Setting(
             "job_directory",
             Directory,
@@ -61,7 +71,10 @@ ALIASES: dict[str, tuple[str, float]] = {
     "max_retries_default": ("max_retries", 1),
     "poll_interval_ms": ("poll_interval", 0.001),
     "job_timeout_ms": ("job_timeout", 0.001),
+    "timeout": ("job_timeout", 0.001),
+    "delay_base": ("backoff_base", 0.001),
 }
+
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class Config:
     poll_interval: float = 0.2
     output_max_bytes: int = 65536
     retention: float = 0.0
+    backoff: Backoff = Backoff.EXPONENTIAL
     job_directory: Directory = Directory.ENQUEUER
 
     @classmethod
@@ -157,6 +171,10 @@ def _convert(setting: Setting, raw: str, factor: float) -> int | float | str:
         choices = [member.value for member in setting.kind]
         if text.lower() in choices:
             return setting.kind(text.lower())
+        if len(choices) == 1:
+            raise InvalidInput(
+                f"invalid value '{raw}' for {setting.name}: only {choices[0]} is supported."
+            )
         raise InvalidInput(
             f"invalid value '{raw}' for {setting.name}: choose {' or '.join(choices)}."
         )
