@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from queuectl.commands.completion import config_keys
 from queuectl.commands.group import Session, cli, json_option
 from queuectl.commands.results import ConfigView, MetricsReport, StatusReport
 from queuectl.model.config import display_value, normalize_key, parse_setting, resolve_key
@@ -32,7 +33,7 @@ def config() -> None:
 
 
 @config.command("get")
-@click.argument("key", required=False)
+@click.argument("key", required=False, shell_complete=config_keys)
 @json_option
 @click.pass_obj
 def config_get(session: Session, key: str | None) -> ConfigView:
@@ -46,7 +47,7 @@ def config_get(session: Session, key: str | None) -> ConfigView:
 
 
 @config.command("set", context_settings={"ignore_unknown_options": True})
-@click.argument("key")
+@click.argument("key", shell_complete=config_keys)
 @click.argument("value")
 @click.pass_obj
 def config_set(session: Session, key: str, value: str) -> ConfigView:

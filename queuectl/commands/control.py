@@ -6,6 +6,7 @@ from typing import Any
 
 import click
 
+from queuectl.commands.completion import finished_states, job_ids
 from queuectl.commands.group import Seconds, Session, cli, json_option
 from queuectl.commands.jobs import existing_ids
 from queuectl.commands.results import Cancelled, JobDetail, Message
@@ -16,7 +17,7 @@ from queuectl.store.base import check_prunable
 
 
 @cli.command()
-@click.argument("job_ids", metavar="ID...", nargs=-1, callback=existing_ids)
+@click.argument("job_ids", metavar="ID...", nargs=-1, callback=existing_ids, shell_complete=job_ids)
 @click.option("--all-pending", is_flag=True, help="Cancel every pending or failed job.")
 @click.option(
     "--no-wait",
@@ -54,7 +55,14 @@ def cancel(
 
 
 @cli.command()
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True, callback=existing_ids)
+@click.argument(
+    "job_ids",
+    metavar="ID...",
+    nargs=-1,
+    required=True,
+    callback=existing_ids,
+    shell_complete=job_ids,
+)
 @json_option
 @click.pass_obj
 def retry(session: Session, job_ids: tuple[str, ...]) -> Message:
@@ -68,7 +76,7 @@ def retry(session: Session, job_ids: tuple[str, ...]) -> Message:
 
 
 @cli.command()
-@click.argument("job_id", metavar="ID", callback=existing_ids)
+@click.argument("job_id", metavar="ID", callback=existing_ids, shell_complete=job_ids)
 @click.option("--command", help="The new shell command.")
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--run-at", help="Not before this ISO 8601 time.")
@@ -125,6 +133,7 @@ def resume(session: Session) -> Message:
     "states",
     multiple=True,
     metavar="STATE[,STATE...]",
+    shell_complete=finished_states,
     help="Only jobs in this state (repeatable, or comma-separated); "
     "default: completed, dead and cancelled.",
 )

@@ -7,6 +7,7 @@ objects; the console script prints them (``cli.py``), the magic hands them to th
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -94,11 +95,18 @@ def _choose_db(ctx: click.Context, param: click.Parameter, values: tuple[str, ..
     if not values:
         return
     session = ctx.ensure_object(Session)
-    chosen = {*values, *([session.db] if session.db is not None else [])}
-    if len(chosen) > 1:
-        shown = " and ".join(repr(value) for value in sorted(chosen))
+    given = [*([session.db] if session.db is not None else []), *values]
+    if len({_same_queue(value) for value in given}) > 1:
+        shown = " and ".join(repr(value) for value in dict.fromkeys(given))
         raise click.UsageError(f"--db names two queues ({shown}): give one.", ctx)
     session.db = values[0]
+
+
+def _same_queue(location: str) -> str:
+    """``location`` such that two spellings of one queue file compare equal."""
+    if "://" in location or "=" in location:
+        return location
+    return os.path.abspath(os.path.expanduser(location))
 
 
 def db_option(command: F) -> F:

@@ -8,6 +8,7 @@ from typing import Any, BinaryIO
 
 import click
 
+from queuectl.commands.completion import job_ids
 from queuectl.commands.group import LIMIT, Session, cli, json_option
 from queuectl.commands.results import Enqueued, Following, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
@@ -177,7 +178,7 @@ def existing_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 @cli.command()
-@click.argument("job_id", metavar="ID", callback=existing_ids)
+@click.argument("job_id", metavar="ID", callback=existing_ids, shell_complete=job_ids)
 @json_option
 @click.pass_obj
 def show(session: Session, job_id: str) -> JobDetail:
@@ -187,7 +188,7 @@ def show(session: Session, job_id: str) -> JobDetail:
 
 
 @cli.command()
-@click.argument("job_id", metavar="ID", callback=existing_ids)
+@click.argument("job_id", metavar="ID", callback=existing_ids, shell_complete=job_ids)
 @click.option(
     "--attempt",
     type=click.IntRange(min=1),

@@ -76,7 +76,6 @@ ALIASES: dict[str, tuple[str, float]] = {
 }
 
 
-
 @dataclass(frozen=True)
 class Config:
     """The effective configuration of a queue."""

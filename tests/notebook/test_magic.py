@@ -508,3 +508,17 @@ def test_panel_is_a_live_widget_stopped_at_unload(magic: Magic) -> None:
     wait_for(lambda: "1/1" in panel.progress.description or "0/1" in panel.progress.description)
     assert panel.running
     # the shell fixture unloads the extension and checks that no queuectl thread is left
+
+
+def test_db_after_the_sub_command_in_the_magic(
+    magic: Magic, shell: InteractiveShell, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.db"
+    with queuectl.connect(str(other)) as q:
+        q.enqueue("true", id="there")
+    status = magic(f"status --db {other}")
+    assert status.counts[queuectl.State.PENDING] == 1
+    assert list(magic(f"list --db {other}").index) == ["there"]
+    with pytest.raises(UsageError, match="--db names two queues"):
+        magic(f"--db {tmp_path / 'a.db'} status --db {other}")
+    assert not (tmp_path / "a.db").exists()

@@ -176,6 +176,11 @@ CASES: list[tuple[list[str], int, str | tuple[str, ...]]] = [
     (["logs", "ghost", "--follow"], 1, "no job with id 'ghost'"),
     (["config", "set", "job_directory", "home"], 2, "choose enqueuer or pool"),
     (["config", "set", "retention", "-1"], 2, "between 0 and"),
+    # Spellings of other queuectl tools
+    (["status", "--db", "a.db", "--db", "b.db"], 2, "--db names two queues"),
+    (["config", "set", "backoff", "linear"], 2, "only exponential is supported"),
+    (["config", "set", "delay-base", "500"], 2, "backoff_base"),
+    (["config", "set", "timeout", "soon"], 2, "expected a number"),
 ]
 
 
