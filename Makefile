@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest test-pythons test-newest soak notebooks bench clean
+.PHONY: demo test lint typecheck pytest test-pythons test-newest soak notebooks bench clean container-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,12 @@ soak: $(VENV)/.dev
 # Re-execute the example notebooks and store their outputs (review the diff, then commit).
 notebooks: $(VENV)/.dev
 	$(BIN)/python scripts/refresh_notebooks.py
+
+# The Dockerfile built and run for real with podman on a base made from Debian packages
+# (mmdebstrap; no registry): enqueue, drain and status in three containers sharing a volume.
+# Root on Debian; installs podman, mmdebstrap and runc when missing. Not part of `make test`.
+container-test:
+	bash scripts/container-test.sh
 
 clean:
 	rm -rf $(VENV) .nox .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
