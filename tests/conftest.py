@@ -48,6 +48,15 @@ def wait_for(
         time.sleep(interval)
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the process group ``pgid`` still exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class Gate:
     """A job command that blocks until the test releases it: no sleep decides who is first.
 

@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from queuectl.errors import InvalidInput, NotFound
-from queuectl.model import Attempt, Job, State
+from queuectl.model import Attempt, Job, JobChanges, State
 from queuectl.model.job import FINISHED
 from queuectl.model.parse import job_changes, parse_duration, validate_state, validate_timeout
 from queuectl.store import Store
-from queuectl.store.base import check_prunable
 from queuectl.worker.inprocess import LocalPools
 
 if TYPE_CHECKING:
@@ -89,11 +88,12 @@ class Control:
             raise InvalidInput("name the pending or failed jobs to move to the DLQ.")
         return self.store.bury(_unique(job_ids))
 
-    def edit(self, job_id: str, **changes: Any) -> Job:
+    def edit(self, job_id: str, changes: JobChanges | None = None, **fields: Any) -> Job:
         """Change a pending or failed job: ``command``, ``priority``, ``run_at`` or ``delay``,
-        ``max_retries``, ``timeout``. A job claimed meanwhile is not changed
-        (``InvalidTransition`` says so)."""
-        edited = self.store.edit(job_id, job_changes(changes))
+        ``max_retries``, ``timeout`` as keywords, validated here, or a ``JobChanges`` made by
+        ``model.parse.job_changes`` (a front end validates before it opens the queue). A job
+        claimed meanwhile is not changed (``InvalidTransition`` says so)."""
+        edited = self.store.edit(job_id, changes or job_changes(fields))
         self._local.wake()
         return edited
 
@@ -134,7 +134,6 @@ class Control:
         if isinstance(states, str | State):  # one state, not the letters of its name
             states = [states]
         chosen = FINISHED if states is None else {_state(state) for state in states}
-        check_prunable(chosen)
         try:
             before = self.store.now() - timedelta(seconds=age)
         except OverflowError:

@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from queuectl.commands.completion import finished_states, job_ids
+from queuectl.commands.completion import finished_states
 from queuectl.commands.group import Seconds, Session, cli, json_option
-from queuectl.commands.jobs import existing_ids
+from queuectl.commands.jobs import job_id_argument, job_ids_argument
 from queuectl.commands.results import Cancelled, JobDetail, Message
 from queuectl.errors import InvalidInput
 from queuectl.model.job import FINISHED
@@ -17,7 +17,7 @@ from queuectl.store.base import check_prunable
 
 
 @cli.command()
-@click.argument("job_ids", metavar="ID...", nargs=-1, callback=existing_ids, shell_complete=job_ids)
+@job_ids_argument(required=False)
 @click.option("--all-pending", is_flag=True, help="Cancel every pending or failed job.")
 @click.option(
     "--no-wait",
@@ -55,14 +55,7 @@ def cancel(
 
 
 @cli.command()
-@click.argument(
-    "job_ids",
-    metavar="ID...",
-    nargs=-1,
-    required=True,
-    callback=existing_ids,
-    shell_complete=job_ids,
-)
+@job_ids_argument(required=True)
 @json_option
 @click.pass_obj
 def retry(session: Session, job_ids: tuple[str, ...]) -> Message:
@@ -76,7 +69,7 @@ def retry(session: Session, job_ids: tuple[str, ...]) -> Message:
 
 
 @cli.command()
-@click.argument("job_id", metavar="ID", callback=existing_ids, shell_complete=job_ids)
+@job_id_argument
 @click.option("--command", help="The new shell command.")
 @click.option("--priority", type=int, help="Higher runs first.")
 @click.option("--run-at", help="Not before this ISO 8601 time.")
@@ -91,9 +84,9 @@ def edit(session: Session, /, job_id: str, **changes: Any) -> JobDetail:
     given = {name: value for name, value in changes.items() if value is not None}
     if "timeout" in given:
         given["timeout"] = parse_duration(given["timeout"], "--timeout")
-    job_changes(given)  # refused before the queue is opened (which may create it)
+    validated = job_changes(given)  # refused before the queue is opened (which may create it)
     queue = session.queue()
-    job = queue.edit(job_id, **given)
+    job = queue.edit(job_id, validated)
     return JobDetail(job, queue.attempt_records(job_id))
 
 

@@ -6,9 +6,8 @@ import copy
 
 import click
 
-from queuectl.commands.completion import job_ids
 from queuectl.commands.group import LIMIT, Session, cli, json_option
-from queuectl.commands.jobs import existing_ids
+from queuectl.commands.jobs import job_ids_argument
 from queuectl.commands.results import JobList, Message
 from queuectl.errors import InvalidInput
 from queuectl.model import State
@@ -30,7 +29,7 @@ def dlq_list(session: Session, limit: int) -> JobList:
 
 
 @dlq.command("retry")
-@click.argument("job_ids", metavar="ID...", nargs=-1, callback=existing_ids, shell_complete=job_ids)
+@job_ids_argument(required=False)
 @click.option("--all", "all_dead", is_flag=True, help="Retry every dead job.")
 @json_option
 @click.pass_obj
@@ -45,14 +44,7 @@ def dlq_retry(session: Session, job_ids: tuple[str, ...], all_dead: bool) -> Mes
 
 
 @dlq.command("move")
-@click.argument(
-    "job_ids",
-    metavar="ID...",
-    nargs=-1,
-    required=True,
-    callback=existing_ids,
-    shell_complete=job_ids,
-)
+@job_ids_argument(required=True)
 @json_option
 @click.pass_obj
 def dlq_move(session: Session, job_ids: tuple[str, ...]) -> Message:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 import click
 
 from queuectl.commands.completion import job_ids
-from queuectl.commands.group import LIMIT, Session, cli, json_option
+from queuectl.commands.group import LIMIT, F, Session, cli, json_option
 from queuectl.commands.results import Enqueued, Following, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import NewJob, State
@@ -177,8 +177,27 @@ def existing_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
+def job_id_argument(command: F) -> F:
+    """The ``ID`` argument of a command about one job (checked, completed from the queue)."""
+    return click.argument("job_id", metavar="ID", callback=existing_ids, shell_complete=job_ids)(
+        command
+    )
+
+
+def job_ids_argument(*, required: bool) -> Callable[[F], F]:
+    """The ``ID...`` argument of a command about several jobs."""
+    return click.argument(
+        "job_ids",
+        metavar="ID...",
+        nargs=-1,
+        required=required,
+        callback=existing_ids,
+        shell_complete=job_ids,
+    )
+
+
 @cli.command()
-@click.argument("job_id", metavar="ID", callback=existing_ids, shell_complete=job_ids)
+@job_id_argument
 @json_option
 @click.pass_obj
 def show(session: Session, job_id: str) -> JobDetail:
@@ -188,7 +207,7 @@ def show(session: Session, job_id: str) -> JobDetail:
 
 
 @cli.command()
-@click.argument("job_id", metavar="ID", callback=existing_ids, shell_complete=job_ids)
+@job_id_argument
 @click.option(
     "--attempt",
     type=click.IntRange(min=1),

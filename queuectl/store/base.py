@@ -17,7 +17,13 @@ from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 
-from queuectl.errors import DuplicateJob, InvalidInput, InvalidTransition, NotFound
+from queuectl.errors import (
+    DuplicateJob,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    QueuectlError,
+)
 from queuectl.model import (
     Attempt,
     Claim,
@@ -361,6 +367,20 @@ def check_states(
             raise InvalidTransition(f"job '{job_id}' is {states[job_id]}, {why}.")
 
 
+def not_editable(job_id: str, state: str | None) -> QueuectlError:
+    """Why ``edit`` changed nothing, given the job's state found after its update matched no
+    row (``None``: there is no such job)."""
+    if state is None:
+        return job_not_found(job_id)
+    if state == State.PROCESSING:
+        return InvalidTransition(
+            f"job '{job_id}' is processing (claimed meanwhile): it was not changed."
+        )
+    return InvalidTransition(
+        f"job '{job_id}' is {state}: only pending or failed jobs can be edited."
+    )
+
+
 def in_order(job_ids: Sequence[str], jobs: list[Job]) -> list[Job]:
     """``jobs`` in the order their ids were given (each once): what ``retry`` and ``bury``
     return, whatever order the database found them in."""
@@ -385,8 +405,9 @@ NOT_BURIABLE = "not waiting: only pending or failed jobs can be moved to the DLQ
 #: the ``last_error`` of jobs cancelled before they ran again, or moved to the DLQ by hand
 CANCELLED_ERROR = "cancelled"
 BURIED_ERROR = "moved to the DLQ by request"
-#: the ``config`` row of a paused queue (``Config`` ignores it)
+#: the ``config`` row of a paused queue (``Config`` ignores it), and its value
 PAUSED_KEY = "paused"
+PAUSED_VALUE = "true"
 
 
 def job_not_found(job_id: str) -> NotFound:

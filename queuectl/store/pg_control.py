@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from queuectl.errors import InvalidTransition
 from queuectl.model import Attempt, Fence, Job, JobChanges, RunResult, State
 from queuectl.model.job import WAITING
 from queuectl.store import pg_schema, rows
@@ -29,12 +28,14 @@ from queuectl.store.base import (
     NOT_BURIABLE,
     NOT_CANCELLABLE,
     PAUSED_KEY,
+    PAUSED_VALUE,
     Store,
     check_prunable,
     check_retryable,
     check_states,
     in_order,
     job_not_found,
+    not_editable,
 )
 
 NOW = sql.NOW
@@ -103,7 +104,9 @@ WHERE id = %(id)s AND state IN ('pending', 'failed')
 RETURNING {JOB_COLUMNS}
 """
 
-PAUSE = "INSERT INTO queuectl.config (key, value) VALUES (%(key)s, 'true') ON CONFLICT DO NOTHING"
+PAUSE = (
+    "INSERT INTO queuectl.config (key, value) VALUES (%(key)s, %(value)s) ON CONFLICT DO NOTHING"
+)
 RESUME = "DELETE FROM queuectl.config WHERE key = %(key)s"  # its trigger wakes the pools
 
 _DOOMED = "state = ANY(%(states)s::text[]) AND updated_at < %(before)s"
@@ -180,18 +183,11 @@ class PostgresControl(Store):
         if edited:
             return rows.to_job(edited[0], rows.in_utc)
         found = self._run("SELECT state FROM queuectl.jobs WHERE id = %(id)s", id=job_id)
-        if not found:
-            raise job_not_found(job_id)
-        if found[0][0] == State.PROCESSING:
-            raise InvalidTransition(
-                f"job '{job_id}' is processing (claimed meanwhile): it was not changed."
-            )
-        raise InvalidTransition(
-            f"job '{job_id}' is {found[0][0]}: only pending or failed jobs can be edited."
-        )
+        raise not_editable(job_id, found[0][0] if found else None)
 
     def set_paused(self, paused: bool) -> bool:
-        return bool(self._run(f"{PAUSE if paused else RESUME} RETURNING key", key=PAUSED_KEY))
+        statement = f"{PAUSE if paused else RESUME} RETURNING key"
+        return bool(self._run(statement, key=PAUSED_KEY, value=PAUSED_VALUE))
 
     def paused(self) -> bool:
         found = self._run(

@@ -18,6 +18,20 @@ BUSY_SECONDS = 60.0
 #: to fsync, and takes about a quarter less time.
 PAGE_SIZE = 1024
 
+# The triggers that keep job_counts; version 3 makes them again on its rebuilt jobs table.
+COUNT_TRIGGERS = """CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
+    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state ON jobs
+    WHEN OLD.state IS NOT NEW.state BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
+    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
+END;
+"""
+
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE jobs (
@@ -77,18 +91,8 @@ CREATE TABLE job_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROW
 INSERT INTO job_counts (state, n)
     SELECT column1, (SELECT COUNT(*) FROM jobs WHERE jobs.state = column1)
     FROM (VALUES ('pending'), ('processing'), ('failed'), ('completed'), ('dead'));
-CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
-    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
-END;
-CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state ON jobs
-    WHEN OLD.state IS NOT NEW.state BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
-    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
-END;
-CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
-END;
-""",
+"""
+    + COUNT_TRIGGERS,
     # Job control. SQLite cannot change a CHECK constraint, so jobs is rebuilt the way
     # https://www.sqlite.org/lang_altertable.html#otheralter says: a new table, the rows
     # copied with their seq, the old one dropped (with its indexes and triggers), the new one
@@ -139,18 +143,9 @@ CREATE INDEX jobs_leases ON jobs (lease_until) WHERE state = 'processing';
 CREATE INDEX jobs_finished ON jobs (updated_at)
     WHERE state IN ('completed', 'dead', 'cancelled');
 INSERT INTO job_counts (state, n) VALUES ('cancelled', 0);
-CREATE TRIGGER jobs_counted_on_insert AFTER INSERT ON jobs BEGIN
-    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
-END;
-CREATE TRIGGER jobs_counted_on_update AFTER UPDATE OF state ON jobs
-    WHEN OLD.state IS NOT NEW.state BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
-    UPDATE job_counts SET n = n + 1 WHERE state = NEW.state;
-END;
-CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
-    UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
-END;
-ALTER TABLE attempts ADD COLUMN stdout_bytes INTEGER;
+"""
+    + COUNT_TRIGGERS
+    + """ALTER TABLE attempts ADD COLUMN stdout_bytes INTEGER;
 ALTER TABLE attempts ADD COLUMN stderr_bytes INTEGER;
 """,
 }

@@ -14,7 +14,6 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from queuectl.errors import InvalidTransition
 from queuectl.model import Attempt, Fence, Job, JobChanges, RunResult, State
 from queuectl.store import rows
 from queuectl.store.base import (
@@ -23,11 +22,13 @@ from queuectl.store.base import (
     NOT_BURIABLE,
     NOT_CANCELLABLE,
     PAUSED_KEY,
+    PAUSED_VALUE,
     check_prunable,
     check_retryable,
     check_states,
     in_order,
     job_not_found,
+    not_editable,
 )
 from queuectl.store.sqlite_connections import SqliteConnections
 
@@ -127,22 +128,14 @@ class SqliteControl:
             if row is not None:
                 return rows.to_job(row)
             found = conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if found is None:
-            raise job_not_found(job_id)
-        if found[0] == State.PROCESSING:
-            raise InvalidTransition(
-                f"job '{job_id}' is processing (claimed meanwhile): it was not changed."
-            )
-        raise InvalidTransition(
-            f"job '{job_id}' is {found[0]}: only pending or failed jobs can be edited."
-        )
+        raise not_editable(job_id, None if found is None else found[0])
 
     def set_paused(self, paused: bool) -> bool:
         with self._db.write() as conn:
             if paused:
                 cursor = conn.execute(
                     "INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
-                    (PAUSED_KEY, str(self._clock())),  # (since when: for whoever looks)
+                    (PAUSED_KEY, PAUSED_VALUE),
                 )
             else:
                 cursor = conn.execute("DELETE FROM config WHERE key = ?", (PAUSED_KEY,))

@@ -3,7 +3,6 @@ stores: where a job runs, cancel, retry, pause, edit, prune and following output
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -17,21 +16,13 @@ import pytest
 from queuectl.api import connect
 from queuectl.errors import InvalidTransition
 from queuectl.model import Directory, Job, State
-from tests.conftest import QUEUECTL, Cli, Gate, wait_for
+from tests.conftest import QUEUECTL, Cli, Gate, group_alive, wait_for
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def show(cli: Cli, job_id: str) -> dict:  # type: ignore[type-arg]
     return dict(cli.json("show", job_id))
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def stop_pool(proc: subprocess.Popen[bytes]) -> None:
@@ -245,16 +236,18 @@ def test_logs_follow_prints_output_as_it_comes_and_exits_with_the_job(
 
 
 def test_the_pool_directory_setting_for_hosts_that_do_not_share_paths(
-    cli: Cli, pool: subprocess.Popen[bytes], tmp_path: Path
+    cli: Cli, tmp_path: Path
 ) -> None:
     cli.run("config", "set", "job_directory", "pool")
     assert cli.run("config", "get", "job_directory").stdout == "job_directory = pool\n"
-    here = tmp_path / "enqueuer"
+    here, elsewhere = tmp_path / "enqueuer", tmp_path / "pool-dir"
     here.mkdir()
+    elsewhere.mkdir()
     cli.run("enqueue", "--id", "where", "pwd", cwd=here)
     cli.run("enqueue", "--id", "given", "--cwd", str(here), "pwd", cwd=here)
-    cli.run("wait", "--timeout", "60")
-    assert cli.run("logs", "where").stdout == f"{tmp_path / 'pool-dir'}\n"
+    # Started after the setting: a running pool reads the configuration at its heartbeat.
+    cli.run("worker", "run", "--until-empty", cwd=elsewhere)
+    assert cli.run("logs", "where").stdout == f"{elsewhere}\n"
     assert cli.run("logs", "given").stdout == f"{here}\n"
     bad = cli.run("config", "set", "job_directory", "elsewhere", check=False)
     assert bad.returncode == 2 and "choose enqueuer or pool" in bad.stderr

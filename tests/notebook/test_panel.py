@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import gc
-import os
 from pathlib import Path
 
 import pytest
 
 import queuectl
 from queuectl.panel import QueuePanel, stop_all
-from tests.conftest import Gate, wait_for
+from tests.conftest import Gate, group_alive, wait_for
 from tests.notebook.conftest import queuectl_threads
 
 
@@ -92,14 +91,6 @@ def test_an_unclosed_panel_is_stopped_by_stop_all(queue: queuectl.Queue) -> None
     assert "queuectl-panel" in queuectl_threads()  # ipywidgets keeps open widgets alive
     stop_all()
     assert queuectl_threads() == []
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_the_pause_button_pauses_and_resumes_the_queue(

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import resource
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 
 from queuectl.model import Outcome, RunResult
-from queuectl.worker.runner import Stop, run_command
+from queuectl.worker.runner import OUTPUT_EVERY, Stop, run_command
 
 
 def alive(marker: str) -> list[str]:
@@ -113,9 +115,20 @@ def test_runs_in_the_given_directory_and_refuses_a_missing_one(tmp_path: Path) -
 
 def test_reports_output_while_it_runs_and_counts_every_byte() -> None:
     reports: list[RunResult] = []
+    moments: list[float] = []
+
+    def report(so_far: RunResult) -> None:
+        reports.append(so_far)
+        moments.append(time.monotonic())
+
     script = "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.4; done; head -c 5000 /dev/zero"
-    result = run_command(script, max_bytes=100, on_output=reports.append)
-    assert 1 <= len(reports) <= 3  # at most once a second over ~2.4 s
+    started = time.monotonic()
+    result = run_command(script, max_bytes=100, on_output=report)
+    # The job runs 2.4 s at least: a report comes, never sooner than OUTPUT_EVERY after the
+    # start or after the one before.
+    assert reports
+    gaps = [b - a for a, b in itertools.pairwise([started, *moments])]
+    assert all(gap >= OUTPUT_EVERY for gap in gaps), gaps
     assert all(r.stdout_bytes is not None for r in reports)
     seen = [r.stdout for r in reports]
     assert seen[0].startswith(b"line 1") and seen == sorted(seen, key=len)
