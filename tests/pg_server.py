@@ -230,8 +230,10 @@ def queue_digest(url: str) -> str:
             return "<no queue>"
         for (table,) in tables:
             digest.update(table.encode())
-            for row in conn.execute(f"SELECT * FROM queuectl.{table} ORDER BY 1"):
-                digest.update(repr(row).encode())
+            # Sorted whole: ORDER BY 1 leaves rows with the same first column (job_counts has
+            # one per state and shard) in whatever order the scan meets them.
+            for row in sorted(repr(row) for row in conn.execute(f"SELECT * FROM queuectl.{table}")):
+                digest.update(row.encode())
     return digest.hexdigest()
 
 
