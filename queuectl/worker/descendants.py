@@ -136,7 +136,7 @@ def kill_trees(find_roots: Callable[[], Iterable[Proc]], *, rescan: bool = True)
                 time.sleep(ROUND_PAUSE)  # a SIGSTOP has not yet taken effect
         for proc in held.values():
             proc.send(signal.SIGKILL)
-        _wait_gone(list(held.values()), KILL_WAIT)
+        wait_gone(list(held.values()), KILL_WAIT)
         return alive
     finally:
         for proc in held.values():
@@ -170,7 +170,7 @@ def _settled(held: dict[int, Proc], dead: set[int], alive: dict[int, int]) -> tu
     return settled, newly_dead
 
 
-def _wait_gone(procs: list[Proc], timeout: float) -> None:
+def wait_gone(procs: list[Proc], timeout: float) -> None:
     """Wait until every process of ``procs`` has exited (a zombie counts as gone)."""
     poller = select.poll()
     pending = 0

@@ -280,13 +280,39 @@ class Tracker:
         # and one that still runs started before it.
         return all(stat.start_ticks + START_SLACK < attempt.started for attempt in running)
 
+    def reap(self) -> None:
+        """Reap the adopted orphans that have ended since the last sweep (a backstop, called
+        now and then: one that ends while another attempt runs is only reaped by a sweep)."""
+        if self.adopting and self._sweep_lock.acquire(blocking=False):  # a sweep reaps too
+            try:
+                self._reap_orphans()
+            finally:
+                self._sweep_lock.release()
+
     def _reap_orphans(self) -> None:
         # Never a known child: that would take the exit status its Popen waits for.
+        me = os.getpid()
+        exiting: list[Proc] = []
         for pid in self._orphans():
             stat = procfs.read_stat(pid)
-            if stat is not None and stat.state in b"ZXx":
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
+            if stat is not None and stat.state not in b"ZXx" and stat.exiting:
+                # Its memory may be gone already, and with it the marker a sweep reads: it
+                # would become a zombie nobody reaps. Its exit is under way, so wait for it.
+                if (proc := descendants.hold_child(pid, me)) is not None:
+                    exiting.append(proc)
+            elif stat is not None and stat.state in b"ZXx":
+                self._reap(pid)
+        try:
+            descendants.wait_gone(exiting, descendants.KILL_WAIT)
+        finally:
+            for proc in exiting:
+                self._reap(proc.pid)
+                proc.close()
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 def _name(attempt: Attempt) -> str:

@@ -41,6 +41,7 @@ from queuectl.model import Claim, Config, Outcome, RunResult, State
 from queuectl.model.job import FINISHED, unfinished
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
+from queuectl.worker.escapes import TRACKER
 from queuectl.worker.identity import host_name, new_worker_id
 from queuectl.worker.runner import Stop, announce_worker, run_command
 from queuectl.worker.wakeup import Wakeup
@@ -330,7 +331,7 @@ class WorkerPool:
     def _control(self) -> None:
         """The pool's second thread of bookkeeping, beside the heartbeat (whose lease renewals
         must never wait for it): read the running jobs' cancel requests whenever the store
-        reports a change, write their output so far, prune by ``retention``."""
+        reports a change, write their output so far, prune by ``retention``, reap orphans."""
         try:
             while not self._workers_done.is_set():
                 if self._store_changed.wait(OUTPUT_FLUSH):
@@ -338,6 +339,7 @@ class WorkerPool:
                     self._guard(self._check_cancels)
                 self._guard(self._write_outputs)
                 self._guard(self._prune)
+                TRACKER.reap()
                 self._workers_done.wait(CANCEL_CHECK_GAP)
         finally:
             self._guard(self.store.release)

@@ -16,6 +16,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: states of a process that will not run again: stopped, traced, zombie, dead
 SETTLED = frozenset(b"tTZXx")
 #: whether the kernel lists a thread's children (CONFIG_PROC_CHILDREN); else ppid scans
+#: the flag of a task whose exit has begun (``flags``, field 9 of ``/proc/PID/stat``)
+_PF_EXITING = 0x4
 HAS_CHILDREN_FILE = Path(f"/proc/self/task/{os.getpid()}/children").exists()
 
 
@@ -26,6 +28,7 @@ class Stat(NamedTuple):
     ppid: int
     pgid: int
     start_ticks: int  # clock ticks after boot
+    exiting: bool  # its exit has begun (PF_EXITING): it will be a zombie soon, whatever it does
 
 
 def _pid_max() -> int:
@@ -67,7 +70,8 @@ def read_stat(pid: int) -> Stat | None:
     # The command name (field 2) may hold spaces and parentheses: split after the last ")".
     fields = data.rpartition(b")")[2].split()
     try:
-        return Stat(fields[0][0], int(fields[1]), int(fields[2]), int(fields[19]))
+        exiting = bool(int(fields[6]) & _PF_EXITING)
+        return Stat(fields[0][0], int(fields[1]), int(fields[2]), int(fields[19]), exiting)
     except (IndexError, ValueError):
         return None
 

@@ -109,6 +109,24 @@ def concurrent(needle: str) -> dict[str, Any]:
     return results
 
 
+def late_exit(needle: str) -> dict[str, Any]:
+    """An orphan of a running attempt that ends on its own is reaped by ``TRACKER.reap`` (the
+    pool's backstop), not left a zombie until the attempt ends."""
+    folder = Path(needle.replace(".", "-"))
+    folder.mkdir()
+    release = folder / "release"
+    job = f"(setsid sleep 0.{needle[-2:]} &) ; until [ -e {release} ]; do sleep 0.01; done"
+    a = threading.Thread(target=lambda: run_command(job, env=marker_env("a")))
+    a.start()
+    _wait(lambda: bool(zombies_of_mine()))
+    before = zombies_of_mine()
+    TRACKER.reap()
+    after = zombies_of_mine()
+    release.touch()
+    a.join()
+    return {"before": len(before), "after": after}
+
+
 def _wait(predicate: Callable[[], bool]) -> None:
     while not predicate():
         threading.Event().wait(0.01)
@@ -118,6 +136,7 @@ SCENARIOS: dict[str, Callable[[str], dict[str, Any]]] = {
     "exit_codes": exit_codes,
     "escapes": escapes,
     "concurrent": concurrent,
+    "late_exit": late_exit,
 }
 
 

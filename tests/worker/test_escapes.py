@@ -63,6 +63,10 @@ def test_orphans_of_a_running_attempt_outlive_another_attempts_end(tmp_path: Pat
     assert (report["a"], report["after_a"]) == (0, [])
 
 
+def test_an_orphan_that_ends_while_its_attempt_runs_is_reaped(tmp_path: Path) -> None:
+    assert adopting("late_exit", needle(), tmp_path) == {"before": 1, "after": []}
+
+
 def test_without_a_subreaper_the_marker_finds_escapes() -> None:
     """This process is no subreaper: a setsid child is found by its marker at the job's end."""
     mark = needle()
