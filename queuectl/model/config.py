@@ -55,6 +55,8 @@ SETTINGS: dict[str, Setting] = {
             100 * 365 * 86400,
             "pools delete finished jobs older than this, seconds; 0 = keep all",
         ),
+        Setting("max_sweep", int, 1, 10_000_000, "most jobs one sweep may enqueue"),
+        Setting("result_max_bytes", int, 0, 16 << 20, "largest $QUEUECTL_RESULT file kept"),
         Setting("backoff", Backoff, 0, 0, "how retries are spaced: exponential (the only one)"),
         Setting(
             "job_directory",
@@ -88,6 +90,8 @@ class Config:
     poll_interval: float = 0.2
     output_max_bytes: int = 65536
     retention: float = 0.0
+    max_sweep: int = 10_000
+    result_max_bytes: int = 65536
     backoff: Backoff = Backoff.EXPONENTIAL
     job_directory: Directory = Directory.ENQUEUER
 

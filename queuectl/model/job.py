@@ -6,6 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, TypeAlias
+
+#: a parameter's value: what a JSON object of scalars holds (no null: a parameter has a value)
+Scalar: TypeAlias = str | int | float | bool
 
 
 class State(StrEnum):
@@ -66,6 +70,33 @@ class NewJob:
     enqueued_from: str | None = None
     #: variables set for the job on top of the pool's environment
     env: Mapping[str, str] = field(default_factory=dict)
+    #: the group it belongs to (a sweep, a batch), if any
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    #: its parameters: in its environment as ``QUEUECTL_PARAM_<NAME>``, columns of ``results``
+    params: Mapping[str, Scalar] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """Which jobs a listing or a bulk action takes: those of ``group`` carrying ``tag``
+    (``None``: any). The empty filter takes every job."""
+
+    group: str | None = None
+    tag: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.group is not None or self.tag is not None
+
+    def matches(self, job: Job) -> bool:
+        """Whether ``job`` passes (the in-memory form of the stores' queries)."""
+        return (self.group is None or job.group == self.group) and (
+            self.tag is None or self.tag in job.tags
+        )
+
+
+#: the filter that takes every job
+EVERY_JOB = JobFilter()
 
 
 @dataclass(frozen=True)
@@ -112,6 +143,9 @@ class Job:
     env: Mapping[str, str] = field(default_factory=dict)
     #: someone asked to cancel it while it ran; its pool stops it
     cancel_requested: bool = False
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    params: Mapping[str, Scalar] = field(default_factory=dict)
 
     def directory(self, default: Directory) -> str | None:
         """Where to run it: ``--cwd``, else (by ``default``) where it was enqueued from or
@@ -139,6 +173,8 @@ class Attempt:
     #: for attempts from before these were counted
     stdout_bytes: int | None = None
     stderr_bytes: int | None = None
+    #: the JSON object the command wrote to ``$QUEUECTL_RESULT``, if any
+    result: Mapping[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
@@ -146,6 +182,20 @@ class Attempt:
         if self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """A job as ``results`` shows it: its params, where it stands, and what its latest
+    attempt wrote to ``$QUEUECTL_RESULT`` (``None`` while it runs, or if it wrote nothing)."""
+
+    job_id: str
+    group: str | None
+    state: State
+    attempts: int
+    params: Mapping[str, Scalar]
+    duration: float | None  #: seconds of the latest attempt, ``None`` while it runs
+    result: Mapping[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -181,6 +231,7 @@ class RunResult:
     stderr: bytes = b""
     stdout_bytes: int | None = None  #: bytes written to stdout in all (the tail is the end)
     stderr_bytes: int | None = None
+    result: Mapping[str, Any] | None = None  #: what the command wrote to ``$QUEUECTL_RESULT``
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 from queuectl.errors import InvalidInput
 from queuectl.model.config import did_you_mean
 from queuectl.model.job import JobChanges, NewJob, State
+from queuectl.model.params import expand, validate_params
 
 JOB_FIELDS = (
     "id",
@@ -27,12 +28,16 @@ JOB_FIELDS = (
     "timeout",
     "cwd",
     "env",
+    "group",
+    "tags",
+    "params",
 )
 #: the fields ``edit`` changes
 EDITABLE = ("command", "max_retries", "priority", "run_at", "delay", "timeout")
-FIELD_ALIASES = {"run_after": "run_at"}
+FIELD_ALIASES = {"run_after": "run_at", "tag": "tags"}
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+@-]{0,127}")
+MAX_TAGS = 32
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 #: the variables a worker sets for every job; a job cannot set them itself
 RESERVED_ENV_PREFIX = "QUEUECTL_"
@@ -104,8 +109,10 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
         raise InvalidInput('the job has no command. Example: {"command": "echo hi"}.')
     if data.get("run_at") is not None and data.get("delay") is not None:
         raise InvalidInput("give either run_at or delay, not both.")
+    params = validate_params(data.get("params") or {})
+    command = validate_command(data["command"])
     return NewJob(
-        command=validate_command(data["command"]),
+        command=validate_command(expand(command, params)) if params else command,
         id=None if data.get("id") is None else validate_id(data["id"]),
         max_retries=_optional_int(data, "max_retries", 0, MAX_RETRIES),
         priority=_optional_int(data, "priority", -MAX_PRIORITY, MAX_PRIORITY) or 0,
@@ -114,6 +121,9 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
         delay=None if data.get("delay") is None else parse_delay(data["delay"]),
         cwd=None if data.get("cwd") is None else validate_directory(data["cwd"]),
         env=validate_env(data.get("env") or {}),
+        group=None if data.get("group") is None else validate_name(data["group"], "group"),
+        tags=validate_tags(data.get("tags") or ()),
+        params=params,
     )
 
 
@@ -188,6 +198,28 @@ def parse_env_option(values: Iterable[str], name: str = "--env") -> dict[str, st
             raise InvalidInput(f"{name} sets {key} twice.")
         pairs[key] = text
     return validate_env(pairs)
+
+
+def validate_name(value: Any, what: str) -> str:
+    """A group or tag name: spelt like a job id (1-128 letters, digits or ``_ . : = + @ -``)."""
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        shown = value if not isinstance(value, str) or len(value) <= 40 else value[:40] + "..."
+        raise InvalidInput(
+            f"invalid {what} {shown!r}: use 1-128 letters, digits or _ . : = + @ -, "
+            "starting with a letter or digit."
+        )
+    return value
+
+
+def validate_tags(value: Any) -> tuple[str, ...]:
+    """Tags: one name or a list of names; repeats are kept once, in the order given."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple):
+        raise InvalidInput(f'tags must be a list of names, e.g. ["nightly"]; got {_type(value)}.')
+    tags = tuple(dict.fromkeys(validate_name(name, "tag") for name in names))
+    if len(tags) > MAX_TAGS:
+        raise InvalidInput(f"a job takes at most {MAX_TAGS} tags, got {len(tags)}.")
+    return tags
 
 
 def validate_id(value: Any) -> str:

@@ -31,6 +31,8 @@ from queuectl.model import (
     Fence,
     Job,
     JobChanges,
+    JobFilter,
+    JobResult,
     NewJob,
     QueueCopy,
     RunResult,
@@ -38,6 +40,7 @@ from queuectl.model import (
     Transition,
     WorkerInfo,
 )
+from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary
 
 
@@ -158,20 +161,33 @@ class Store(ABC):
         """One job. Raises ``NotFound``."""
 
     @abstractmethod
-    def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
-        """Jobs, newest first, optionally of one state."""
+    def jobs(
+        self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
+    ) -> list[Job]:
+        """Jobs, newest first, optionally of one state, those ``where`` takes."""
 
     @abstractmethod
-    def attempts(self, job_id: str | None = None) -> list[Attempt]:
-        """Attempts in the order they started: of one job (``NotFound`` if none), or all."""
+    def attempts(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> list[Attempt]:
+        """Attempts in the order they started: of one job (``NotFound`` if none), or of the
+        jobs ``where`` takes."""
 
     @abstractmethod
     def commands(self) -> dict[str, str]:
         """Every job's command by job id (for the attempt history as a table)."""
 
     @abstractmethod
-    def counts(self) -> dict[State, int]:
-        """Number of jobs in each state (every state present, zero if empty)."""
+    def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
+        """Number of jobs in each state (every state present, zero if empty), of the jobs
+        ``where`` takes. Without a tag it reads counts kept by the store, not the jobs."""
+
+    @abstractmethod
+    def group_counts(self) -> dict[str, dict[State, int]]:
+        """Jobs per state of each group that has jobs, by group name (kept counts)."""
+
+    @abstractmethod
+    def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
+        """The jobs ``where`` takes, in enqueue order, each with its latest attempt's
+        duration and result."""
 
     @abstractmethod
     def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
@@ -183,14 +199,26 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def retry_where(self, states: Collection[State], where: JobFilter = EVERY_JOB) -> list[Job]:
+        """Move every job in ``states`` (finished ones) that ``where`` takes back to
+        ``pending`` (see ``retry``), in one transaction."""
+
     def retry_all_dead(self) -> list[Job]:
         """Move every dead job back to ``pending`` (see ``retry``)."""
+        return self.retry_where({State.DEAD})
 
     # -- control ------------------------------------------------------------------------------
 
     @abstractmethod
-    def cancel(self, job_ids: Sequence[str] | None) -> dict[str, State]:
-        """Cancel jobs, all or none; ``None``: every pending or failed job.
+    def cancel(
+        self,
+        job_ids: Sequence[str] | None,
+        where: JobFilter = EVERY_JOB,
+        *,
+        running: bool = False,
+    ) -> dict[str, State]:
+        """Cancel jobs, all or none; ``None``: every pending or failed job that ``where``
+        takes, and with ``running`` its processing ones too (finished ones are left).
 
         A pending or failed job becomes ``cancelled`` (``last_error``: cancelled) at once. A
         processing job gets a cancel request: the pool running it stops it (see
@@ -263,9 +291,10 @@ class Store(ABC):
         """The job's latest attempt, running or not (``None``: never run; ``NotFound``)."""
 
     @abstractmethod
-    def attempt_summary(self, since: datetime) -> AttemptSummary:
-        """Counts, time span and runtime statistics of the finished attempts, for metrics
-        (``since``: count the completed attempts that finished from then on)."""
+    def attempt_summary(self, since: datetime, where: JobFilter = EVERY_JOB) -> AttemptSummary:
+        """Counts, time span and runtime statistics of the finished attempts (of the jobs
+        ``where`` takes), for metrics (``since``: count the completed attempts that finished
+        from then on)."""
 
     @abstractmethod
     def import_copy(self, copy: QueueCopy) -> None:

@@ -18,8 +18,8 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from queuectl.model import Attempt, Fence, Job, JobChanges, RunResult, State
-from queuectl.model.job import WAITING
+from queuectl.model import Attempt, Fence, Job, JobChanges, JobFilter, RunResult, State
+from queuectl.model.job import EVERY_JOB, WAITING
 from queuectl.store import pg_schema, rows
 from queuectl.store import pg_statements as sql
 from queuectl.store.base import (
@@ -37,6 +37,7 @@ from queuectl.store.base import (
     job_not_found,
     not_editable,
 )
+from queuectl.store.pg_queries import matching
 
 NOW = sql.NOW
 JOB_COLUMNS = rows.JOB_COLUMNS
@@ -76,10 +77,11 @@ UPDATE queuectl.jobs SET
 WHERE id = ANY(%(ids)s::text[])
 RETURNING id, state
 """
-CANCEL_WAITING = f"""
-UPDATE queuectl.jobs SET state = 'cancelled', last_error = %(error)s, updated_at = {NOW}
-WHERE state IN ('pending', 'failed')
-RETURNING id
+#: the jobs in ``states`` that a filter (``{where}``, see ``pg_queries.matching``) takes,
+#: locked in id order
+LOCK_CHOSEN = """
+SELECT id, state FROM queuectl.jobs jobs WHERE state = ANY(%(states)s::text[]){where}
+ORDER BY id FOR UPDATE
 """
 
 BURY = f"""
@@ -150,18 +152,34 @@ class PostgresControl(Store):
             retried = _jobs(run(RERUN.format(where="id = ANY(%(ids)s::text[])"), ids=list(job_ids)))
         return in_order(job_ids, retried)
 
-    def retry_all_dead(self) -> list[Job]:
-        return _jobs(self._run(RERUN.format(where="state = 'dead'")))
+    def retry_where(self, states: Collection[State], where: JobFilter = EVERY_JOB) -> list[Job]:
+        check_retryable([], {}, states)
+        conditions, params = matching(where)
+        chosen = f"state = ANY(%(states)s::text[]){conditions}"
+        # Finished jobs: no pool holds or renews them, so no lock order to keep.
+        rerun = RERUN.format(where=chosen)
+        return _jobs(self._run(rerun, states=[state.value for state in states], **params))
 
-    def cancel(self, job_ids: Sequence[str] | None) -> dict[str, State]:
+    def cancel(
+        self,
+        job_ids: Sequence[str] | None,
+        where: JobFilter = EVERY_JOB,
+        *,
+        running: bool = False,
+    ) -> dict[str, State]:
         if job_ids is None:
-            cancelled = self._run(CANCEL_WAITING, error=CANCELLED_ERROR)
-            return {job_id: State.CANCELLED for (job_id,) in cancelled}
+            conditions, params = matching(where)
+            states = ["pending", "failed", *(["processing"] if running else [])]
+            with self._atomic() as run:
+                chosen = run(LOCK_CHOSEN.format(where=conditions), states=states, **params)
+                ids = [job_id for job_id, _ in chosen]
+                done: dict[str, str] = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
+            return {job_id: State(done[job_id]) for job_id in ids}
         ids, allowed = list(job_ids), (State.PENDING, State.FAILED, State.PROCESSING)
         with self._atomic() as run:
             check_states(job_ids, dict(run(LOCK_STATES, ids=ids)), allowed, NOT_CANCELLABLE)
-            after: dict[str, str] = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
-        return {job_id: State(after[job_id]) for job_id in job_ids}
+            done = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
+        return {job_id: State(done[job_id]) for job_id in job_ids}
 
     def bury(self, job_ids: Sequence[str]) -> list[Job]:
         with self._atomic() as run:

@@ -17,7 +17,7 @@ import psycopg
 from queuectl.errors import SchemaTooNew, StoreError
 from queuectl.store.secrets import scrub
 
-VERSION = 3
+VERSION = 4
 #: rows per state in ``queuectl.job_counts``: concurrent writers spread over them
 COUNT_SHARDS = 16
 #: any constant that other applications are unlikely to pick: "queuectl" in ASCII
@@ -188,6 +188,63 @@ CREATE TRIGGER jobs_cancel_requested AFTER UPDATE OF cancel_requested ON queuect
 CREATE TRIGGER config_resumed AFTER DELETE ON queuectl.config
     FOR EACH ROW WHEN (OLD.key = 'paused')
     EXECUTE FUNCTION queuectl.notify_claimable();
+""",
+    # Groups, tags, params and results (NULL for older jobs: nothing is rewritten). Counts per
+    # group and state, kept like job_counts (one row per shard, statement triggers), so that
+    # `status` with a thousand groups reads those rows, not the jobs. Rows are added in key
+    # order, so no two statements wait for each other in a circle.
+    4: f"""
+ALTER TABLE queuectl.jobs
+    ADD COLUMN job_group text,
+    ADD COLUMN tags text,  -- JSON list
+    ADD COLUMN params text;  -- JSON object
+ALTER TABLE queuectl.attempts ADD COLUMN result text;  -- JSON object from $QUEUECTL_RESULT
+CREATE INDEX jobs_by_group ON queuectl.jobs (job_group, seq) WHERE job_group IS NOT NULL;
+CREATE TABLE queuectl.group_counts (
+    job_group text NOT NULL,
+    state text NOT NULL,
+    shard integer NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (job_group, state, shard)
+);
+CREATE FUNCTION queuectl.count_groups() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- (Each branch names only the transition tables its event has.)
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM queuectl.group_counts;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO queuectl.group_counts AS c (job_group, state, shard, n)
+        SELECT job_group, state, pg_backend_pid() % {COUNT_SHARDS}, count(*) FROM new_rows
+        WHERE job_group IS NOT NULL GROUP BY job_group, state ORDER BY job_group, state
+        ON CONFLICT (job_group, state, shard) DO UPDATE SET n = c.n + excluded.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO queuectl.group_counts AS c (job_group, state, shard, n)
+        SELECT job_group, state, pg_backend_pid() % {COUNT_SHARDS}, -count(*) FROM old_rows
+        WHERE job_group IS NOT NULL GROUP BY job_group, state ORDER BY job_group, state
+        ON CONFLICT (job_group, state, shard) DO UPDATE SET n = c.n + excluded.n;
+    ELSE
+        INSERT INTO queuectl.group_counts AS c (job_group, state, shard, n)
+        SELECT job_group, state, pg_backend_pid() % {COUNT_SHARDS}, sum(d) FROM (
+            SELECT job_group, state, 1 AS d FROM new_rows WHERE job_group IS NOT NULL
+            UNION ALL SELECT job_group, state, -1 FROM old_rows WHERE job_group IS NOT NULL
+        ) changes
+        GROUP BY job_group, state HAVING sum(d) <> 0 ORDER BY job_group, state
+        ON CONFLICT (job_group, state, shard) DO UPDATE SET n = c.n + excluded.n;
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_group_counted_on_insert AFTER INSERT ON queuectl.jobs
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_groups();
+CREATE TRIGGER jobs_group_counted_on_update AFTER UPDATE ON queuectl.jobs
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_groups();
+CREATE TRIGGER jobs_group_counted_on_delete AFTER DELETE ON queuectl.jobs
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_groups();
+CREATE TRIGGER jobs_group_counted_on_truncate AFTER TRUNCATE ON queuectl.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_groups();
 """,
 }
 

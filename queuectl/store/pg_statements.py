@@ -12,7 +12,7 @@ from typing import Any
 
 from queuectl.model import Config, Fence, NewJob, RunResult, Transition
 from queuectl.store.base import PAUSED_KEY
-from queuectl.store.rows import JOB_COLUMNS, env_text
+from queuectl.store.rows import JOB_COLUMNS, env_text, json_text
 
 NOW = "COALESCE(%(now)s::timestamptz, now())"
 
@@ -21,16 +21,16 @@ NOW = "COALESCE(%(now)s::timestamptz, now())"
 # clock, not from the enqueuing host's.
 ENQUEUE = f"""
 INSERT INTO queuectl.jobs (id, command, state, max_retries, priority, run_at, timeout,
-    created_at, updated_at, cwd, enqueued_from, env)
+    created_at, updated_at, cwd, enqueued_from, env, job_group, tags, params)
 SELECT id, command, 'pending', retries, priority,
     COALESCE(run_at, {NOW} + make_interval(secs => delay)), timeout, {NOW}, {NOW},
-    cwd, enqueued_from, env
+    cwd, enqueued_from, env, job_group, tags, params
 FROM unnest(%(ids)s::text[], %(commands)s::text[], %(retries)s::integer[],
     %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::double precision[],
     %(timeouts)s::double precision[], %(cwds)s::text[], %(enqueued_froms)s::text[],
-    %(envs)s::text[])
+    %(envs)s::text[], %(groups)s::text[], %(tags)s::text[], %(params)s::text[])
     WITH ORDINALITY AS new (id, command, retries, priority, run_at, delay, timeout, cwd,
-        enqueued_from, env, position)
+        enqueued_from, env, job_group, tags, params, position)
 ORDER BY position
 RETURNING {JOB_COLUMNS}
 """
@@ -114,7 +114,7 @@ _MOVED = f"""
 _RECORDED = f"""
     UPDATE queuectl.attempts SET finished_at = {NOW}, exit_code = %(exit_code)s,
         outcome = %(outcome)s, error = %(error)s, stdout = %(stdout)s, stderr = %(stderr)s,
-        stdout_bytes = %(stdout_bytes)s, stderr_bytes = %(stderr_bytes)s
+        stdout_bytes = %(stdout_bytes)s, stderr_bytes = %(stderr_bytes)s, result = %(result)s
     WHERE id = (SELECT attempt_id FROM moved)
     RETURNING id"""
 
@@ -155,6 +155,9 @@ def enqueue_params(jobs: Sequence[NewJob], config: Config) -> dict[str, Any]:
         cwds=[job.cwd for job in jobs],
         enqueued_froms=[job.enqueued_from for job in jobs],
         envs=[env_text(job.env) for job in jobs],
+        groups=[job.group for job in jobs],
+        tags=[json_text(job.tags) for job in jobs],
+        params=[json_text(job.params) for job in jobs],
     )
 
 
@@ -168,6 +171,7 @@ def finish_params(fence: Fence, result: RunResult, transition: Transition) -> di
         exit_code=result.exit_code,
         outcome=result.outcome.value,
         error=result.error,
+        result=json_text(result.result),
     )
 
 

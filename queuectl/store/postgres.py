@@ -27,7 +27,6 @@ from psycopg import conninfo
 
 from queuectl.errors import InvalidInput, StoreError
 from queuectl.model import (
-    Attempt,
     Claim,
     Config,
     Fence,
@@ -35,17 +34,16 @@ from queuectl.model import (
     NewJob,
     QueueCopy,
     RunResult,
-    State,
     Transition,
     WorkerInfo,
 )
-from queuectl.model.metrics import AttemptSummary
 from queuectl.store import pg_schema, rows
 from queuectl.store import pg_statements as sql
-from queuectl.store.base import check_import_target, duplicate_job, job_not_found
+from queuectl.store.base import check_import_target, duplicate_job
 from queuectl.store.connections import PerThread
 from queuectl.store.pg_control import Execute, PostgresControl
 from queuectl.store.pg_listen import Listener
+from queuectl.store.pg_queries import PostgresQueries
 from queuectl.store.secrets import redact, scrub, without_password
 
 Connection = psycopg.Connection[tuple[Any, ...]]
@@ -63,7 +61,7 @@ CONNECT_DEFAULTS = {
 }
 
 
-class PostgresStore(PostgresControl):
+class PostgresStore(PostgresQueries, PostgresControl):
     """A queue in the ``queuectl`` schema of one PostgreSQL database."""
 
     def __init__(self, url: str, clock: Callable[[], float] | None = None) -> None:
@@ -235,51 +233,6 @@ class PostgresStore(PostgresControl):
             f"WHERE state = 'processing' AND lease_until < {NOW}"
         )
         return [rows.to_claim(row, rows.in_utc) for row in found]
-
-    def get(self, job_id: str) -> Job:
-        found = self._run(f"SELECT {JOB_COLUMNS} FROM queuectl.jobs WHERE id = %(id)s", id=job_id)
-        if not found:
-            raise job_not_found(job_id)
-        return self._job(found[0])
-
-    def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
-        found = self._run(
-            f"SELECT {JOB_COLUMNS} FROM queuectl.jobs "
-            "WHERE %(state)s::text IS NULL OR state = %(state)s::text "
-            "ORDER BY seq DESC LIMIT %(limit)s",
-            state=state.value if state else None,
-            limit=limit,
-        )
-        return [self._job(row) for row in found]
-
-    def attempts(self, job_id: str | None = None) -> list[Attempt]:
-        if job_id is not None:
-            self.get(job_id)
-        found = self._run(
-            f"SELECT {rows.ATTEMPT_COLUMNS} FROM queuectl.attempts "
-            "WHERE %(job)s::text IS NULL OR job_id = %(job)s::text ORDER BY id",
-            job=job_id,
-        )
-        return [rows.to_attempt(row, rows.in_utc) for row in found]
-
-    def commands(self) -> dict[str, str]:
-        return dict(self._run("SELECT id, command FROM queuectl.jobs"))
-
-    def counts(self) -> dict[State, int]:
-        found = dict(
-            self._run("SELECT state, sum(n)::bigint FROM queuectl.job_counts GROUP BY state")
-        )
-        return {state: found.get(state.value, 0) for state in State}
-
-    def attempt_summary(self, since: datetime) -> AttemptSummary:
-        runtime = "extract(epoch FROM finished_at - started_at)::float8"
-        percentiles = "".join(
-            f", percentile_cont({q}) WITHIN GROUP (ORDER BY {runtime}) {rows.COMPLETED}"
-            for q in (0.5, 0.95)
-        )
-        query = rows.attempt_totals(runtime, "%(since)s", "queuectl.attempts", percentiles)
-        ((*totals, p50, p95),) = self._run(query, since=since)
-        return rows.to_summary(totals, p50, p95, rows.in_utc)
 
     def import_copy(self, copy: QueueCopy) -> None:
         with self._transaction() as conn, conn.cursor() as cursor:

@@ -12,22 +12,26 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from queuectl.model import Attempt, Claim, Fence, Job, Outcome, State, WorkerInfo
+from queuectl.model import Attempt, Claim, Fence, Job, JobResult, Outcome, State, WorkerInfo
 from queuectl.model.metrics import AttemptSummary
 
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
     "updated_at, last_error, worker_id, lease_until, attempt_id, cwd, enqueued_from, env, "
-    "cancel_requested"
+    "cancel_requested, job_group, tags, params"
 )
 #: the columns a copied job is inserted with (the lease columns stay empty)
 JOB_COPY_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
-    "updated_at, last_error, cwd, enqueued_from, env"
+    "updated_at, last_error, cwd, enqueued_from, env, job_group, tags, params"
 )
 ATTEMPT_COLUMNS = (
     "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, stdout, "
-    "stderr, stdout_bytes, stderr_bytes"
+    "stderr, stdout_bytes, stderr_bytes, result"
+)
+#: what ``results`` reads: a job and its latest attempt (``a``), whose id the job keeps
+RESULT_COLUMNS = (
+    "j.id, j.job_group, j.state, j.attempts, j.params, a.started_at, a.finished_at, a.result"
 )
 WORKER_COLUMNS = "id, host, pid, threads, started_at, heartbeat_at, stop_requested"
 
@@ -74,12 +78,38 @@ def to_job(row: Sequence[Any], when: Decode = to_datetime) -> Job:
         enqueued_from=row[15],
         env=json.loads(row[16]) if row[16] else {},
         cancel_requested=bool(row[17]),
+        group=row[18],
+        tags=tuple(json.loads(row[19])) if row[19] else (),
+        params=json.loads(row[20]) if row[20] else {},
     )
 
 
 def env_text(env: Mapping[str, str]) -> str | None:
     """A job's variables as the text both stores keep (``None`` when it has none)."""
     return json.dumps(dict(env), sort_keys=True) if env else None
+
+
+def json_text(value: Mapping[str, Any] | Sequence[Any] | None) -> str | None:
+    """Params, tags or a result as the JSON text both stores keep (``None`` when empty);
+    params keep their order: it is the order of the columns of ``results``."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False) if value else None
+
+
+def to_result(row: Sequence[Any], when: Decode = to_datetime) -> JobResult:
+    """A job's row of ``results``, from ``RESULT_COLUMNS``."""
+    job_id, group, state, attempts, params, started, finished, result = row
+    duration = None
+    if started is not None and finished is not None:
+        duration = (when(finished) - when(started)).total_seconds()
+    return JobResult(
+        job_id,
+        group,
+        State(state),
+        attempts,
+        json.loads(params) if params else {},
+        duration,
+        json.loads(result) if result else None,
+    )
 
 
 def to_claim(row: Sequence[Any], when: Decode = to_datetime) -> Claim:
@@ -104,6 +134,7 @@ def to_attempt(row: Sequence[Any], when: Decode = to_datetime) -> Attempt:
         stderr=bytes(row[9]),
         stdout_bytes=row[10],
         stderr_bytes=row[11],
+        result=json.loads(row[12]) if row[12] else None,
     )
 
 
@@ -165,6 +196,9 @@ def job_values(job: Job, encode: Encode = to_epoch) -> tuple[Any, ...]:
         job.cwd,
         job.enqueued_from,
         env_text(job.env),
+        job.group,
+        json_text(job.tags),
+        json_text(job.params),
     )
 
 
@@ -183,4 +217,5 @@ def attempt_values(attempt: Attempt, encode: Encode = to_epoch) -> tuple[Any, ..
         attempt.stderr,
         attempt.stdout_bytes,
         attempt.stderr_bytes,
+        json_text(attempt.result),
     )

@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-VERSION = 3
+VERSION = 4
 BUSY_SECONDS = 60.0
 #: bytes per database page of a new queue file. A commit writes each page it changed to the
 #: WAL and an enqueue changes six (the job, its id, the claim and state indexes, the counts):
@@ -148,9 +148,51 @@ INSERT INTO job_counts (state, n) VALUES ('cancelled', 0);
     + """ALTER TABLE attempts ADD COLUMN stdout_bytes INTEGER;
 ALTER TABLE attempts ADD COLUMN stderr_bytes INTEGER;
 """,
+    # Groups, tags, params and results. The new columns are NULL for older jobs. Counts per
+    # group and state, kept by triggers like job_counts, so that `status` with a thousand
+    # groups reads a few thousand rows, not the jobs; a state a group no longer has is
+    # deleted, so the table holds only what `status` shows.
+    4: """
+ALTER TABLE jobs ADD COLUMN job_group TEXT;
+ALTER TABLE jobs ADD COLUMN tags TEXT;  -- JSON list, NULL when the job has none
+ALTER TABLE jobs ADD COLUMN params TEXT;  -- JSON object, NULL when the job has none
+ALTER TABLE attempts ADD COLUMN result TEXT;  -- JSON object written to $QUEUECTL_RESULT
+CREATE INDEX jobs_by_group ON jobs (job_group, seq) WHERE job_group IS NOT NULL;
+CREATE TABLE group_counts (
+    job_group TEXT NOT NULL,
+    state TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (job_group, state)
+) WITHOUT ROWID;
+CREATE TRIGGER jobs_group_counted_on_insert AFTER INSERT ON jobs
+    WHEN NEW.job_group IS NOT NULL BEGIN
+    INSERT INTO group_counts (job_group, state, n) VALUES (NEW.job_group, NEW.state, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_group_counted_on_update AFTER UPDATE OF state ON jobs
+    WHEN NEW.job_group IS NOT NULL AND OLD.state IS NOT NEW.state BEGIN
+    UPDATE group_counts SET n = n - 1 WHERE job_group = OLD.job_group AND state = OLD.state;
+    DELETE FROM group_counts WHERE job_group = OLD.job_group AND state = OLD.state AND n <= 0;
+    INSERT INTO group_counts (job_group, state, n) VALUES (NEW.job_group, NEW.state, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_group_counted_on_delete AFTER DELETE ON jobs
+    WHEN OLD.job_group IS NOT NULL BEGIN
+    UPDATE group_counts SET n = n - 1 WHERE job_group = OLD.job_group AND state = OLD.state;
+    DELETE FROM group_counts WHERE job_group = OLD.job_group AND state = OLD.state AND n <= 0;
+END;
+""",
 }
 
-OUR_TABLES = {"jobs", "attempts", "config", "workers", "job_counts", "sqlite_sequence"}
+OUR_TABLES = {
+    "jobs",
+    "attempts",
+    "config",
+    "workers",
+    "job_counts",
+    "group_counts",
+    "sqlite_sequence",
+}
 
 
 class NotOurs(sqlite3.DatabaseError):

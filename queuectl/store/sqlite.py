@@ -19,7 +19,6 @@ from datetime import datetime
 from pathlib import Path
 
 from queuectl.model import (
-    Attempt,
     Claim,
     Config,
     Fence,
@@ -27,22 +26,20 @@ from queuectl.model import (
     NewJob,
     QueueCopy,
     RunResult,
-    State,
     Transition,
     WorkerInfo,
 )
-from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import rows
 from queuectl.store.base import (
     PAUSED_KEY,
     Store,
     check_import_target,
     duplicate_job,
-    job_not_found,
 )
 from queuectl.store.file_safety import queue_file
 from queuectl.store.sqlite_connections import SqliteConnections
 from queuectl.store.sqlite_control import SqliteControl
+from queuectl.store.sqlite_queries import SqliteQueries
 
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
 #: (uncorrelated: SQLite evaluates it once per statement, not per row)
@@ -52,7 +49,7 @@ NOT_PAUSED = f"NOT EXISTS (SELECT 1 FROM config WHERE key = '{PAUSED_KEY}')"
 CLAIM_SOURCE = "jobs INDEXED BY jobs_claimable"
 
 
-class SqliteStore(SqliteControl, Store):
+class SqliteStore(SqliteQueries, SqliteControl, Store):
     """A queue in one SQLite database file."""
 
     def __init__(self, path: str | os.PathLike[str], clock: Callable[[], float] = time.time):
@@ -109,12 +106,16 @@ class SqliteStore(SqliteControl, Store):
                     job.cwd,
                     job.enqueued_from,
                     rows.env_text(job.env),
+                    job.group,
+                    rows.json_text(job.tags),
+                    rows.json_text(job.params),
                 )
                 try:
                     row = conn.execute(
                         "INSERT INTO jobs (id, command, state, max_retries, priority, run_at, "
-                        "timeout, created_at, updated_at, cwd, enqueued_from, env) "
-                        "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        "timeout, created_at, updated_at, cwd, enqueued_from, env, job_group, "
+                        "tags, params) "
+                        "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                         f"RETURNING {rows.JOB_COLUMNS}",
                         params,
                     ).fetchone()
@@ -234,7 +235,7 @@ class SqliteStore(SqliteControl, Store):
             return False
         conn.execute(
             "UPDATE attempts SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
-            "stdout = ?, stderr = ?, stdout_bytes = ?, stderr_bytes = ? WHERE id = ?",
+            "stdout = ?, stderr = ?, stdout_bytes = ?, stderr_bytes = ?, result = ? WHERE id = ?",
             (
                 now,
                 result.exit_code,
@@ -244,6 +245,7 @@ class SqliteStore(SqliteControl, Store):
                 result.stderr,
                 result.stdout_bytes,
                 result.stderr_bytes,
+                rows.json_text(result.result),
                 fence.attempt_id,
             ),
         )
@@ -255,52 +257,6 @@ class SqliteStore(SqliteControl, Store):
             (self._clock(),),
         )
         return [rows.to_claim(row) for row in found]
-
-    def get(self, job_id: str) -> Job:
-        found = self._db.read(f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-        if not found:
-            raise job_not_found(job_id)
-        return rows.to_job(found[0])
-
-    def jobs(self, state: State | None = None, limit: int | None = None) -> list[Job]:
-        where = "WHERE state = :state" if state else ""
-        found = self._db.read(
-            f"SELECT {rows.JOB_COLUMNS} FROM jobs {where} ORDER BY seq DESC LIMIT :limit",
-            {"state": state.value if state else None, "limit": -1 if limit is None else limit},
-        )
-        return [rows.to_job(row) for row in found]
-
-    def attempts(self, job_id: str | None = None) -> list[Attempt]:
-        if job_id is None:
-            found = self._db.read(f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
-        else:
-            self.get(job_id)
-            found = self._db.read(
-                f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY id",
-                (job_id,),
-            )
-        return [rows.to_attempt(row) for row in found]
-
-    def commands(self) -> dict[str, str]:
-        return dict(self._db.read("SELECT id, command FROM jobs"))
-
-    def counts(self) -> dict[State, int]:
-        found = dict(self._db.read("SELECT state, n FROM job_counts"))
-        return {state: found.get(state.value, 0) for state in State}
-
-    def attempt_summary(self, since: datetime) -> AttemptSummary:
-        runtime = "round(finished_at - started_at, 6)"  # in µs, as PostgreSQL and frames have it
-        with self._db.snapshot() as conn:
-            query = rows.attempt_totals(runtime, "?")
-            totals = conn.execute(query, (since.timestamp(),)).fetchone()
-            # (sorting here is faster than SQLite's ORDER BY)
-            ordered = sorted(
-                row[0]
-                for row in conn.execute(
-                    f"SELECT {runtime} FROM attempts WHERE outcome = 'completed'"
-                )
-            )
-        return rows.to_summary(totals, quantile(ordered, 0.50), quantile(ordered, 0.95))
 
     def import_copy(self, copy: QueueCopy) -> None:
         with self._db.write() as conn:

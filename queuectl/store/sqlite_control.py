@@ -14,7 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from queuectl.model import Attempt, Fence, Job, JobChanges, RunResult, State
+from queuectl.model import Attempt, Fence, Job, JobChanges, JobFilter, RunResult, State
+from queuectl.model.job import EVERY_JOB
 from queuectl.store import rows
 from queuectl.store.base import (
     BURIED_ERROR,
@@ -31,6 +32,7 @@ from queuectl.store.base import (
     not_editable,
 )
 from queuectl.store.sqlite_connections import SqliteConnections
+from queuectl.store.sqlite_queries import matching
 
 #: the jobs named by a JSON list of ids bound to ``:ids``
 NAMED = "id IN (SELECT value FROM json_each(:ids))"
@@ -53,19 +55,34 @@ class SqliteControl:
             check_retryable(job_ids, _states(conn, job_ids), states)
             return in_order(job_ids, self._retry(conn, NAMED, job_ids))
 
-    def retry_all_dead(self) -> list[Job]:
+    def retry_where(self, states: Collection[State], where: JobFilter = EVERY_JOB) -> list[Job]:
+        check_retryable([], {}, states)
+        conditions, params = matching(where)
+        chosen = f"state IN (SELECT value FROM json_each(:states)){conditions}"
         with self._db.write() as conn:
-            return self._retry(conn, "state = 'dead'", [])
+            return self._retry(conn, chosen, [], {**params, "states": _names(states)})
 
-    def _retry(self, conn: sqlite3.Connection, where: str, ids: Sequence[str]) -> list[Job]:
+    def _retry(
+        self,
+        conn: sqlite3.Connection,
+        where: str,
+        ids: Sequence[str],
+        params: dict[str, Any] | None = None,
+    ) -> list[Job]:
         retried = conn.execute(
             "UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now, "
             f"cancel_requested = 0 WHERE {where} RETURNING {rows.JOB_COLUMNS}",
-            {"now": self._clock(), "ids": json.dumps(list(ids))},
+            {"now": self._clock(), "ids": json.dumps(list(ids)), **(params or {})},
         ).fetchall()
         return [rows.to_job(row) for row in retried]
 
-    def cancel(self, job_ids: Sequence[str] | None) -> dict[str, State]:
+    def cancel(
+        self,
+        job_ids: Sequence[str] | None,
+        where: JobFilter = EVERY_JOB,
+        *,
+        running: bool = False,
+    ) -> dict[str, State]:
         with self._db.write() as conn:
             params = {"now": self._clock(), "error": CANCELLED_ERROR}
             cancel_waiting = (
@@ -73,8 +90,18 @@ class SqliteControl:
                 f"WHERE {WAITING}"
             )
             if job_ids is None:
-                done = conn.execute(f"{cancel_waiting} RETURNING id", params).fetchall()
-                return {row[0]: State.CANCELLED for row in done}
+                conditions, chosen = matching(where)
+                params.update(chosen)
+                done = conn.execute(f"{cancel_waiting}{conditions} RETURNING id", params)
+                after = {row[0]: State.CANCELLED for row in done.fetchall()}
+                if running:
+                    asked = conn.execute(
+                        "UPDATE jobs SET cancel_requested = 1 "
+                        f"WHERE state = 'processing'{conditions} RETURNING id",
+                        params,
+                    )
+                    after.update((row[0], State.PROCESSING) for row in asked.fetchall())
+                return after
             states = _states(conn, job_ids)
             allowed = (State.PENDING, State.FAILED, State.PROCESSING)
             check_states(job_ids, states, allowed, NOT_CANCELLABLE)
@@ -162,7 +189,7 @@ class SqliteControl:
         check_prunable(states)
         params = {
             "before": rows.to_epoch(before),
-            "states": json.dumps(sorted(state.value for state in states)),
+            "states": _names(states),
             "limit": -1 if limit is None else limit,
         }
         where = (
@@ -231,6 +258,11 @@ class SqliteControl:
         if not known:
             raise job_not_found(job_id)
         return None if row is None else rows.to_attempt(row)
+
+
+def _names(states: Collection[State]) -> str:
+    """States as the JSON list ``json_each`` reads."""
+    return json.dumps(sorted(state.value for state in states))
 
 
 def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from queuectl.errors import InvalidTransition, MissingDependency, SchemaTooNew, StoreError
-from queuectl.model import JobChanges, NewJob, Outcome, RunResult, State, Transition
+from queuectl.model import JobChanges, JobFilter, NewJob, Outcome, RunResult, State, Transition
 from queuectl.store import open_store, pg_control, pg_schema
 from queuectl.store import pg_statements as statements
 from queuectl.store.postgres import PostgresStore
@@ -181,7 +181,7 @@ def test_a_version_2_queue_is_upgraded_for_job_control(pg_url: str) -> None:
     )
     store = PostgresStore(pg_url)
     try:
-        assert sql(pg_url, "SELECT value FROM queuectl.meta") == [("3",)]
+        assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
         zero = {state: 0 for state in State}
         assert store.counts() == zero | {
             State.PENDING: 2,
@@ -484,3 +484,40 @@ def test_the_server_of_a_killed_test_session_is_reaped_by_the_next(pg_server: Pg
     assert pg_server.root not in reap_orphans()  # a live session's server stays
     wait_for(lambda: not Path(f"/proc/{postmaster}").exists(), what="the orphan server to stop")
     assert not root.exists()
+
+
+def test_a_version_3_queue_is_upgraded_for_groups_and_results(pg_url: str) -> None:
+    sql(
+        pg_url,
+        "CREATE SCHEMA queuectl; "
+        "CREATE TABLE queuectl.meta (key text PRIMARY KEY, value text NOT NULL); "
+        "INSERT INTO queuectl.meta VALUES ('schema_version', '3'); "
+        + pg_schema.MIGRATIONS[1]
+        + pg_schema.MIGRATIONS[2]
+        + pg_schema.MIGRATIONS[3],
+    )
+    sql(
+        pg_url,
+        "INSERT INTO queuectl.jobs (id, command, state, attempts, max_retries, run_at, "
+        "created_at, updated_at) VALUES ('old', 'echo old', 'pending', 0, 0, now(), now(), now())",
+    )
+    store = PostgresStore(pg_url)
+    try:
+        assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
+        old = store.get("old")
+        assert (old.group, old.tags, dict(old.params)) == (None, (), {})
+        store.cancel(["old"])
+        store.enqueue([NewJob("true", f"g{n}", group="g", tags=("t",)) for n in range(3)])
+        claim = store.claim("w", 30)
+        assert claim is not None
+        done = RunResult(Outcome.COMPLETED, 0, None, result={"loss": {"train": 0.5}})
+        assert store.finish(claim.fence, done, Transition(State.COMPLETED))
+        zero = {state: 0 for state in State}
+        assert store.group_counts() == {"g": zero | {State.PENDING: 2, State.COMPLETED: 1}}
+        assert store.counts(JobFilter(group="g")) == zero | {State.PENDING: 2, State.COMPLETED: 1}
+        assert store.counts(JobFilter(tag="t"))[State.PENDING] == 2
+        assert store.counts()[State.CANCELLED] == 1
+        results = {row.job_id: row.result for row in store.results(JobFilter(group="g"))}
+        assert results == {"g0": {"loss": {"train": 0.5}}, "g1": None, "g2": None}
+    finally:
+        store.close()

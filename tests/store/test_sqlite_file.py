@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from queuectl.errors import SchemaTooNew, StoreError
-from queuectl.model import Directory, NewJob, Outcome, RunResult, State, Transition
+from queuectl.model import Directory, JobFilter, NewJob, Outcome, RunResult, State, Transition
 from queuectl.store import open_store, redact, schema
 from queuectl.store.sqlite import SqliteStore
 from tests.conftest import Cli
@@ -371,3 +371,42 @@ def test_closing_the_store_mid_statement_of_another_thread(db_path: Path) -> Non
         timeout=60,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "[(1,), (0,)]"), done.stderr
+
+
+def test_a_version_3_queue_is_upgraded_for_groups_and_results(db_path: Path) -> None:
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for step in (1, 2, 3):
+            for statement in schema.statements(schema.MIGRATIONS[step]):
+                conn.execute(statement)
+        conn.execute(
+            "INSERT INTO jobs (id, command, state, attempts, max_retries, run_at, created_at, "
+            "updated_at, cwd, env) VALUES ('old', 'echo old', 'completed', 1, 0, 0, 0, 0, "
+            """'/srv', '{"A": "1"}')"""
+        )
+        conn.execute(
+            "INSERT INTO attempts (job_id, number, worker_id, started_at, finished_at, "
+            "exit_code, outcome) VALUES ('old', 1, 'w', 0, 2, 0, 'completed')"
+        )
+        conn.execute("PRAGMA user_version = 3")
+    store = SqliteStore(db_path)
+    try:
+        old = store.get("old")
+        assert (old.group, old.tags, dict(old.params), dict(old.env)) == (None, (), {}, {"A": "1"})
+        assert store.attempts("old")[0].result is None
+        assert store.group_counts() == {}
+        store.enqueue([NewJob("true", "g1", group="g", tags=("t",), params={"lr": 0.1})])
+        claim = store.claim("w", 30)
+        assert claim and claim.job.params == {"lr": 0.1}
+        done = RunResult(Outcome.COMPLETED, 0, None, result={"loss": 0.5})
+        assert store.finish(claim.fence, done, DONE)
+        (row,) = store.results(JobFilter(group="g"))
+        assert (row.job_id, row.state, row.params, row.result) == (
+            "g1",
+            State.COMPLETED,
+            {"lr": 0.1},
+            {"loss": 0.5},
+        )
+        assert store.group_counts() == {"g": {s: 0 for s in State} | {State.COMPLETED: 1}}
+        assert store.counts(JobFilter(tag="t"))[State.COMPLETED] == 1
+    finally:
+        store.close()

@@ -1,0 +1,202 @@
+"""A job's parameters, the ``{name}`` placeholders of its command, and sweep grids.
+
+Parameters are a JSON object of scalars. A worker gives each to the command as a variable
+``QUEUECTL_PARAM_<NAME>`` (the name in upper case). A command that carries parameters may name
+them as ``{name}`` placeholders, replaced *at enqueue* by the value, shell-quoted: the stored
+command is the one that runs, and ``show`` prints it. Literal braces are written ``{{`` and
+``}}``, as in ``str.format``; a placeholder may take a format spec (``{lr:.0e}``). A command
+without parameters is never rewritten.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import shlex
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from queuectl.errors import InvalidInput
+from queuectl.model.job import Scalar
+
+#: a parameter name: it becomes part of a variable name and a column name
+PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+PARAM_ENV_PREFIX = "QUEUECTL_PARAM_"
+MAX_PARAMS = 64
+MAX_PARAM_TEXT = 4096
+#: ``--param seed=0..3``: a range of whole numbers, both ends included
+_RANGE = re.compile(r"(-?\d+)\.\.(-?\d+)")
+
+
+def validate_params(value: Any) -> dict[str, Scalar]:
+    """Parameters: an object of names (letters, digits, ``_``) to text, numbers or booleans."""
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            f'params must be an object of name: value, e.g. {{"lr": 0.01}}; got {_kind(value)}.'
+        )
+    if len(value) > MAX_PARAMS:
+        raise InvalidInput(f"a job takes at most {MAX_PARAMS} params, got {len(value)}.")
+    params: dict[str, Scalar] = {}
+    upper: dict[str, str] = {}
+    for name, raw in value.items():
+        if not isinstance(name, str) or not PARAM_NAME.fullmatch(name):
+            raise InvalidInput(
+                f"invalid param name {name!r}: use letters, digits and _, not starting with a "
+                "digit (it names a variable and a column)."
+            )
+        if (clash := upper.setdefault(name.upper(), name)) != name:
+            raise InvalidInput(
+                f"params {clash!r} and {name!r} would both be {PARAM_ENV_PREFIX}{name.upper()}."
+            )
+        params[name] = validate_scalar(name, raw)
+    return params
+
+
+def validate_scalar(name: str, value: Any) -> Scalar:
+    """One parameter's value: text, a whole number, a finite number or a boolean."""
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        value = value.item()  # a numpy scalar, as a DataFrame's rows hold them
+    if isinstance(value, bool | int | str):
+        if isinstance(value, str) and ("\x00" in value or len(value) > MAX_PARAM_TEXT):
+            raise InvalidInput(
+                f"the value of param {name} must be text without NUL bytes, of at most "
+                f"{MAX_PARAM_TEXT} characters."
+            )
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"the value of param {name} is {value}: give a finite number.")
+        return value
+    raise InvalidInput(
+        f"the value of param {name} must be text, a number or a boolean, got {_kind(value)}."
+    )
+
+
+def param_text(value: Scalar) -> str:
+    """A value as the command sees it: booleans as ``true``/``false``, numbers as Python
+    writes them (``0.001``, ``1e-05``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def param_env(params: Mapping[str, Scalar]) -> dict[str, str]:
+    """The variables a job's parameters become."""
+    return {f"{PARAM_ENV_PREFIX}{name.upper()}": param_text(v) for name, v in params.items()}
+
+
+def expand(command: str, params: Mapping[str, Scalar]) -> str:
+    """``command`` with each ``{name}`` replaced by the shell-quoted value of that param."""
+    out: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(command))
+    except ValueError as exc:
+        raise InvalidInput(
+            f"cannot read the placeholders of the command: {exc}. Write literal braces as "
+            "{{ and }}."
+        ) from None
+    for literal, name, spec, conversion in parsed:
+        out.append(literal)
+        if name is None:
+            continue
+        if name not in params:
+            known = ", ".join(params) or "none"
+            hint = "" if name.isidentifier() else " Write literal braces as {{ and }}."
+            raise InvalidInput(
+                f"the command names the placeholder {{{name}}}, which is not a param "
+                f"(params: {known}).{hint}"
+            )
+        if conversion:
+            raise InvalidInput(f"placeholder {{{name}!{conversion}}}: conversions are not taken.")
+        value = params[name]
+        try:
+            text = format(value, spec) if spec else param_text(value)
+        except ValueError as exc:
+            raise InvalidInput(f"placeholder {{{name}:{spec}}}: {exc}.") from None
+        out.append(shlex.quote(text))
+    return "".join(out)
+
+
+def grid(
+    axes: Mapping[str, Iterable[Any]], *, zipped: bool = False, limit: int
+) -> list[dict[str, Scalar]]:
+    """Parameter rows: every combination of the values of ``axes`` (in the order given, the
+    last axis changing fastest), or with ``zipped`` the n-th value of each together."""
+    if not axes:
+        raise InvalidInput("a sweep needs at least one param, e.g. lr=[0.01, 0.1].")
+    columns: dict[str, list[Scalar]] = {}
+    for name, values in axes.items():
+        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+            values = [values]  # one value: a constant of the sweep
+        listed = list(itertools.islice(values, limit + 1))
+        if not listed:
+            raise InvalidInput(f"param {name} has no values: give at least one.")
+        columns[name] = listed
+    if zipped:
+        lengths = {name: len(v) for name, v in columns.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{n}: {k}" for n, k in lengths.items())
+            raise InvalidInput(f"zipped params must have as many values each; got {shown}.")
+        size = next(iter(lengths.values()))
+    else:
+        size = math.prod(len(v) for v in columns.values())
+    check_size(size, limit)
+    names = list(columns)
+    combos: Iterable[Sequence[Any]] = (
+        zip(*columns.values(), strict=True) if zipped else itertools.product(*columns.values())
+    )
+    return [validate_params(dict(zip(names, combo, strict=True))) for combo in combos]
+
+
+def rows(records: Iterable[Mapping[str, Any]], limit: int) -> list[dict[str, Scalar]]:
+    """Parameter rows given one by one (a DataFrame's records), each validated."""
+    listed = list(itertools.islice(records, limit + 1))
+    if not listed:
+        raise InvalidInput("the sweep has no rows of params.")
+    check_size(len(listed), limit)
+    return [validate_params(dict(row)) for row in listed]
+
+
+def check_size(size: int, limit: int) -> None:
+    """Refuse a sweep of more than ``limit`` jobs (config ``max_sweep``), naming the fix."""
+    if size > limit:
+        raise InvalidInput(
+            f"the sweep would enqueue {size:,} jobs, more than max_sweep ({limit:,}). Check the "
+            "ranges, or raise the limit: queuectl config set max_sweep N."
+        )
+
+
+def parse_param_option(word: str) -> tuple[str, list[Scalar]]:
+    """``--param NAME=V1,V2,...`` or ``NAME=A..B`` (whole numbers, both ends included).
+    Values read as whole numbers, then numbers, then ``true``/``false``, else text."""
+    name, sep, text = word.partition("=")
+    if not sep or not name:
+        raise InvalidInput(f"--param {word!r}: write NAME=V1,V2,... or NAME=A..B (e.g. seed=0..3).")
+    if match := _RANGE.fullmatch(text.strip()):
+        low, high = int(match[1]), int(match[2])
+        if high < low:
+            raise InvalidInput(f"--param {word!r}: the range {low}..{high} is empty.")
+        return name, list(range(low, high + 1))
+    if not text:
+        raise InvalidInput(f"param {name} has no values: give at least one.")
+    return name, [_typed(part.strip()) for part in text.split(",")]
+
+
+def _typed(text: str) -> Scalar:
+    for kind in (int, float):
+        try:
+            number = kind(text)
+        except ValueError:
+            continue
+        if isinstance(number, int) or math.isfinite(number):
+            return number
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return text
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

@@ -1,0 +1,135 @@
+"""What users read from a PostgreSQL queue: jobs, attempts, counts, results, metrics' totals.
+
+A base of ``PostgresStore`` (see there for connections and the clock). A ``JobFilter``
+becomes the SQL of ``matching``: the group by its index, a tag by the JSON list of the job.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from datetime import datetime
+from typing import Any
+
+from queuectl.model import Attempt, Job, JobFilter, JobResult, State
+from queuectl.model.job import EVERY_JOB
+from queuectl.model.metrics import AttemptSummary
+from queuectl.store import rows
+from queuectl.store.base import Store, job_not_found
+
+JOB_COLUMNS = rows.JOB_COLUMNS
+Rows = list[tuple[Any, ...]]
+
+
+def matching(where: JobFilter, table: str = "jobs") -> tuple[str, dict[str, Any]]:
+    """SQL conditions (each starting with AND) for the jobs ``where`` takes, and their
+    parameters (``group``, ``tag``)."""
+    sql, params = "", {}
+    if where.group is not None:
+        sql += f" AND {table}.job_group = %(group)s"
+        params["group"] = where.group
+    if where.tag is not None:
+        sql += f" AND {table}.tags::jsonb ? %(tag)s"
+        params["tag"] = where.tag
+    return sql, params
+
+
+class PostgresQueries(Store):
+    """The read methods of the PostgreSQL store (a base of ``PostgresStore``)."""
+
+    @abstractmethod
+    def _run(self, statement: str, **params: Any) -> Rows:
+        """Run one statement in a transaction of its own; its rows."""
+
+    def get(self, job_id: str) -> Job:
+        found = self._run(f"SELECT {JOB_COLUMNS} FROM queuectl.jobs WHERE id = %(id)s", id=job_id)
+        if not found:
+            raise job_not_found(job_id)
+        return rows.to_job(found[0], rows.in_utc)
+
+    def jobs(
+        self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
+    ) -> list[Job]:
+        conditions, params = matching(where)
+        found = self._run(
+            f"SELECT {JOB_COLUMNS} FROM queuectl.jobs jobs "
+            f"WHERE (%(state)s::text IS NULL OR state = %(state)s::text){conditions} "
+            "ORDER BY seq DESC LIMIT %(limit)s",
+            state=state.value if state else None,
+            limit=limit,
+            **params,
+        )
+        return [rows.to_job(row, rows.in_utc) for row in found]
+
+    def attempts(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> list[Attempt]:
+        if job_id is not None:
+            self.get(job_id)
+        conditions, params = matching(where)
+        chosen = ""
+        if where and job_id is None:
+            chosen = f" AND job_id IN (SELECT id FROM queuectl.jobs jobs WHERE true{conditions})"
+        found = self._run(
+            f"SELECT {rows.ATTEMPT_COLUMNS} FROM queuectl.attempts "
+            f"WHERE (%(job)s::text IS NULL OR job_id = %(job)s::text){chosen} ORDER BY id",
+            job=job_id,
+            **params,
+        )
+        return [rows.to_attempt(row, rows.in_utc) for row in found]
+
+    def commands(self) -> dict[str, str]:
+        return dict(self._run("SELECT id, command FROM queuectl.jobs"))
+
+    def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
+        found: dict[str, int]
+        if where.tag is not None:
+            conditions, params = matching(where)
+            query = (
+                f"SELECT state, count(*) FROM queuectl.jobs jobs WHERE true{conditions} "
+                "GROUP BY state"
+            )
+            found = dict(self._run(query, **params))
+        elif where.group is not None:
+            found = dict(
+                self._run(
+                    "SELECT state, sum(n)::bigint FROM queuectl.group_counts "
+                    "WHERE job_group = %(group)s GROUP BY state",
+                    group=where.group,
+                )
+            )
+        else:
+            found = dict(
+                self._run("SELECT state, sum(n)::bigint FROM queuectl.job_counts GROUP BY state")
+            )
+        return {state: found.get(state.value, 0) for state in State}
+
+    def group_counts(self) -> dict[str, dict[State, int]]:
+        groups: dict[str, dict[State, int]] = {}
+        for group, state, n in self._run(
+            "SELECT job_group, state, sum(n)::bigint FROM queuectl.group_counts "
+            "GROUP BY job_group, state HAVING sum(n) > 0 ORDER BY job_group"
+        ):
+            groups.setdefault(group, dict.fromkeys(State, 0))[State(state)] = n
+        return groups
+
+    def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
+        conditions, params = matching(where, "j")
+        found = self._run(
+            f"SELECT {rows.RESULT_COLUMNS} FROM queuectl.jobs j LEFT JOIN queuectl.attempts a "
+            f"ON a.id = j.attempt_id WHERE true{conditions} ORDER BY j.seq",
+            **params,
+        )
+        return [rows.to_result(row, rows.in_utc) for row in found]
+
+    def attempt_summary(self, since: datetime, where: JobFilter = EVERY_JOB) -> AttemptSummary:
+        runtime = "extract(epoch FROM finished_at - started_at)::float8"
+        percentiles = "".join(
+            f", percentile_cont({q}) WITHIN GROUP (ORDER BY {runtime}) {rows.COMPLETED}"
+            for q in (0.5, 0.95)
+        )
+        conditions, params = matching(where)
+        source = "queuectl.attempts"
+        if where:
+            chosen = f"SELECT id FROM queuectl.jobs jobs WHERE true{conditions}"
+            source = f"(SELECT * FROM queuectl.attempts WHERE job_id IN ({chosen})) attempts"
+        query = rows.attempt_totals(runtime, "%(since)s", source, percentiles)
+        ((*totals, p50, p95),) = self._run(query, since=since, **params)
+        return rows.to_summary(totals, p50, p95, rows.in_utc)

@@ -1,0 +1,128 @@
+"""What users read from an SQLite queue: jobs, attempts, counts, results, the metrics' totals.
+
+A mixin of ``SqliteStore`` (see there for connections and times). A ``JobFilter`` becomes the
+SQL of ``matching``: the group by its index, a tag through ``json_each`` of the job's tags.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from queuectl.model import Attempt, Job, JobFilter, JobResult, State
+from queuectl.model.job import EVERY_JOB
+from queuectl.model.metrics import AttemptSummary, quantile
+from queuectl.store import rows
+from queuectl.store.base import job_not_found
+from queuectl.store.sqlite_connections import SqliteConnections
+
+
+def matching(where: JobFilter, table: str = "jobs") -> tuple[str, dict[str, Any]]:
+    """SQL conditions (joined by AND, starting with AND) for the jobs ``where`` takes, and
+    their parameters (``:group``, ``:tag``)."""
+    sql, params = "", {}
+    if where.group is not None:
+        sql += f" AND {table}.job_group = :group"
+        params["group"] = where.group
+    if where.tag is not None:
+        sql += f" AND EXISTS (SELECT 1 FROM json_each({table}.tags) WHERE value = :tag)"
+        params["tag"] = where.tag
+    return sql, params
+
+
+class SqliteQueries:
+    """The read methods of ``SqliteStore``."""
+
+    _db: SqliteConnections
+
+    def get(self, job_id: str) -> Job:
+        found = self._db.read(f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        if not found:
+            raise job_not_found(job_id)
+        return rows.to_job(found[0])
+
+    def jobs(
+        self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
+    ) -> list[Job]:
+        conditions, params = matching(where)
+        if state:
+            conditions += " AND state = :state"
+            params["state"] = state.value
+        found = self._db.read(
+            f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE 1{conditions} "
+            "ORDER BY seq DESC LIMIT :limit",
+            {**params, "limit": -1 if limit is None else limit},
+        )
+        return [rows.to_job(row) for row in found]
+
+    def attempts(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> list[Attempt]:
+        if job_id is not None:
+            self.get(job_id)
+            found = self._db.read(
+                f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts WHERE job_id = ? ORDER BY id",
+                (job_id,),
+            )
+        elif where:
+            conditions, params = matching(where)
+            found = self._db.read(
+                f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN "
+                f"(SELECT id FROM jobs WHERE 1{conditions}) ORDER BY id",
+                params,
+            )
+        else:
+            found = self._db.read(f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
+        return [rows.to_attempt(row) for row in found]
+
+    def commands(self) -> dict[str, str]:
+        return dict(self._db.read("SELECT id, command FROM jobs"))
+
+    def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
+        if where.tag is not None:
+            conditions, params = matching(where)
+            query = f"SELECT state, count(*) FROM jobs WHERE 1{conditions} GROUP BY state"
+            found = dict(self._db.read(query, params))
+        elif where.group is not None:
+            found = dict(
+                self._db.read(
+                    "SELECT state, n FROM group_counts WHERE job_group = ?", (where.group,)
+                )
+            )
+        else:
+            found = dict(self._db.read("SELECT state, n FROM job_counts"))
+        return {state: found.get(state.value, 0) for state in State}
+
+    def group_counts(self) -> dict[str, dict[State, int]]:
+        groups: dict[str, dict[State, int]] = {}
+        for group, state, n in self._db.read(
+            "SELECT job_group, state, n FROM group_counts WHERE n > 0 ORDER BY job_group"
+        ):
+            groups.setdefault(group, dict.fromkeys(State, 0))[State(state)] = n
+        return groups
+
+    def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
+        conditions, params = matching(where, "j")
+        found = self._db.read(
+            f"SELECT {rows.RESULT_COLUMNS} FROM jobs j LEFT JOIN attempts a "
+            f"ON a.id = j.attempt_id WHERE 1{conditions} ORDER BY j.seq",
+            params,
+        )
+        return [rows.to_result(row) for row in found]
+
+    def attempt_summary(self, since: datetime, where: JobFilter = EVERY_JOB) -> AttemptSummary:
+        runtime = "round(finished_at - started_at, 6)"  # in µs, as PostgreSQL and frames have it
+        conditions, params = matching(where)
+        source = "attempts"
+        if where:
+            chosen = f"SELECT id FROM jobs WHERE 1{conditions}"
+            source = f"(SELECT * FROM attempts WHERE job_id IN ({chosen}))"
+        with self._db.snapshot() as conn:
+            query = rows.attempt_totals(runtime, ":since", source)
+            totals = conn.execute(query, {**params, "since": since.timestamp()}).fetchone()
+            # (sorting here is faster than SQLite's ORDER BY)
+            ordered = sorted(
+                row[0]
+                for row in conn.execute(
+                    f"SELECT {runtime} FROM {source} WHERE outcome = 'completed'", params
+                )
+            )
+        return rows.to_summary(totals, quantile(ordered, 0.50), quantile(ordered, 0.95))

@@ -1,0 +1,159 @@
+"""The store contract for groups, tags, params and results: filters on every listing and bulk
+action, counts per group kept by the store, and results with their latest attempt.
+
+Every store (SQLite and PostgreSQL) must pass this module, like ``test_contract.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from queuectl.model import JobFilter, NewJob, Outcome, QueueCopy, RunResult, State, Transition
+from queuectl.store import open_store
+from queuectl.store.base import Store
+from tests.store.test_contract import FakeClock
+
+DONE = Transition(State.COMPLETED)
+DEAD = Transition(State.DEAD, 0, "exit code 1")
+
+
+@pytest.fixture
+def store(queue_target: str) -> Iterator[Store]:
+    s = open_store(queue_target, clock=FakeClock())
+    yield s
+    s.close()
+
+
+def sweep(store: Store) -> None:
+    """Two groups and a job of none: 'a' has a0..a3 (a0, a1 tagged 'x'), 'b' has b0, b1."""
+    store.enqueue(
+        [
+            NewJob("true", f"a{n}", group="a", tags=("x",) if n < 2 else (), params={"n": n})
+            for n in range(4)
+        ]
+        + [NewJob("true", f"b{n}", group="b", params={"n": n, "s": "v"}) for n in range(2)]
+        + [NewJob("true", "lone", tags=("x", "y"))]
+    )
+
+
+def finish_next(store: Store, result: RunResult, transition: Transition = DONE) -> str:
+    claimed = store.claim("w", 30)
+    assert claimed is not None
+    assert store.finish(claimed.fence, result, transition)
+    return claimed.job.id
+
+
+def test_jobs_keep_group_tags_and_params(store: Store) -> None:
+    sweep(store)
+    job = store.get("b1")
+    assert (job.group, job.tags, dict(job.params)) == ("b", (), {"n": 1, "s": "v"})
+    assert store.get("lone").tags == ("x", "y")
+    assert list(store.get("a0").params) == ["n"]
+
+
+def test_listings_filter_by_group_and_tag(store: Store) -> None:
+    sweep(store)
+    assert [j.id for j in store.jobs(where=JobFilter(group="a"))] == ["a3", "a2", "a1", "a0"]
+    assert [j.id for j in store.jobs(where=JobFilter(tag="x"))] == ["lone", "a1", "a0"]
+    both = JobFilter(group="a", tag="x")
+    assert [j.id for j in store.jobs(State.PENDING, 1, both)] == ["a1"]
+    assert store.jobs(where=JobFilter(group="nope")) == []
+    finish_next(store, RunResult(Outcome.COMPLETED, 0, None))  # a0
+    assert [a.job_id for a in store.attempts(where=JobFilter(tag="x"))] == ["a0"]
+    assert store.attempts(where=JobFilter(group="b")) == []
+
+
+def test_counts_per_group_follow_every_change(store: Store) -> None:
+    sweep(store)
+    zero = {state: 0 for state in State}
+    assert store.group_counts() == {"a": zero | {State.PENDING: 4}, "b": zero | {State.PENDING: 2}}
+    finish_next(store, RunResult(Outcome.COMPLETED, 0, None))  # a0
+    finish_next(store, RunResult(Outcome.FAILED, 1, "exit code 1"), DEAD)  # a1
+    store.cancel(["b0"])
+    assert store.counts(JobFilter(group="a")) == zero | {
+        State.PENDING: 2,
+        State.COMPLETED: 1,
+        State.DEAD: 1,
+    }
+    assert store.counts(JobFilter(group="b")) == zero | {State.PENDING: 1, State.CANCELLED: 1}
+    assert store.counts(JobFilter(tag="x")) == zero | {
+        State.PENDING: 1,
+        State.COMPLETED: 1,
+        State.DEAD: 1,
+    }
+    assert sum(store.counts().values()) == 7
+    store.prune(store.now() + timedelta(seconds=1), (State.COMPLETED, State.CANCELLED))
+    assert store.group_counts()["b"] == zero | {State.PENDING: 1}
+    assert store.group_counts()["a"][State.COMPLETED] == 0
+
+
+def test_cancel_and_retry_by_filter(store: Store) -> None:
+    sweep(store)
+    running = store.claim("w", 30)
+    assert running is not None and running.job.id == "a0"
+    # Waiting jobs only, unless running ones are asked for too.
+    assert store.cancel(None, JobFilter(group="a", tag="x")) == {"a1": State.CANCELLED}
+    assert store.cancel(None, JobFilter(group="a"), running=True) == {
+        "a0": State.PROCESSING,
+        "a2": State.CANCELLED,
+        "a3": State.CANCELLED,
+    }
+    assert store.cancel_requests([running.fence]) == {running.fence.attempt_id}
+    assert store.get("b0").state is State.PENDING  # another group is left alone
+    stopped = RunResult(Outcome.CANCELLED, None, "cancelled by request")
+    assert store.finish(running.fence, stopped, Transition(State.FAILED, 1, "cancelled"))
+    retried = store.retry_where({State.DEAD, State.CANCELLED}, JobFilter(group="a"))
+    assert sorted(job.id for job in retried) == ["a0", "a1", "a2", "a3"]
+    assert all(job.attempts == 0 and job.state is State.PENDING for job in retried)
+    assert store.cancel(None, JobFilter(group="nope"), running=True) == {}
+
+
+def test_results_hold_params_state_and_the_latest_result(store: Store) -> None:
+    sweep(store)
+    finish_next(store, RunResult(Outcome.COMPLETED, 0, None, result={"loss": 0.25}))  # a0
+    failed = RunResult(Outcome.FAILED, 1, "exit code 1", result={"partial": True})
+    finish_next(store, failed, Transition(State.FAILED, 60, "exit code 1"))  # a1
+    running = store.claim("w", 30)
+    assert running is not None and running.job.id == "a2"
+    rows = {row.job_id: row for row in store.results(JobFilter(group="a"))}
+    assert list(rows) == ["a0", "a1", "a2", "a3"]  # enqueue order
+    assert (rows["a0"].state, rows["a0"].attempts, rows["a0"].result) == (
+        State.COMPLETED,
+        1,
+        {"loss": 0.25},
+    )
+    assert rows["a0"].duration is not None and rows["a0"].duration >= 0
+    assert rows["a1"].result == {"partial": True}
+    assert (rows["a2"].state, rows["a2"].duration, rows["a2"].result) == (
+        State.PROCESSING,
+        None,
+        None,
+    )
+    assert (rows["a3"].attempts, rows["a3"].result, dict(rows["a3"].params)) == (0, None, {"n": 3})
+    assert [a.result for a in store.attempts("a0")] == [{"loss": 0.25}]
+    assert len(store.results()) == 7
+
+
+def test_a_copy_keeps_groups_tags_params_and_results(store: Store, queue_target: str) -> None:
+    sweep(store)
+    finish_next(store, RunResult(Outcome.COMPLETED, 0, None, result={"acc": 0.9}))
+    copy = QueueCopy(store.jobs(), store.attempts(), store.config())
+    store.prune(store.now() + timedelta(seconds=1), (State.COMPLETED,))
+    for job in store.jobs():
+        store.cancel([job.id])
+    store.prune(store.now() + timedelta(seconds=1), (State.CANCELLED,))
+    store.import_copy(copy)
+    assert store.get("a1").tags == ("x",) and store.get("b1").params == {"n": 1, "s": "v"}
+    assert store.attempts("a0")[0].result == {"acc": 0.9}
+    assert store.group_counts()["a"][State.COMPLETED] == 1
+
+
+def test_metrics_of_one_group(store: Store) -> None:
+    sweep(store)
+    finish_next(store, RunResult(Outcome.COMPLETED, 0, None))  # a0
+    summary = store.attempt_summary(store.now(), JobFilter(group="a"))
+    assert summary.by_outcome == {Outcome.COMPLETED: 1}
+    assert store.attempt_summary(store.now(), JobFilter(group="b")).by_outcome == {}
