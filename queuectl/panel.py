@@ -31,22 +31,26 @@ from queuectl.panel_controls import JobControls, run_action, set_value
 from queuectl.text import cell
 
 _PANELS: weakref.WeakSet[QueuePanel] = weakref.WeakSet()
-_LATEST: dict[str, weakref.ref[QueuePanel]] = {}
+_LATEST: dict[tuple[str, str | None], weakref.ref[QueuePanel]] = {}
 
 
 class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
     """Counts per state with a progress bar, live workers, recent jobs, the active jobs (to
     cancel, or follow the output of a running one) and the DLQ; pause/resume the queue."""
 
-    def __init__(self, queue: Queue, interval: float = 1.0, recent: int = 10) -> None:
+    def __init__(
+        self, queue: Queue, interval: float = 1.0, recent: int = 10, group: str | None = None
+    ) -> None:
         self.queue = queue
         self.interval = interval
         self.recent_limit = recent
+        self.group = group  #: show only this group's jobs (a sweep's panel)
         self.title = widgets.HTML()
         self.progress = widgets.IntProgress(
             min=0, max=1, value=0, description="finished", style={"description_width": "initial"}
         )
         self.counts = widgets.HTML()
+        self.groups = widgets.HTML()
         self.workers = widgets.HTML()
         self.recent = widgets.HTML()
         self.dead = widgets.SelectMultiple(options=[], rows=4, description="dead")
@@ -67,6 +71,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             children=[
                 widgets.HBox([self.title, self.pause]),
                 widgets.HBox([self.progress, self.counts]),
+                self.groups,
                 self.workers,
                 self.recent,
                 *self.controls.children,
@@ -74,7 +79,8 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
                 self.message,
             ]
         )
-        self.title.value = f"<b>queuectl</b> · {html.escape(queue.location)}"
+        scope = "" if group is None else f" · group <b>{html.escape(group)}</b>"
+        self.title.value = f"<b>queuectl</b> · {html.escape(queue.location)}{scope}"
         self._stop = threading.Event()
         self.refresh()
         self._replace_previous()
@@ -88,7 +94,8 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
 
     def __repr__(self) -> str:
         # Stable (no live values), so stored notebook outputs do not change on every run.
-        return f"QueuePanel({self.queue.location})"
+        group = "" if self.group is None else f", group={self.group!r}"
+        return f"QueuePanel({self.queue.location}{group})"
 
     @property
     def running(self) -> bool:
@@ -98,7 +105,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
     def refresh(self) -> None:
         """Read the queue and update the widgets (the refresher calls this)."""
         with self._lock:
-            status = self.queue.status()
+            status = self.queue.status(group=self.group)
             counts, total = status.counts, status.total
             done = total - unfinished(counts)  # completed, dead or cancelled
             set_value(self.progress, "max", max(total, 1))
@@ -106,11 +113,12 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             set_value(self.progress, "description", _outcomes(counts, done, total))
             set_value(self.progress, "bar_style", _bar_style(counts, done == total))
             set_value(self.counts, "value", _counts_html(counts, status.paused))
+            set_value(self.groups, "value", _groups_html(status.groups))
             set_value(self.workers, "value", _workers_html(status.workers))
-            recent = self.queue.job_records(limit=self.recent_limit)
+            recent = self.queue.job_records(limit=self.recent_limit, group=self.group)
             set_value(self.recent, "value", _jobs_html(recent))
             self.controls.update(status)
-            dead = self.queue.job_records(State.DEAD, 200)
+            dead = self.queue.job_records(State.DEAD, 200, group=self.group)
             options = tuple((_dead_label(job), job.id) for job in dead)
             if options != self.dead.options:
                 chosen = self.dead.value  # new options clear the selection: keep what's left
@@ -140,11 +148,12 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         return found
 
     def _replace_previous(self) -> None:
-        previous = _LATEST.get(self.queue.db)
+        key = (self.queue.db, self.group)
+        previous = _LATEST.get(key)
         old = previous() if previous is not None else None
         if old is not None and old is not self:
             old.stop()
-        _LATEST[self.queue.db] = weakref.ref(self)
+        _LATEST[key] = weakref.ref(self)
         _PANELS.add(self)
 
     def _retry(self, all_dead: bool) -> None:
@@ -152,7 +161,10 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             chosen = list(self.dead.value)
             if not all_dead and not chosen:
                 raise InvalidInput("select dead jobs first.")
-            retried = self.queue.retry(*chosen, all_dead=all_dead, dead_only=True)
+            if all_dead:
+                retried = self.queue.retry(all_dead=True, group=self.group)
+            else:
+                retried = self.queue.retry(*chosen, dead_only=True)
             return f"Retried {len(retried)} job(s)."
 
         run_action(self.message, retry, self.refresh)
@@ -224,6 +236,30 @@ def _bar_style(counts: dict[State, int], all_done: bool) -> str:
     if not all_done:
         return "info"
     return "warning" if counts.get(State.CANCELLED) else "success"
+
+
+def _groups_html(groups: dict[str, dict[State, int]]) -> str:
+    """One progress line per group (when the queue has groups): finished of all, and how
+    many failed (dead or cancelled)."""
+    if not groups:
+        return ""
+    rows = []
+    for name, counts in sorted(groups.items(), key=lambda g: (not unfinished(g[1]), g[0]))[:20]:
+        total = sum(counts.values())
+        done = total - unfinished(counts)
+        failed = counts[State.DEAD] + counts[State.CANCELLED]
+        bar = f"<progress max='{max(total, 1)}' value='{done}'></progress>"
+        rows.append((name, bar, f"{done}/{total}", failed, counts[State.PROCESSING]))
+    head = "".join(f"<th {_CELL}>{h}</th>" for h in ("group", "", "done", "failed", "running"))
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td {_CELL}>{v if n == 1 else html.escape(cell(v))}</td>" for n, v in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return f"<b>Groups</b><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _workers_html(workers: list[WorkerInfo]) -> str:

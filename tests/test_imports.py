@@ -14,7 +14,16 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = {"pandas", "numpy", "IPython", "ipywidgets", "psycopg", "ipykernel", "tqdm"}
+HEAVY = {
+    "pandas",
+    "numpy",
+    "IPython",
+    "ipywidgets",
+    "psycopg",
+    "ipykernel",
+    "tqdm",
+    "matplotlib",
+}
 
 #: What a one-shot command such as `queuectl enqueue` or `queuectl status` never needs: worker
 #: pools, the watchdog, the notebook front end, PostgreSQL, migration, and the standard library
@@ -62,6 +71,12 @@ def test_import_queuectl_loads_nothing_heavy_not_even_click() -> None:
     modules = loaded_after("import queuectl")
     assert HEAVY.isdisjoint(modules), HEAVY & modules
     assert "click" not in modules
+
+
+def test_import_queuectl_plots_loads_no_matplotlib() -> None:
+    modules = loaded_after("import queuectl.plots")
+    assert "queuectl.plots" in modules  # the measurement saw the module
+    assert HEAVY.isdisjoint(modules), HEAVY & modules
 
 
 def test_cli_help_loads_nothing_heavy() -> None:

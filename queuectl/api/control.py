@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import Attempt, Job, JobChanges, State
 from queuectl.model.job import FINISHED
-from queuectl.model.parse import job_changes, parse_duration, validate_state, validate_timeout
+from queuectl.model.parse import (
+    job_changes,
+    job_filter,
+    parse_duration,
+    validate_state,
+    validate_timeout,
+)
 from queuectl.store import Store
 from queuectl.worker.inprocess import LocalPools
 
@@ -29,20 +35,36 @@ class Control:
     store: Store
     _local: LocalPools
 
-    def retry(self, *job_ids: str, all_dead: bool = False, dead_only: bool = False) -> list[Job]:
+    def retry(
+        self,
+        *job_ids: str,
+        all_dead: bool = False,
+        dead_only: bool = False,
+        failed: bool = False,
+        group: str | None = None,
+        tag: str | None = None,
+    ) -> list[Job]:
         """Run finished jobs (completed, dead or cancelled) again: back to pending, due at
         once, attempts reset; their history stays. All or none.
 
-        ``all_dead``: every dead job. ``dead_only``: refuse jobs that are not dead (what
+        ``all_dead``: every dead job. ``failed``: every dead or cancelled job. Either may be
+        narrowed to a ``group`` or ``tag``; a group or tag alone means ``failed`` (completed
+        jobs are rerun by id only). ``dead_only``: refuse named jobs that are not dead (what
         ``dlq retry`` does).
         """
-        if all_dead:
-            retried = self.store.retry_all_dead()
+        where = job_filter(group, tag)
+        if job_ids and (all_dead or failed or where):
+            raise InvalidInput(
+                "name the jobs to retry, or choose them by state/group/tag, not both."
+            )
+        if all_dead or failed or where:
+            states = {State.DEAD} if all_dead else {State.DEAD, State.CANCELLED}
+            retried = self.store.retry_where(states, where)
         elif not job_ids:
-            raise InvalidInput("name the jobs to retry, or retry all dead ones.")
+            raise InvalidInput("name the jobs to retry, or retry all dead (or failed) ones.")
         else:
-            states = (State.DEAD,) if dead_only else tuple(FINISHED)
-            retried = self.store.retry(_unique(job_ids), states)
+            states = {State.DEAD} if dead_only else set(FINISHED)
+            retried = self.store.retry(_unique(job_ids), tuple(states))
         self._local.wake()
         return retried
 
@@ -50,6 +72,8 @@ class Control:
         self,
         *job_ids: str,
         all_pending: bool = False,
+        group: str | None = None,
+        tag: str | None = None,
         wait: bool = True,
         timeout: float | None = None,
     ) -> dict[str, State]:
@@ -60,15 +84,25 @@ class Control:
         with ``wait`` this waits for that (at most ``timeout`` seconds, by default the grace
         period and a few seconds more). Its state is then ``cancelled``, or ``completed`` if
         it finished first; ``processing`` if it is still stopping (its pool may be gone: it
-        is cancelled once its lease runs out). ``all_pending``: every pending or failed job.
+        is cancelled once its lease runs out).
+
+        ``all_pending``: every pending or failed job (of a ``group`` or ``tag``, if given).
+        ``group`` or ``tag`` alone: every unfinished job of it, running ones included; its
+        finished jobs are left as they are.
 
         Raises:
             NotFound: an id is unknown. InvalidTransition: a job is finished already.
         """
-        if all_pending == bool(job_ids):
-            raise InvalidInput("name the jobs to cancel, or cancel all pending ones (not both).")
+        where = job_filter(group, tag)
+        if bool(job_ids) == (all_pending or bool(where)):
+            raise InvalidInput(
+                "name the jobs to cancel, or choose them (all pending, a group, a tag), not both."
+            )
         timeout = validate_timeout(timeout)
-        states = self.store.cancel(None if all_pending else _unique(job_ids))
+        if job_ids:
+            states = self.store.cancel(_unique(job_ids))
+        else:
+            states = self.store.cancel(None, where, running=not all_pending)
         running = [job_id for job_id, state in states.items() if state is State.PROCESSING]
         if running and wait:
             from queuectl.model.policy import KILL_GRACE

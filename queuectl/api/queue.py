@@ -10,12 +10,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from queuectl.api.control import Control
+from queuectl.api.sweep import Sweeps
 from queuectl.api.workers import Workers
 from queuectl.errors import InvalidInput
 from queuectl.model import Attempt, Config, Job, NewJob, QueueCopy, State
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
 from queuectl.model.parse import (
+    job_filter,
     new_job,
     validate_limit,
     validate_state,
@@ -46,7 +48,7 @@ def connect(db: str | None = None) -> Queue:
     return Queue(open_store(location), location)
 
 
-class Queue(Control, Workers):
+class Queue(Control, Sweeps, Workers):
     """A job queue: enqueue shell commands, inspect jobs and their history, run workers."""
 
     def __init__(self, store: Store, db: str | None = None) -> None:
@@ -134,52 +136,93 @@ class Queue(Control, Workers):
         """One job (``NotFound`` if there is none)."""
         return self.store.get(job_id)
 
-    def jobs(self, state: State | str | None = None, limit: int | None = None) -> pd.DataFrame:
-        """Jobs as a DataFrame indexed by id, newest first, optionally of one state."""
+    def jobs(
+        self,
+        state: State | str | None = None,
+        limit: int | None = None,
+        *,
+        group: str | None = None,
+        tag: str | None = None,
+    ) -> pd.DataFrame:
+        """Jobs as a DataFrame indexed by id, newest first, optionally of one state, group
+        or tag."""
         from queuectl.frames import jobs_frame
 
-        return jobs_frame(self.job_records(state, limit))
+        return jobs_frame(self.job_records(state, limit, group=group, tag=tag))
 
-    def dlq(self, limit: int | None = None) -> pd.DataFrame:
+    def dlq(
+        self, limit: int | None = None, *, group: str | None = None, tag: str | None = None
+    ) -> pd.DataFrame:
         """The dead letter queue (jobs that used up their retries) as a DataFrame."""
-        return self.jobs(State.DEAD, limit)
+        return self.jobs(State.DEAD, limit, group=group, tag=tag)
 
-    def attempts(self, job_id: str | None = None) -> pd.DataFrame:
-        """The attempt history as a DataFrame: one row per attempt, of one job or of all."""
+    def attempts(
+        self, job_id: str | None = None, *, group: str | None = None, tag: str | None = None
+    ) -> pd.DataFrame:
+        """The attempt history as a DataFrame: one row per attempt, of one job or of all
+        (of one group or tag)."""
         from queuectl.frames import attempts_frame
 
         if job_id is not None:
             commands = {job_id: self.get(job_id).command}
         else:
             commands = self.store.commands()
-        return attempts_frame(self.attempt_records(job_id), commands)
+        return attempts_frame(self.attempt_records(job_id, group=group, tag=tag), commands)
 
-    def job_records(self, state: State | str | None = None, limit: int | None = None) -> list[Job]:
-        """Jobs as ``Job`` objects, newest first, optionally of one state."""
+    def results(self, *, group: str | None = None, tag: str | None = None) -> pd.DataFrame:
+        """One row per job (of a group or tag): its params as columns, its state, attempts
+        and the duration of its latest attempt, then the keys of the JSON object that attempt
+        wrote to ``$QUEUECTL_RESULT`` (nested keys joined by "."). Jobs without a result yet
+        have missing values, so a running sweep can be analysed already."""
+        from queuectl.frames import results_frame
+
+        return results_frame(self.store.results(job_filter(group, tag)))
+
+    def job_records(
+        self,
+        state: State | str | None = None,
+        limit: int | None = None,
+        *,
+        group: str | None = None,
+        tag: str | None = None,
+    ) -> list[Job]:
+        """Jobs as ``Job`` objects, newest first, optionally of one state, group or tag."""
         chosen = validate_state(state) if isinstance(state, str) else state
-        return self.store.jobs(chosen, validate_limit(limit))
+        return self.store.jobs(chosen, validate_limit(limit), job_filter(group, tag))
 
-    def attempt_records(self, job_id: str | None = None) -> list[Attempt]:
+    def attempt_records(
+        self, job_id: str | None = None, *, group: str | None = None, tag: str | None = None
+    ) -> list[Attempt]:
         """Attempts as ``Attempt`` objects (with output tails), in start order."""
-        return self.store.attempts(job_id)
+        return self.store.attempts(job_id, job_filter(group, tag))
 
     def import_copy(self, copy: QueueCopy) -> None:
         """Write a whole queue (its jobs, attempts and configuration, as they are) into this
         queue, which must have no jobs; all or nothing (see ``queuectl.migrate``)."""
         self.store.import_copy(copy)
 
-    def counts(self) -> dict[State, int]:
-        """Number of jobs in each state."""
-        return self.store.counts()
+    def counts(self, *, group: str | None = None, tag: str | None = None) -> dict[State, int]:
+        """Number of jobs in each state (of a group or tag)."""
+        return self.store.counts(job_filter(group, tag))
 
-    def status(self) -> QueueStatus:
-        """Counts per state, live worker pools, and whether the queue is paused."""
-        return QueueStatus(self.location, self.store.counts(), self.workers(), self.store.paused())
+    def status(self, *, group: str | None = None, tag: str | None = None) -> QueueStatus:
+        """Counts per state (of a group or tag; per group too when groups exist), live worker
+        pools, and whether the queue is paused."""
+        where = job_filter(group, tag)
+        return QueueStatus(
+            self.location,
+            self.store.counts(where),
+            self.workers(),
+            self.store.paused(),
+            groups={} if where else self.store.group_counts(),
+            scope=where,
+        )
 
-    def metrics(self) -> metrics_model.Metrics:
-        """Throughput, runtimes and failure rate over the attempt history."""
+    def metrics(self, *, group: str | None = None, tag: str | None = None) -> metrics_model.Metrics:
+        """Throughput, runtimes and failure rate over the attempt history (of a group or
+        tag)."""
         since = self.store.now() - metrics_model.RECENT
-        return metrics_model.compute(self.store.attempt_summary(since))
+        return metrics_model.compute(self.store.attempt_summary(since, job_filter(group, tag)))
 
     # -- configuration ------------------------------------------------------------------------
 

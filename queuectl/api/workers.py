@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 from queuectl.errors import InvalidInput, NoWorkers, QueuePaused, WaitTimeout
 from queuectl.model import State, WorkerInfo
 from queuectl.model.job import unfinished
-from queuectl.model.parse import validate_timeout
+from queuectl.model.parse import job_filter, validate_timeout
 from queuectl.store import Store, queue_home
 from queuectl.worker.identity import pool_gone
 from queuectl.worker.inprocess import MAX_THREADS, LocalPools
@@ -95,9 +95,16 @@ class Workers:
         return asked
 
     def wait(
-        self, timeout: float | None = None, *, progress: bool | None = None, poll: float = 0.1
+        self,
+        timeout: float | None = None,
+        *,
+        progress: bool | None = None,
+        poll: float = 0.1,
+        group: str | None = None,
+        tag: str | None = None,
     ) -> bool:
-        """Block until no job is pending, failed or processing; False if ``timeout`` passed.
+        """Block until no job (of ``group``, with ``tag``) is pending, failed or processing;
+        False if ``timeout`` passed.
 
         ``progress`` shows a progress bar of the jobs finished since the call (in a notebook
         a widget, in a terminal on stderr); by default only when someone is watching: in a
@@ -110,11 +117,12 @@ class Workers:
         from queuectl.progress import Progress
 
         timeout = validate_timeout(timeout)
+        where = job_filter(group, tag)
         deadline = None if timeout is None else time.monotonic() + timeout
-        first = self.store.counts()
+        first = self.store.counts(where)
         with Progress(sum(first.values()), unfinished(first), progress) as bar:
             next_check = 0.0
-            while left := unfinished(counts := self.store.counts()):
+            while left := unfinished(counts := self.store.counts(where)):
                 bar.update(counts)
                 if time.monotonic() >= next_check:
                     next_check = time.monotonic() + 2.0
@@ -128,14 +136,23 @@ class Workers:
             bar.update(counts)
         return True
 
-    def wait_or_raise(self, timeout: float | None = None, progress: bool | None = None) -> None:
+    def wait_or_raise(
+        self,
+        timeout: float | None = None,
+        progress: bool | None = None,
+        *,
+        group: str | None = None,
+        tag: str | None = None,
+    ) -> None:
         """``wait()``, raising ``WaitTimeout`` when the timeout passes first."""
-        if not self.wait(timeout, progress=progress):
-            left = unfinished(self.store.counts())
+        if not self.wait(timeout, progress=progress, group=group, tag=tag):
+            left = unfinished(self.store.counts(job_filter(group, tag)))
             raise WaitTimeout(f"{left} job(s) still unfinished after {timeout:g} s.")
 
-    def panel(self, interval: float = 1.0) -> QueuePanel:
-        """A live ipywidgets panel of this queue (counts, workers, recent jobs, the DLQ)."""
+    def panel(self, interval: float = 1.0, *, group: str | None = None) -> QueuePanel:
+        """A live ipywidgets panel of this queue (counts, one line per group, workers, recent
+        jobs, the DLQ), or of one ``group``'s jobs."""
         from queuectl.panel import QueuePanel
 
-        return QueuePanel(cast("Queue", self), interval=interval)
+        where = job_filter(group)
+        return QueuePanel(cast("Queue", self), interval=interval, group=where.group)

@@ -157,6 +157,10 @@ class StatusReport(Result):
             "total": self.status.total,
             "paused": self.status.paused,
             "workers": [worker_json(w) for w in self.status.workers],
+            "groups": {
+                name: {state.value: n for state, n in counts.items()}
+                for name, counts in self.status.groups.items()
+            },
         }
 
 

@@ -14,8 +14,7 @@ import itertools
 import math
 import re
 import shlex
-import string
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 from queuectl.errors import InvalidInput
@@ -89,6 +88,8 @@ def param_env(params: Mapping[str, Scalar]) -> dict[str, str]:
 
 def expand(command: str, params: Mapping[str, Scalar]) -> str:
     """``command`` with each ``{name}`` replaced by the shell-quoted value of that param."""
+    import string  # only for commands with params: plain commands stay light
+
     out: list[str] = []
     try:
         parsed = list(string.Formatter().parse(command))
@@ -127,22 +128,28 @@ def grid(
     if not axes:
         raise InvalidInput("a sweep needs at least one param, e.g. lr=[0.01, 0.1].")
     columns: dict[str, list[Scalar]] = {}
+    sizes: dict[str, int] = {}
     for name, values in axes.items():
         if isinstance(values, str | bytes) or not isinstance(values, Iterable):
             values = [values]  # one value: a constant of the sweep
-        listed = list(itertools.islice(values, limit + 1))
-        if not listed:
+        # A range or list knows its size (a huge one is refused before it is read); a
+        # generator is read no further than the limit.
+        size = len(values) if isinstance(values, Sized) else None
+        listed = (
+            [] if size is not None and size > limit else list(itertools.islice(values, limit + 1))
+        )
+        sizes[name] = len(listed) if size is None else size
+        if not sizes[name]:
             raise InvalidInput(f"param {name} has no values: give at least one.")
         columns[name] = listed
     if zipped:
-        lengths = {name: len(v) for name, v in columns.items()}
-        if len(set(lengths.values())) > 1:
-            shown = ", ".join(f"{n}: {k}" for n, k in lengths.items())
+        if len(set(sizes.values())) > 1:
+            shown = ", ".join(f"{n}: {k}" for n, k in sizes.items())
             raise InvalidInput(f"zipped params must have as many values each; got {shown}.")
-        size = next(iter(lengths.values()))
+        total = next(iter(sizes.values()))
     else:
-        size = math.prod(len(v) for v in columns.values())
-    check_size(size, limit)
+        total = math.prod(sizes.values())
+    check_size(total, limit)
     names = list(columns)
     combos: Iterable[Sequence[Any]] = (
         zip(*columns.values(), strict=True) if zipped else itertools.product(*columns.values())

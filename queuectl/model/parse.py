@@ -15,7 +15,7 @@ from typing import Any
 
 from queuectl.errors import InvalidInput
 from queuectl.model.config import did_you_mean
-from queuectl.model.job import JobChanges, NewJob, State
+from queuectl.model.job import JobChanges, JobFilter, NewJob, State
 from queuectl.model.params import expand, validate_params
 
 JOB_FIELDS = (
@@ -209,6 +209,14 @@ def validate_name(value: Any, what: str) -> str:
             "starting with a letter or digit."
         )
     return value
+
+
+def job_filter(group: Any = None, tag: Any = None) -> JobFilter:
+    """The jobs of ``group`` carrying ``tag`` (either may be ``None``: any), validated."""
+    return JobFilter(
+        None if group is None else validate_name(group, "group"),
+        None if tag is None else validate_name(tag, "tag"),
+    )
 
 
 def validate_tags(value: Any) -> tuple[str, ...]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from queuectl.model.job import State, WorkerInfo
+from queuectl.model.job import EVERY_JOB, JobFilter, State, WorkerInfo, unfinished
 from queuectl.text import printable, table
 
 
@@ -21,6 +21,10 @@ class QueueStatus:
     counts: dict[State, int]
     workers: list[WorkerInfo]
     paused: bool = False  #: pools claim nothing until the queue is resumed
+    #: jobs per state of each group, when the status is of the whole queue
+    groups: dict[str, dict[State, int]] = field(default_factory=dict)
+    #: the jobs ``counts`` are of (``EVERY_JOB``: the whole queue)
+    scope: JobFilter = EVERY_JOB
 
     @property
     def total(self) -> int:
@@ -44,9 +48,19 @@ def status_text(status: QueueStatus, start_workers: str | None = None) -> str:
     With no pool, it names ``start_workers``: how the front end showing it starts one.
     """
     counts = status.counts
-    lines = [f"queue: {printable(status.location, multiline=False)}", ""]
+    lines = [f"queue: {printable(status.location, multiline=False)}"]
+    scope = status.scope
+    if scope:
+        chosen = [
+            f"group {scope.group}" if scope.group else "",
+            f"tag {scope.tag}" if scope.tag else "",
+        ]
+        lines.append(f"jobs of {' with '.join(part for part in chosen if part)}")
+    lines.append("")
     lines += [f"  {state.value:<11}{counts.get(state, 0):>8}" for state in State]
     lines += [f"  {'total':<11}{status.total:>8}", ""]
+    if status.groups:
+        lines += [group_table(status.groups), ""]
     if status.paused:
         lines += ["Paused: no job starts until the queue is resumed; running jobs finish.", ""]
     if not status.workers:
@@ -68,3 +82,25 @@ def status_text(status: QueueStatus, start_workers: str | None = None) -> str:
     headers = ["worker", "host", "pid", "threads", "started", "heartbeat", "state"]
     lines.append(table(headers, rows))
     return "\n".join(lines)
+
+
+#: the most groups ``status`` lists; the rest are counted in one line
+MAX_GROUPS_SHOWN = 20
+
+
+def group_table(groups: dict[str, dict[State, int]]) -> str:
+    """One line per group: its jobs per state. Groups with unfinished jobs come first."""
+    ordered = sorted(groups.items(), key=lambda item: (not unfinished(item[1]), item[0]))
+    shown = ordered[:MAX_GROUPS_SHOWN]
+    headers = ["group", *(state.value for state in State), "total"]
+    rows = [
+        (printable(name, multiline=False), *(c[state] for state in State), sum(c.values()))
+        for name, c in shown
+    ]
+    text = table(headers, rows)
+    if len(ordered) > len(shown):
+        text += (
+            f"\n... and {len(ordered) - len(shown)} more groups "
+            "(queuectl status --group NAME, or --json for all)"
+        )
+    return text

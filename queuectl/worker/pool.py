@@ -39,10 +39,12 @@ from queuectl.errors import QueuectlError
 from queuectl.logs import worker_log
 from queuectl.model import Claim, Config, Outcome, RunResult, State
 from queuectl.model.job import FINISHED, unfinished
+from queuectl.model.params import param_env
 from queuectl.store.base import Store
 from queuectl.worker import lifecycle
 from queuectl.worker.escapes import TRACKER
 from queuectl.worker.identity import host_name, new_worker_id
+from queuectl.worker.results import ResultFiles
 from queuectl.worker.runner import Stop, announce_worker, run_command
 from queuectl.worker.wakeup import Wakeup
 
@@ -111,6 +113,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self._failures = threading.local()  # consecutive failed store calls of each thread
         self._unwatch: Callable[[], None] = lambda: None
+        self._results = ResultFiles()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -228,12 +231,14 @@ class WorkerPool:
                 cancel=running.stop,
                 env={
                     **job.env,
+                    **param_env(job.params),
                     # The queue, so a job can enqueue more; never its password (it would
                     # reach every job's environment, and whatever a job prints or stores).
                     "QUEUECTL_DB": self.store.location_for_jobs,
                     "QUEUECTL_JOB_ID": job.id,
                     "QUEUECTL_ATTEMPT": str(fence.attempt),
                     "QUEUECTL_WORKER_ID": self.worker_id,
+                    "QUEUECTL_RESULT": self._results.path(fence),
                 },
                 cwd=job.directory(self._config.job_directory),
                 on_output=report_output if self.report_output else None,
@@ -241,6 +246,7 @@ class WorkerPool:
         except Exception as exc:  # e.g. out of file descriptors: the attempt fails, not the pool
             log.exception("job %s: the worker could not supervise it", job.id)
             result = RunResult(Outcome.FAILED, None, f"worker error: {exc}")
+        result = self._results.collect(fence, result, self._config.result_max_bytes)
         log.info(
             "job %s attempt %d: %s%s",
             job.id,
@@ -342,6 +348,7 @@ class WorkerPool:
                 TRACKER.reap()
                 self._workers_done.wait(CANCEL_CHECK_GAP)
         finally:
+            self._results.close()
             self._guard(self.store.release)
 
     def _write_outputs(self) -> None:
