@@ -43,7 +43,9 @@ from queuectl.commands.results import (
     Message,
     MetricsReport,
     PanelView,
+    ResultTable,
     StatusReport,
+    SweepEnqueued,
 )
 from queuectl.errors import QueuectlError
 from queuectl.follow import Chunk
@@ -227,6 +229,16 @@ def _(result: Following) -> Any:
             stream.write(update.data.decode("utf-8", "replace"))
             stream.flush()
     return None
+
+
+@present.register
+def _(result: SweepEnqueued) -> Any:
+    return result.sweep
+
+
+@present.register
+def _(result: ResultTable) -> Any:
+    return result.frame
 
 
 @present.register

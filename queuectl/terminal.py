@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from functools import singledispatch
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -27,7 +27,9 @@ from queuectl.commands.results import (
     MetricsReport,
     PanelView,
     Result,
+    ResultTable,
     StatusReport,
+    SweepEnqueued,
     job_json,
     output_text,
 )
@@ -76,10 +78,7 @@ def _(result: JobList, start_workers: str = START_WORKERS) -> str:
 def _(result: JobDetail, start_workers: str = START_WORKERS) -> str:
     fields = job_json(result.job)
     width = max(len(k) for k in fields)
-    lines = [
-        f"{key.ljust(width)}  {'-' if v is None else printable(str(v), multiline=False)}"
-        for key, v in fields.items()
-    ]
+    lines = [f"{key.ljust(width)}  {_value(v)}" for key, v in fields.items()]
     if result.attempts:
         rows = [
             (
@@ -96,6 +95,32 @@ def _(result: JobDetail, start_workers: str = START_WORKERS) -> str:
         headers = ["attempt", "outcome", "exit", "started", "duration", "worker", "error"]
         lines += ["", table(headers, rows, width=50)]
     return "\n".join(lines)
+
+
+def _value(value: Any) -> str:
+    """A field's value as ``show`` prints it: params and tags as JSON, nothing as "-"."""
+    if value is None or value == [] or value == {}:
+        return "-"
+    shown = json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else str(value)
+    return printable(shown, multiline=False)
+
+
+@text.register
+def _(result: SweepEnqueued, start_workers: str = START_WORKERS) -> str:
+    group = result.sweep.group
+    return (
+        f"{len(result.sweep)} jobs enqueued in group {group}.\n"
+        f"Watch: queuectl status --group {group}  Results: queuectl results --group {group}"
+    )
+
+
+@text.register
+def _(result: ResultTable, start_workers: str = START_WORKERS) -> str:
+    records = result.records()
+    if not records:
+        return "No jobs."
+    columns = list(records[0])
+    return table(columns, [list(record.values()) for record in records], width=30)
 
 
 #: what ``cancel`` says of each job, by its state afterwards

@@ -5,7 +5,7 @@ Importing this package registers every command on ``cli``.
 
 from __future__ import annotations
 
-from queuectl.commands import admin, control, dlq, jobs, migrate, monitor, workers
+from queuectl.commands import admin, control, dlq, jobs, migrate, monitor, sweeps, workers
 from queuectl.commands.group import Session, accept_db_everywhere, cli
 from queuectl.commands.results import Result
 
@@ -21,5 +21,6 @@ __all__ = [
     "jobs",
     "migrate",
     "monitor",
+    "sweeps",
     "workers",
 ]

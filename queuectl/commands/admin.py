@@ -5,26 +5,29 @@ from __future__ import annotations
 import click
 
 from queuectl.commands.completion import config_keys
-from queuectl.commands.group import Session, cli, json_option
+from queuectl.commands.group import Session, cli, filter_options, json_option
 from queuectl.commands.results import ConfigView, MetricsReport, StatusReport
 from queuectl.model.config import display_value, normalize_key, parse_setting, resolve_key
 
 
 @cli.command()
+@filter_options
 @json_option
 @click.pass_obj
-def status(session: Session) -> StatusReport:
-    """Show job counts per state and the live worker pools."""
-    return StatusReport(session.queue().status())
+def status(session: Session, group: str | None, tag: str | None) -> StatusReport:
+    """Show job counts per state (and per group, when there are groups) and the live worker
+    pools."""
+    return StatusReport(session.queue().status(group=group, tag=tag))
 
 
 @cli.command()
+@filter_options
 @json_option
 @click.pass_obj
-def metrics(session: Session) -> MetricsReport:
+def metrics(session: Session, group: str | None, tag: str | None) -> MetricsReport:
     """Show throughput, runtimes and failure rate over the attempt history."""
     queue = session.queue()
-    return MetricsReport(queue.metrics(), queue.location)
+    return MetricsReport(queue.metrics(group=group, tag=tag), queue.location)
 
 
 @cli.group()

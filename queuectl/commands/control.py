@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from queuectl.commands.completion import finished_states
-from queuectl.commands.group import Seconds, Session, cli, json_option
+from queuectl.commands.group import Seconds, Session, cli, filter_options, json_option
 from queuectl.commands.jobs import job_id_argument, job_ids_argument
 from queuectl.commands.results import Cancelled, JobDetail, Message
 from queuectl.errors import InvalidInput
@@ -19,6 +19,7 @@ from queuectl.store.base import check_prunable
 @cli.command()
 @job_ids_argument(required=False)
 @click.option("--all-pending", is_flag=True, help="Cancel every pending or failed job.")
+@filter_options
 @click.option(
     "--no-wait",
     "no_wait",
@@ -36,36 +37,63 @@ def cancel(
     session: Session,
     job_ids: tuple[str, ...],
     all_pending: bool,
+    group: str | None,
+    tag: str | None,
     no_wait: bool,
     timeout: float | None,
 ) -> Cancelled:
     """Cancel jobs: pending or failed ones at once; running ones are stopped by their pool
     (SIGTERM to the job's process group, SIGKILL after a grace period), on any host.
 
-    All or none: an unknown id, or a job that has finished already, changes nothing. A
-    cancelled job is not retried; `queuectl retry ID` runs it again. A running job that
+    Named jobs: all or none (an unknown id, or a job that has finished already, changes
+    nothing). --group or --tag: every unfinished job of it, running ones too (finished ones
+    are left); with --all-pending, only its pending and failed jobs.
+
+    A cancelled job is not retried; `queuectl retry ID` runs it again. A running job that
     finished before its pool could stop it stays completed, and this says so.
     """
-    if all_pending == bool(job_ids):
-        raise InvalidInput("give the ids of the jobs to cancel, or --all-pending (not both).")
+    chosen = all_pending or group is not None or tag is not None
+    if chosen == bool(job_ids):
+        raise InvalidInput(
+            "give the ids of the jobs to cancel, or --all-pending, --group or --tag (not both)."
+        )
     states = session.queue().cancel(
-        *job_ids, all_pending=all_pending, wait=not no_wait, timeout=timeout
+        *job_ids,
+        all_pending=all_pending,
+        group=group,
+        tag=tag,
+        wait=not no_wait,
+        timeout=timeout,
     )
     return Cancelled(states)
 
 
 @cli.command()
-@job_ids_argument(required=True)
+@job_ids_argument(required=False)
+@click.option("--failed", is_flag=True, help="Every dead or cancelled job (of --group/--tag).")
+@filter_options
 @json_option
 @click.pass_obj
-def retry(session: Session, job_ids: tuple[str, ...]) -> Message:
+def retry(
+    session: Session, job_ids: tuple[str, ...], failed: bool, group: str | None, tag: str | None
+) -> Message:
     """Run finished jobs (completed, dead or cancelled) again: back to pending with attempts
-    reset to 0; their history stays. All or none."""
-    jobs = session.queue().retry(*job_ids)
+    reset to 0; their history stays. Named jobs: all or none.
+
+    --failed: every dead or cancelled job; --group or --tag narrow it (and alone mean
+    --failed: completed jobs are rerun by id only).
+
+    \b
+    Examples:
+      queuectl retry job1 job2
+      queuectl retry --group lr-sweep --failed
+    """
+    if not job_ids and not (failed or group or tag):
+        raise InvalidInput("give the ids of the jobs to run again, or --failed, --group, --tag.")
+    jobs = session.queue().retry(*job_ids, failed=failed, group=group, tag=tag)
     ids = [job.id for job in jobs]
-    return Message(
-        "\n".join(f"{job_id}: moved back to pending" for job_id in ids), {"retried": ids}
-    )
+    text = "\n".join(f"{job_id}: moved back to pending" for job_id in ids)
+    return Message(text or "No dead or cancelled jobs to run again.", {"retried": ids})
 
 
 @cli.command()

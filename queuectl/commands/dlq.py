@@ -6,7 +6,7 @@ import copy
 
 import click
 
-from queuectl.commands.group import LIMIT, Session, cli, json_option
+from queuectl.commands.group import LIMIT, Session, cli, filter_options, json_option
 from queuectl.commands.jobs import job_ids_argument
 from queuectl.commands.results import JobList, Message
 from queuectl.errors import InvalidInput
@@ -20,12 +20,14 @@ def dlq() -> None:
 
 @dlq.command("list")
 @LIMIT
+@filter_options
 @json_option
 @click.pass_obj
-def dlq_list(session: Session, limit: int) -> JobList:
+def dlq_list(session: Session, limit: int, group: str | None, tag: str | None) -> JobList:
     """List dead jobs, newest first."""
     queue = session.queue()
-    return JobList(queue.job_records(State.DEAD, limit), queue.counts()[State.DEAD], dlq=True)
+    dead = queue.job_records(State.DEAD, limit, group=group, tag=tag)
+    return JobList(dead, queue.counts(group=group, tag=tag)[State.DEAD], dlq=True)
 
 
 @dlq.command("retry")

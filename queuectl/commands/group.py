@@ -37,6 +37,12 @@ class Seconds(click.FloatRange):
 LIMIT = click.option("--limit", type=click.IntRange(1, MAX_LIMIT), default=100, show_default=True)
 
 
+def filter_options(command: F) -> F:
+    """Add ``--group NAME`` and ``--tag NAME``: only the jobs of that group, with that tag."""
+    command = click.option("--tag", metavar="NAME", help="Only jobs with this tag.")(command)
+    return click.option("--group", metavar="NAME", help="Only jobs of this group.")(command)
+
+
 @dataclass
 class Session:
     """What a command run needs: which queue, opened on first use, and the output format.

@@ -9,10 +9,11 @@ from typing import Any, BinaryIO
 import click
 
 from queuectl.commands.completion import job_ids
-from queuectl.commands.group import LIMIT, F, Session, cli, json_option
+from queuectl.commands.group import LIMIT, F, Session, cli, filter_options, json_option
 from queuectl.commands.results import Enqueued, Following, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import NewJob, State
+from queuectl.model.params import parse_params_option
 from queuectl.model.parse import new_job, parse_duration, parse_env_option, parse_job_json
 
 STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
@@ -38,6 +39,15 @@ STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
     metavar="KEY=VALUE",
     help="Set a variable for the job (repeatable), on top of the worker's environment.",
 )
+@click.option("--group", metavar="NAME", help="Put the job in this group (a sweep, a batch).")
+@click.option("--tag", "tags", multiple=True, metavar="NAME", help="Tag the job (repeatable).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A param (repeatable): $QUEUECTL_PARAM_NAME, and {NAME} in the command.",
+)
 @click.option("--raw", is_flag=True, help="JOB is a command even if it starts with '{'.")
 @click.option(
     "--file",
@@ -58,14 +68,21 @@ def enqueue(
     timeout: str | None,
     cwd: str | None,
     env: tuple[str, ...],
+    group: str | None,
+    tags: tuple[str, ...],
+    params: tuple[str, ...],
     raw: bool,
     job_file: BinaryIO | None,
 ) -> Enqueued:
     """Add a job; print its id.
 
     JOB is a JSON object with the fields id, command, max_retries, priority, run_at (or delay),
-    timeout, cwd, env (an object), or a plain command string. Several words after -- form one
-    shell command line.
+    timeout, cwd, env (an object), group, tags (a list), params (an object), or a plain
+    command string. Several words after -- form one shell command line.
+
+    A job with params gets each as $QUEUECTL_PARAM_<NAME>, and {name} in its command is
+    replaced by the value, shell-quoted; write literal braces as {{ and }} then. A command
+    without params is never rewritten.
 
     The job runs in the directory it was enqueued from (or --cwd), with the worker's
     environment plus its --env variables; this shell's environment is not copied.
@@ -79,6 +96,7 @@ def enqueue(
       queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
       queuectl enqueue --id lr-0.1 --timeout 1h -- python train.py --lr 0.1
       queuectl enqueue --priority 5 --file jobs.jsonl
+      queuectl enqueue --group nightly --param day=mon -- ./report.sh {day}
     """
     if (job_file is None) == (not job):
         raise InvalidInput("give one job, or --file with one job per line (not both).")
@@ -93,6 +111,9 @@ def enqueue(
         "timeout": None if timeout is None else parse_duration(timeout, "--timeout"),
         "cwd": cwd,
         "env": parse_env_option(env) if env else None,
+        "group": group,
+        "tags": list(tags) or None,
+        "params": parse_params_option(params) if params else None,
     }
     if delay is not None and run_at is not None:
         raise InvalidInput("give either --delay or --run-at, not both.")
@@ -149,21 +170,24 @@ def _job_fields(words: tuple[str, ...], raw: bool) -> dict[str, Any]:
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return {"tags": "--tag", "params": "--param"}.get(name, "--" + name.replace("_", "-"))
 
 
 @cli.command("list")
 @click.option("--state", type=STATE_CHOICE, help="Only jobs in this state.")
+@filter_options
 @LIMIT
 @json_option
 @click.pass_obj
-def list_jobs(session: Session, state: str | None, limit: int) -> JobList:
+def list_jobs(
+    session: Session, state: str | None, group: str | None, tag: str | None, limit: int
+) -> JobList:
     """List jobs, newest first."""
     queue = session.queue()
     chosen = State(state.lower()) if state else None
-    counts = queue.counts()
+    counts = queue.counts(group=group, tag=tag)
     total = counts[chosen] if chosen else sum(counts.values())
-    return JobList(queue.job_records(chosen, limit), total)
+    return JobList(queue.job_records(chosen, limit, group=group, tag=tag), total)
 
 
 def existing_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from queuectl.commands.group import Seconds, Session, cli, json_option
+from queuectl.commands.group import Seconds, Session, cli, filter_options, json_option
 from queuectl.commands.results import Message, PanelView
 from queuectl.model import State
 
@@ -24,16 +24,24 @@ RECENT = 10
     default=None,
     help="Show a progress bar. Default: when stderr is a terminal, or in a notebook.",
 )
+@filter_options
 @json_option
 @click.pass_obj
-def wait(session: Session, timeout: float | None, progress: bool | None) -> Message:
-    """Block until no job is pending, failed (awaiting a retry) or processing.
+def wait(
+    session: Session,
+    timeout: float | None,
+    progress: bool | None,
+    group: str | None,
+    tag: str | None,
+) -> Message:
+    """Block until no job (of --group, with --tag) is pending, failed (awaiting a retry) or
+    processing.
 
     Fails at once when jobs are unfinished and no worker pool of the queue is running.
     """
     queue = session.queue()
-    queue.wait_or_raise(timeout, progress=progress)
-    status = queue.status()
+    queue.wait_or_raise(timeout, progress=progress, group=group, tag=tag)
+    status = queue.status(group=group, tag=tag)
     counts = {state.value: n for state, n in status.counts.items()}
     return Message(
         f"All jobs finished: {counts['completed']} completed, {counts['dead']} dead"

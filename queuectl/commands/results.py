@@ -9,12 +9,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from queuectl.follow import Chunk
 from queuectl.model import Attempt, Job, QueueStatus, State, WorkerInfo
 from queuectl.model.metrics import Metrics
 from queuectl.text import iso
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from queuectl.api import Sweep
 
 
 def output_text(data: bytes) -> str:
@@ -43,6 +48,9 @@ def job_json(job: Job, *, env: bool = False) -> dict[str, Any]:
         "cwd": job.cwd,
         "enqueued_from": job.enqueued_from,
         "cancel_requested": job.cancel_requested,
+        "group": job.group,
+        "tags": list(job.tags),
+        "params": dict(job.params),
         **({"env": dict(job.env)} if env else {}),
     }
 
@@ -63,6 +71,7 @@ def attempt_json(attempt: Attempt) -> dict[str, Any]:
         "stderr": output_text(attempt.stderr),
         "stdout_bytes": attempt.stdout_bytes,
         "stderr_bytes": attempt.stderr_bytes,
+        "result": attempt.result,
     }
 
 
@@ -211,3 +220,44 @@ class PanelView(Result):
 
     def to_json(self) -> Any:
         return StatusReport(self.status).to_json()
+
+
+@dataclass
+class SweepEnqueued(Result):
+    """The handle of the sweep just enqueued (its group and job ids)."""
+
+    sweep: Sweep
+
+    def to_json(self) -> Any:
+        return {"group": self.sweep.group, "ids": list(self.sweep.ids)}
+
+
+@dataclass
+class ResultTable(Result):
+    """``results``: the frame of ``Queue.results()``; ``--json`` prints its rows as objects
+    (with their ``id``), missing values as ``null``."""
+
+    frame: pd.DataFrame
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as plain dicts, the index as ``id``, in the frame's column order."""
+        flat = self.frame.reset_index()
+        columns = [str(column) for column in flat.columns]
+        return [
+            {column: _plain(value) for column, value in zip(columns, row, strict=True)}
+            for row in flat.itertuples(index=False, name=None)
+        ]
+
+    def to_json(self) -> Any:
+        return self.records()
+
+
+def _plain(value: Any) -> Any:
+    """A cell as JSON takes it: missing values as ``None``, numpy scalars unwrapped."""
+    import pandas as pd
+
+    if isinstance(value, list | dict | tuple):
+        return value
+    if pd.isna(value):
+        return None
+    return value.item() if hasattr(value, "item") else value

@@ -191,6 +191,20 @@ def parse_param_option(word: str) -> tuple[str, list[Scalar]]:
     return name, [_typed(part.strip()) for part in text.split(",")]
 
 
+def parse_params_option(words: Iterable[str]) -> dict[str, Scalar]:
+    """``--param NAME=VALUE`` words (repeatable) of one job, each value typed as
+    ``parse_param_option`` types it; a name given twice is refused."""
+    params: dict[str, Scalar] = {}
+    for word in words:
+        name, sep, text = word.partition("=")
+        if not sep or not name:
+            raise InvalidInput(f"--param {word!r}: write NAME=VALUE, e.g. --param lr=0.01.")
+        if name in params:
+            raise InvalidInput(f"--param sets {name} twice.")
+        params[name] = _typed(text)
+    return validate_params(params)
+
+
 def _typed(text: str) -> Scalar:
     for kind in (int, float):
         try:

@@ -59,6 +59,7 @@ READS: dict[tuple[str, ...], list[str]] = {
     ("wait",): ["wait --no-progress --json"],
     # No --json: the text of one rendering (the live widget is the notebook's own view).
     ("panel",): ["panel --once"],
+    ("results",): ["results --json", "results --group g --tag t --json"],
 }
 
 #: commands that change the queue: each sequence runs on two identical copies of the seeded
@@ -87,6 +88,11 @@ WRITES: dict[tuple[str, ...], list[str]] = {
     ("resume",): ["resume --json", "pause", "resume --json", "pause"],
     ("prune",): ["prune --older-than 0s --state dead --dry-run --json", "prune --older-than 0s"],
     ("dlq", "move"): ["dlq move waiting --json"],
+    ("sweep",): [
+        # (the lines are formatted with the migration target: braces doubled)
+        "sweep --param n=1..2 --param s=a,b --group s --tag t --json -- echo {{n}} {{s}}",
+        "list --group s --json",
+    ],
 }
 
 #: groups only name their sub-commands; bare, they print their help (checked with --help)
@@ -105,7 +111,7 @@ def seed(path: Path) -> set[str]:
         q.enqueue("echo out; echo err >&2", id="ok", priority=2)
         q.enqueue("exit 3", id="bad", max_retries=1, priority=1)
         q.run_workers(1, until_empty=True)
-        q.enqueue("echo later", id="waiting")
+        q.enqueue("echo later", id="waiting", group="g", tags=["t"], params={"n": 1})
         pools = {a.worker_id for a in q.attempt_records()}
     assert not Path(f"{path}-wal").exists()  # closed: the file alone is the queue
     return pools
@@ -273,11 +279,14 @@ def test_changing_commands_leave_the_same_queue_as_the_cli(
     contents = {side: queue_content(copies[side]) for side in ("cli", "magic")}
     if path == ("migrate",):
         contents |= {f"{side} target": queue_content(targets[side]) for side in ("cli", "magic")}
-    # ids the queue generated: the same job on both sides, named by its place among them
+    # ids the queue generated: the same job on both sides, named by its place among them (in
+    # the order of their commands: the ids themselves are random)
     for side in ("cli", "magic"):
-        new = {job["id"] for job in contents[side]["jobs"]}
-        for n, job_id in enumerate(sorted(new - {"ok", "bad", "waiting", "new"})):
-            normal.generated[job_id] = f"<generated {n}>"
+        fixed = {"ok", "bad", "waiting", "new"}
+        new = [job for job in contents[side]["jobs"] if job["id"] not in fixed]
+        ordered = sorted(new, key=lambda job: (job["command"], job["id"]))
+        for n, job in enumerate(ordered):
+            normal.generated[job["id"]] = f"<generated {n}>"
     by_cli, by_magic = normal(outputs["cli"]), normal(outputs["magic"])
     assert by_magic == by_cli
     assert normal(contents["magic"]) == normal(contents["cli"])
