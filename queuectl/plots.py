@@ -10,7 +10,7 @@ figure; titles are the caller's).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from queuectl.errors import InvalidInput, MissingDependency
 from queuectl.model import Outcome
@@ -207,3 +207,48 @@ def _nothing(ax: Axes, text: str) -> Axes:
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
+
+
+class History(Protocol):
+    """What the plots read of a queue (``Queue`` has it)."""
+
+    def attempts(
+        self, job_id: str | None = None, *, group: str | None = None, tag: str | None = None
+    ) -> pd.DataFrame: ...
+
+    def results(self, *, group: str | None = None, tag: str | None = None) -> pd.DataFrame: ...
+
+
+class QueuePlots:
+    """``Queue.plot``: the plots above, of one queue's history (of a group or tag)."""
+
+    def __init__(self, queue: History) -> None:
+        self._queue = queue
+
+    def timeline(
+        self,
+        *,
+        group: str | None = None,
+        tag: str | None = None,
+        ax: Axes | None = None,
+        now: datetime | None = None,
+    ) -> Axes:
+        """``timeline`` of the attempts of the queue (or of ``group``, ``tag``)."""
+        return timeline(self._queue.attempts(group=group, tag=tag), ax=ax, now=now)
+
+    def runtimes(
+        self,
+        by: str = "outcome",
+        *,
+        group: str | None = None,
+        tag: str | None = None,
+        ax: Axes | None = None,
+    ) -> Axes:
+        """``runtimes`` of the attempts, by a column of the history or by a param (``lr``):
+        the jobs' params are joined to their attempts for that."""
+        attempts = self._queue.attempts(group=group, tag=tag)
+        if by not in attempts.columns:
+            params = self._queue.results(group=group, tag=tag)
+            if by in params.columns:
+                attempts = attempts.join(params[[by]], on="job_id")
+        return runtimes(attempts, by=by, ax=ax)

@@ -29,6 +29,8 @@ from queuectl.worker.inprocess import LocalPools
 if TYPE_CHECKING:
     import pandas as pd
 
+    from queuectl.plots import QueuePlots
+
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 
@@ -200,6 +202,15 @@ class Queue(Control, Sweeps, Workers):
         """Write a whole queue (its jobs, attempts and configuration, as they are) into this
         queue, which must have no jobs; all or nothing (see ``queuectl.migrate``)."""
         self.store.import_copy(copy)
+
+    @property
+    def plot(self) -> QueuePlots:
+        """Plots of the attempt history: ``q.plot.timeline(group=...)`` (a Gantt chart per
+        worker thread, coloured by outcome) and ``q.plot.runtimes(by=...)``; matplotlib,
+        the ``plot`` extra. Each returns the matplotlib Axes."""
+        from queuectl.plots import QueuePlots
+
+        return QueuePlots(self)
 
     def counts(self, *, group: str | None = None, tag: str | None = None) -> dict[State, int]:
         """Number of jobs in each state (of a group or tag)."""

@@ -13,6 +13,7 @@ import pytest
 
 from queuectl.api import connect
 from queuectl.errors import InvalidInput
+from queuectl.model import State
 from tests.conftest import Cli, Gate, wait_for
 from tests.e2e.test_job_control import stop_pool
 
@@ -179,7 +180,7 @@ def test_the_api_sweep_handle(queue_target: str, tmp_path: Path) -> None:
         assert sorted(frame["sum"].tolist()) == [11, 13, 15]
         assert table.results()["sum"].tolist() == [6, 7]
         assert set(q.jobs(tag="t").index) == set(table.ids)
-        assert zipped.status().counts["completed"] == 3
+        assert zipped.status().counts[State.COMPLETED] == 3
         assert len(zipped.attempts()) == 3 and len(zipped.jobs()) == 3
         assert table.cancel() == {} and table.retry_failed() == []
         with pytest.raises(InvalidInput, match="not both"):
@@ -192,3 +193,6 @@ def test_the_api_sweep_handle(queue_target: str, tmp_path: Path) -> None:
         assert q.get(generated.ids[0]).params == {"x": True}
         assert q.wait(60)
         assert q.metrics(group="zip").attempts == 3
+        axes = q.plot.timeline(group="zip")
+        assert len(axes.patches) == 3  # one bar per attempt
+        assert len(q.plot.runtimes(by="a", group="zip").get_xticklabels()) == 3

@@ -215,3 +215,29 @@ def test_cancelling_a_job_that_has_just_completed_shows_why(
     assert queue.get("quick").state == "completed"
     assert panel.active.options == ()  # the click refreshed the list
     panel.close()
+
+
+def test_groups_get_a_line_each_and_a_sweep_its_own_panel(queue: queuectl.Queue) -> None:
+    queue.set_config("backoff_max", 0)
+    first = queue.sweep("exit {code}", code=[0, 0, 3], group="first", max_retries=0)
+    queue.sweep("true", n=[1, 2], group="second")
+    queue.enqueue("true", id="loose")
+    panel = queue.panel(interval=0.05)
+    assert "first" in panel.groups.value and "second" in panel.groups.value
+    assert "0/3" in panel.groups.value and "0/2" in panel.groups.value
+    mine = first.panel(interval=0.05)
+    assert "group <b>first</b>" in mine.title.value and repr(mine).endswith("group='first')")
+    assert mine.progress.description == "0/3 done" and mine.groups.value == ""
+    assert panel.running and mine.running  # different scopes: neither replaces the other
+    queue.start_workers(2)
+    assert queue.wait(timeout=30)
+    wait_for(lambda: mine.progress.value == 3, what="the sweep's panel to count its jobs")
+    mine.refresh()
+    assert mine.progress.description == "3/3 done: 2 ok · 1 dead"
+    assert [value for _, value in mine.dead.options] == list(first.ids[2:])
+    panel.refresh()
+    # one line per group: finished of all, failed
+    assert "<td style='padding:0 8px;text-align:left'>3/3</td>" in panel.groups.value
+    queue.stop_workers(wait=True)
+    mine.close()
+    panel.close()
