@@ -31,7 +31,7 @@ from queuectl.panel_controls import JobControls, run_action, set_value
 from queuectl.text import cell
 
 _PANELS: weakref.WeakSet[QueuePanel] = weakref.WeakSet()
-_LATEST: dict[tuple[str, str | None], weakref.ref[QueuePanel]] = {}
+_LATEST: dict[tuple[str, str | None, str | None], weakref.ref[QueuePanel]] = {}
 
 
 class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type hints
@@ -39,12 +39,18 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
     cancel, or follow the output of a running one) and the DLQ; pause/resume the queue."""
 
     def __init__(
-        self, queue: Queue, interval: float = 1.0, recent: int = 10, group: str | None = None
+        self,
+        queue: Queue,
+        interval: float = 1.0,
+        recent: int = 10,
+        group: str | None = None,
+        tag: str | None = None,
     ) -> None:
         self.queue = queue
         self.interval = interval
         self.recent_limit = recent
         self.group = group  #: show only this group's jobs (a sweep's panel)
+        self.tag = tag  #: show only the jobs with this tag
         self.title = widgets.HTML()
         self.progress = widgets.IntProgress(
             min=0, max=1, value=0, description="finished", style={"description_width": "initial"}
@@ -79,7 +85,11 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
                 self.message,
             ]
         )
-        scope = "" if group is None else f" · group <b>{html.escape(group)}</b>"
+        scope = "".join(
+            f" · {what} <b>{html.escape(name)}</b>"
+            for what, name in (("group", group), ("tag", tag))
+            if name is not None
+        )
         self.title.value = f"<b>queuectl</b> · {html.escape(queue.location)}{scope}"
         self._stop = threading.Event()
         self.refresh()
@@ -94,8 +104,12 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
 
     def __repr__(self) -> str:
         # Stable (no live values), so stored notebook outputs do not change on every run.
-        group = "" if self.group is None else f", group={self.group!r}"
-        return f"QueuePanel({self.queue.location}{group})"
+        scope = "".join(
+            f", {what}={name!r}"
+            for what, name in (("group", self.group), ("tag", self.tag))
+            if name is not None
+        )
+        return f"QueuePanel({self.queue.location}{scope})"
 
     @property
     def running(self) -> bool:
@@ -105,7 +119,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
     def refresh(self) -> None:
         """Read the queue and update the widgets (the refresher calls this)."""
         with self._lock:
-            status = self.queue.status(group=self.group)
+            status = self.queue.status(group=self.group, tag=self.tag)
             counts, total = status.counts, status.total
             done = total - unfinished(counts)  # completed, dead or cancelled
             set_value(self.progress, "max", max(total, 1))
@@ -115,10 +129,10 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             set_value(self.counts, "value", _counts_html(counts, status.paused))
             set_value(self.groups, "value", _groups_html(status.groups))
             set_value(self.workers, "value", _workers_html(status.workers))
-            recent = self.queue.job_records(limit=self.recent_limit, group=self.group)
+            recent = self.queue.job_records(limit=self.recent_limit, group=self.group, tag=self.tag)
             set_value(self.recent, "value", _jobs_html(recent))
             self.controls.update(status)
-            dead = self.queue.job_records(State.DEAD, 200, group=self.group)
+            dead = self.queue.job_records(State.DEAD, 200, group=self.group, tag=self.tag)
             options = tuple((_dead_label(job), job.id) for job in dead)
             if options != self.dead.options:
                 chosen = self.dead.value  # new options clear the selection: keep what's left
@@ -148,7 +162,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         return found
 
     def _replace_previous(self) -> None:
-        key = (self.queue.db, self.group)
+        key = (self.queue.db, self.group, self.tag)
         previous = _LATEST.get(key)
         old = previous() if previous is not None else None
         if old is not None and old is not self:
@@ -162,7 +176,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             if not all_dead and not chosen:
                 raise InvalidInput("select dead jobs first.")
             if all_dead:
-                retried = self.queue.retry(all_dead=True, group=self.group)
+                retried = self.queue.retry(all_dead=True, group=self.group, tag=self.tag)
             else:
                 retried = self.queue.retry(*chosen, dead_only=True)
             return f"Retried {len(retried)} job(s)."

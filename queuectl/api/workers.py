@@ -149,10 +149,13 @@ class Workers:
             left = unfinished(self.store.counts(job_filter(group, tag)))
             raise WaitTimeout(f"{left} job(s) still unfinished after {timeout:g} s.")
 
-    def panel(self, interval: float = 1.0, *, group: str | None = None) -> QueuePanel:
+    def panel(
+        self, interval: float = 1.0, *, group: str | None = None, tag: str | None = None
+    ) -> QueuePanel:
         """A live ipywidgets panel of this queue (counts, one line per group, workers, recent
-        jobs, the DLQ), or of one ``group``'s jobs."""
+        jobs, the DLQ), or of one ``group``'s jobs (with ``tag``)."""
         from queuectl.panel import QueuePanel
 
-        where = job_filter(group)
-        return QueuePanel(cast("Queue", self), interval=interval, group=where.group)
+        where = job_filter(group, tag)
+        queue = cast("Queue", self)
+        return QueuePanel(queue, interval=interval, group=where.group, tag=where.tag)

@@ -24,6 +24,25 @@ def test_a_file_of_jobs_is_enqueued_in_order(cli: Cli, tmp_path: Path) -> None:
     assert listed[out[1]]["command"] == "echo plain command"
 
 
+def test_lines_may_carry_params_a_group_and_tags(cli: Cli, tmp_path: Path) -> None:
+    jobs = tmp_path / "sweep.jsonl"
+    jobs.write_text(
+        "".join(
+            f'{{"id": "p{n}", "command": "echo {{lr}} {{{{x}}}}", "params": {{"lr": {lr}}}}}\n'
+            for n, lr in enumerate((0.1, 0.2))
+        )
+    )
+    cli.run("enqueue", "--group", "file", "--tag", "t", "--file", str(jobs))
+    job = cli.json("show", "p1")
+    assert (job["command"], job["params"], job["group"], job["tags"]) == (
+        "echo 0.2 {x}",
+        {"lr": 0.2},
+        "file",
+        ["t"],
+    )
+    assert [j["id"] for j in cli.json("list", "--group", "file", "--tag", "t")] == ["p1", "p0"]
+
+
 def test_jobs_can_come_from_stdin(cli: Cli) -> None:
     lines = "".join(f'{{"id": "s{n}", "command": "true"}}\n' for n in range(500))
     proc = cli.run("enqueue", "--file", "-", input=lines.encode())
@@ -36,6 +55,8 @@ def test_jobs_can_come_from_stdin(cli: Cli) -> None:
     [
         ('{"command": "true"}\n{"command": }\n', [], "line 2: invalid job JSON"),
         ('{"command": "true", "priority": 1}\n', ["--priority", "2"], "line 1: priority is given"),
+        ('{"command": "true", "group": "a"}\n', ["--group", "b"], "line 1: group is given"),
+        ('{"command": "echo {y}", "params": {"x": 1}}\n', [], "line 1: the command names"),
         ('{"id": "x", "command": "a"}\n{"id": "x", "command": "b"}\n', [], "'x' is given twice"),
         ('{"id": "dup", "command": "a"}\n', [], "exists"),
         ("\n  \n", [], "the file has no jobs"),
