@@ -8,19 +8,42 @@ empty result has the same columns and dtypes as a full one:
 - integer columns are nullable ``Int64`` (a running attempt's exit code is ``<NA>``);
 - every timestamp is ``datetime64[us, UTC]`` (microseconds reach any year a job may name);
   durations and timeouts are float seconds;
-- text columns (``command``, ``last_error``, ...) are ``string``.
+- text columns (``command``, ``group``, ``last_error``, ...) are ``string``;
+- ``tags`` is an ``object`` column of each job's tuple of tags (``()`` for none), not a
+  comma-joined ``string``: pandas 2 and 3 keep it alike (``object``, hashable tuples, so
+  ``value_counts`` and ``groupby`` work) and a test is exact (``str.contains("gpu")`` would
+  match ``gpu2``): ``frame[frame.tags.map(lambda tags: "gpu" in tags)]``. What pandas derives
+  from it (``explode()``) follows its own inference: ``str`` on pandas 3, ``object`` on 2.
 
 Job frames are indexed by job ``id``; the attempt history has one row per attempt, in start
-order, with ``job_id`` and ``attempt`` columns.
+order, with ``job_id`` and ``attempt`` columns. Params are not in the jobs frame: they are the
+first columns of the results frame.
+
+The results frame (:func:`results_frame`) has one row per job, indexed by ``id``: its params
+in first-seen order, then ``group`` (``string``), ``state``, ``attempts`` (``Int64``),
+``duration`` (``float64`` seconds of the latest attempt, NaN while it runs or before it ran),
+then the keys of the job's result in first-seen order, nested objects flattened with ``.``
+where their key first appears (``{"loss": {"train": 0.1}}`` gives ``loss.train``; ``{}``
+gives no column). A param or result column's dtype comes from its values, nulls and missing
+ones aside: booleans ``boolean``; whole numbers ``Int64`` (``object`` past 64 bits); whole
+and real numbers, or only reals, ``float64``; text or mixed kinds (text and numbers, booleans
+and numbers) ``string``, other values written by ``str``; a list or any other non-scalar makes
+the column ``object`` (Python objects kept), and so does having no value at all. Missing is
+``<NA>`` (NaN in ``float64``, ``None`` in ``object``). No column hides another: a param named
+like a fixed column or ``id`` (the index) becomes ``param.<name>``, a result key named like
+one of those or a param ``result.<key>`` (``result.state``), prefixed again while taken.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import repeat
+from operator import attrgetter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from queuectl.model import Attempt, Job, Outcome, State
+from queuectl.model import Attempt, Job, JobResult, Outcome, State
 from queuectl.model.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -30,6 +53,8 @@ TIMESTAMP: Final = "datetime64[us, UTC]"
 
 JOB_DTYPES: dict[str, str] = {
     "command": "string",
+    "group": "string",
+    "tags": "object",
     "state": "state",
     "attempts": "Int64",
     "max_retries": "Int64",
@@ -71,6 +96,14 @@ METRIC_DTYPES: dict[str, str] = {
     "completed_last_minute": "Int64",
 }
 
+#: the results frame's own columns, between the params and the result's keys
+RESULT_DTYPES: dict[str, str] = {
+    "group": "string",
+    "state": "state",
+    "attempts": "Int64",
+    "duration": "float64",
+}
+
 
 def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
     """Jobs indexed by ``id``, in the order given."""
@@ -103,6 +136,91 @@ def metrics_frame(metrics: Metrics, location: str) -> pd.DataFrame:
     return _frame({k: [v] for k, v in row.items()}, METRIC_DTYPES, [location], "queue")
 
 
+def results_frame(records: Sequence[JobResult]) -> pd.DataFrame:
+    """Params, where each job stands, and its result: one row per job indexed by ``id``, in
+    the order given (column order and dtypes: see above)."""
+    params = _by_key([r.params for r in records])
+    results: dict[str, Column] = {}
+    _flatten([r.result or _NOTHING for r in records], "", results)
+    own = {*RESULT_DTYPES, "id"}
+    param_names = _names(params, own, "param.")
+    result_names = _names(results, own | set(param_names.values()), "result.")
+    typed = {name: _inferred(params[key]) for key, name in param_names.items()}
+    for name, dtype in RESULT_DTYPES.items():
+        typed[name] = typed_column(list(map(attrgetter(name), records)), dtype)
+    typed |= {name: _inferred(*results[key]) for key, name in result_names.items()}
+    return assemble_frame(typed, [r.job_id for r in records], "id")
+
+
+#: a param or result column: its values (``None`` for missing) and their types
+Column = tuple[list[Any], set[type]]
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
+def _flatten(objects: list[Mapping[str, Any]], prefix: str, into: dict[str, Column]) -> None:
+    """Into ``into``, a column per key of ``objects`` (one per job), each nested object's
+    keys as columns ``key.inner``: a key at a time, not a job at a time, which is faster."""
+    for key, values in _by_key(objects).items():
+        name = f"{prefix}{key}"
+        kinds = set(map(type, values))
+        if any(issubclass(kind, Mapping) for kind in kinds):
+            _flatten([v if isinstance(v, Mapping) else _NOTHING for v in values], f"{name}.", into)
+            values = [None if isinstance(v, Mapping) else v for v in values]
+            if (kinds := set(map(type, values))) == {type(None)}:  # only objects: flattened
+                continue
+        if name in into:  # {"a.b": 1} beside {"a": {"b": 2}}: one column, either value
+            values = [w if v is None else v for v, w in zip(into[name][0], values, strict=True)]
+            kinds = set(map(type, values))
+        into[name] = values, kinds
+
+
+def _by_key(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """A list per key of ``objects`` (``None`` where one lacks it), in first-seen order: one
+    pass over the objects, faster than a pass per key."""
+    columns: dict[str, list[Any]] = {}
+    for i, obj in enumerate(objects):
+        for key, value in obj.items():
+            try:
+                columns[key][i] = value
+            except KeyError:
+                columns[key] = [None] * len(objects)
+                columns[key][i] = value
+    return columns
+
+
+def _names(keys: Iterable[str], reserved: set[str], prefix: str) -> dict[str, str]:
+    """Each key's column: itself, or if ``reserved`` prefixed (again while that is taken)."""
+    keys = list(keys)
+    taken, names = reserved | set(keys), {}
+    for key in keys:
+        name = key
+        while name in reserved or (name != key and name in taken):
+            name = prefix + name
+        taken.add(name)
+        names[key] = name
+    return names
+
+
+def _inferred(values: list[Any], kinds: set[type] | None = None) -> Any:
+    """A param or result column typed by the ``kinds`` (types) of its values (rules above)."""
+    kinds = (set(map(type, values)) if kinds is None else kinds) - {type(None)}
+    numbers = not any(issubclass(kind, str | bool) for kind in kinds)
+    if not kinds or not all(issubclass(kind, str | int | float) for kind in kinds):
+        dtype = "object"
+    elif all(issubclass(kind, bool) for kind in kinds):
+        dtype = "boolean"
+    elif numbers and all(issubclass(kind, int) for kind in kinds):
+        try:
+            return typed_column(values, "Int64")
+        except OverflowError:  # a whole number past 64 bits: kept exact, as a Python int
+            dtype = "object"
+    elif numbers:
+        dtype = "float64"
+    else:
+        dtype = "string"  # pandas writes the other values with str (NaN is <NA>), 2 and 3 alike
+    return typed_column(values, dtype)
+
+
 def state_dtype() -> pd.CategoricalDtype:
     """Job states as an ordered Categorical, in lifecycle order."""
     import pandas as pd
@@ -124,28 +242,55 @@ _CATEGORIES: dict[str, Callable[[], pd.CategoricalDtype]] = {
 
 
 def _frame(
-    columns: Mapping[str, list[Any]],
+    columns: Mapping[str, Sequence[Any]],
     dtypes: Mapping[str, str],
     index: Sequence[str] | None = None,
     index_name: str | None = None,
 ) -> pd.DataFrame:
+    typed = {name: typed_column(columns[name], dtype) for name, dtype in dtypes.items()}
+    return assemble_frame(typed, index, index_name)
+
+
+def assemble_frame(
+    typed: Mapping[str, Any], index: Sequence[str] | None = None, index_name: str | None = None
+) -> pd.DataFrame:
+    """A frame of columns from :func:`typed_column`, in their order, on a ``string`` index."""
     import pandas as pd
 
-    typed: dict[str, Any] = {}
-    for column, dtype in dtypes.items():
-        values = columns[column]
-        if dtype == TIMESTAMP:
-            typed[column] = _timestamps(values)
-        else:
-            resolved: Any = _CATEGORIES[dtype]() if dtype in _CATEGORIES else dtype
-            typed[column] = pd.Series(values, dtype="object").astype(resolved)
-    frame = pd.DataFrame(typed, columns=list(dtypes))
+    frame = pd.DataFrame(dict(typed), columns=list(typed))
     if index is not None:
         frame.index = pd.Index(list(index), dtype="string", name=index_name)
     return frame
 
 
-def _timestamps(values: list[datetime | None]) -> pd.Series:
+def typed_column(values: Sequence[Any], dtype: str) -> Any:
+    """``values`` (``None`` for missing) as a column of ``dtype``, a name of this module's
+    dtype maps; the frequent dtypes through numpy, fast for a million rows."""
+    import numpy as np
+    import pandas as pd
+
+    if dtype == TIMESTAMP:
+        return _timestamps(values)
+    if dtype == "float64":
+        return np.array(values, dtype=np.float64)  # None is NaN
+    if dtype == "Int64":
+        if None not in values:
+            return pd.arrays.IntegerArray(
+                np.array(values, dtype=np.int64), np.zeros(len(values), bool)
+            )
+        missing = np.array([v is None for v in values], dtype=bool)
+        present = np.array([0 if v is None else v for v in values], dtype=np.int64)
+        return pd.arrays.IntegerArray(present, missing)
+    if dtype in _CATEGORIES:
+        categories = _CATEGORIES[dtype]()
+        code = {value: i for i, value in enumerate(categories.categories)}
+        codes = np.fromiter(map(code.get, values, repeat(-1)), dtype=np.int8, count=len(values))
+        return pd.Categorical.from_codes(codes, dtype=categories)
+    resolved: Any = dtype  # "string", "boolean", "object": names the stubs cannot check
+    return pd.Series(values, dtype="object").astype(resolved)
+
+
+def _timestamps(values: Sequence[datetime | None]) -> pd.Series:
     """Aware datetimes to ``datetime64[us, UTC]``, through epoch microseconds, so that neither
     pandas 2 (nanoseconds, up to 2262) nor pandas 3 (inferred units) picks another unit."""
     import numpy as np

@@ -38,6 +38,22 @@ def test_jobs_frames_have_fixed_dtypes_full_or_empty(queue: queuectl.Queue) -> N
     assert full["lease_until"].isna().all() and full["worker_id"].isna().all()
 
 
+def test_jobs_frames_carry_group_and_tags_after_the_command(queue: queuectl.Queue) -> None:
+    empty = queue.jobs()
+    queue.enqueue("true", id="t", group="sweep", tags=["gpu", "nightly"])
+    queue.enqueue("true", id="u")
+    full = queue.jobs()
+    assert (
+        list(full.columns[:4]) == list(empty.columns[:4]) == ["command", "group", "tags", "state"]
+    )
+    assert full.dtypes.equals(empty.dtypes)
+    assert str(full.dtypes["group"]) == "string" and str(full.dtypes["tags"]) == "object"
+    assert full.loc["t", "group"] == "sweep" and full.loc["u", "group"] is pd.NA
+    assert full.loc["t", "tags"] == ("gpu", "nightly") and full.loc["u", "tags"] == ()
+    assert full[full["tags"].map(lambda tags: "gpu" in tags)].index.tolist() == ["t"]
+    assert "params" not in full.columns
+
+
 def test_attempt_frames_have_fixed_dtypes_full_or_empty(queue: queuectl.Queue) -> None:
     empty = queue.attempts()
     queue.enqueue("exit 2", id="x", max_retries=0)
