@@ -9,26 +9,22 @@ empty result has the same columns and dtypes as a full one:
 - every timestamp is ``datetime64[us, UTC]`` (microseconds reach any year a job may name);
   durations and timeouts are float seconds;
 - text columns (``command``, ``group``, ``last_error``, ...) are ``string``;
-- ``tags`` is an ``object`` column of each job's tuple of tags (``()`` for none), not a
-  comma-joined ``string``: pandas 2 and 3 keep it alike (``object``, hashable tuples, so
-  ``value_counts`` and ``groupby`` work) and a test is exact (``str.contains("gpu")`` would
-  match ``gpu2``): ``frame[frame.tags.map(lambda tags: "gpu" in tags)]``. What pandas derives
-  from it (``explode()``) follows its own inference: ``str`` on pandas 3, ``object`` on 2.
+- ``tags`` is ``object``, each job's tuple of tags (``()`` for none), not comma-joined text:
+  pandas 2 and 3 keep it alike (hashable tuples: ``value_counts``, ``groupby``), and a test is
+  exact (``frame[frame.tags.map(lambda t: "gpu" in t)]``; ``str.contains`` would match ``gpu2``).
+  Derived columns follow pandas' inference (``explode()``: ``str`` on pandas 3, ``object`` on 2).
 
 Job frames are indexed by job ``id``; the attempt history has one row per attempt, in start
-order, with ``job_id`` and ``attempt`` columns. Params are not in the jobs frame: they are the
-first columns of the results frame.
+order, with ``job_id`` and ``attempt`` columns. Params are in the results frame only.
 
-The results frame (:func:`results_frame`) has one row per job, indexed by ``id``: its params
-in first-seen order, then ``group`` (``string``), ``state``, ``attempts`` (``Int64``),
-``duration`` (``float64`` seconds of the latest attempt, NaN while it runs or before it ran),
-then the keys of the job's result in first-seen order, nested objects flattened with ``.``
-where their key first appears (``{"loss": {"train": 0.1}}`` gives ``loss.train``; ``{}``
-gives no column). A param or result column's dtype comes from its values, nulls and missing
-ones aside: booleans ``boolean``; whole numbers ``Int64`` (``object`` past 64 bits); whole
-and real numbers, or only reals, ``float64``; text or mixed kinds (text and numbers, booleans
-and numbers) ``string``, other values written by ``str``; a list or any other non-scalar makes
-the column ``object`` (Python objects kept), and so does having no value at all. Missing is
+The results frame (:func:`results_frame`), indexed by ``id``, has a job's params in first-seen
+order, then ``group`` (``string``), ``state``, ``attempts`` (``Int64``), ``duration`` (float
+seconds of the latest attempt, NaN while it runs or before), then its result's keys in
+first-seen order, nested objects flattened with ``.`` (``{"loss": {"train": 0.1}}`` gives
+``loss.train``, ``{}`` nothing). A param or result column is typed by its values, nulls aside:
+booleans ``boolean``; whole numbers ``Int64`` (``object`` past 64 bits); reals (whole ones
+too) ``float64``; text or mixed kinds (text and numbers, booleans and numbers) ``string``,
+written by ``str``; with a list or other non-scalar, or no value at all, ``object``. Missing is
 ``<NA>`` (NaN in ``float64``, ``None`` in ``object``). No column hides another: a param named
 like a fixed column or ``id`` (the index) becomes ``param.<name>``, a result key named like
 one of those or a param ``result.<key>`` (``result.state``), prefixed again while taken.
@@ -36,7 +32,7 @@ one of those or a param ``result.<key>`` (``result.state``), prefixed again whil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
@@ -147,9 +143,9 @@ def results_frame(records: Sequence[JobResult]) -> pd.DataFrame:
     result_names = _names(results, own | set(param_names.values()), "result.")
     typed = {name: _inferred(params[key]) for key, name in param_names.items()}
     for name, dtype in RESULT_DTYPES.items():
-        typed[name] = typed_column(list(map(attrgetter(name), records)), dtype)
+        typed[name] = _typed(list(map(attrgetter(name), records)), dtype)
     typed |= {name: _inferred(*results[key]) for key, name in result_names.items()}
-    return assemble_frame(typed, [r.job_id for r in records], "id")
+    return _frame(typed, None, [r.job_id for r in records], "id")
 
 
 #: a param or result column: its values (``None`` for missing) and their types
@@ -158,8 +154,8 @@ _NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 def _flatten(objects: list[Mapping[str, Any]], prefix: str, into: dict[str, Column]) -> None:
-    """Into ``into``, a column per key of ``objects`` (one per job), each nested object's
-    keys as columns ``key.inner``: a key at a time, not a job at a time, which is faster."""
+    """Into ``into``, a column per key of ``objects`` (one per job), and the keys of nested
+    objects as columns ``key.inner``: a level at a time, faster than a recursion per job."""
     for key, values in _by_key(objects).items():
         name = f"{prefix}{key}"
         kinds = set(map(type, values))
@@ -175,8 +171,7 @@ def _flatten(objects: list[Mapping[str, Any]], prefix: str, into: dict[str, Colu
 
 
 def _by_key(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """A list per key of ``objects`` (``None`` where one lacks it), in first-seen order: one
-    pass over the objects, faster than a pass per key."""
+    """A list per key of ``objects`` (``None`` where one lacks it): one pass, not one a key."""
     columns: dict[str, list[Any]] = {}
     for i, obj in enumerate(objects):
         for key, value in obj.items():
@@ -188,9 +183,8 @@ def _by_key(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return columns
 
 
-def _names(keys: Iterable[str], reserved: set[str], prefix: str) -> dict[str, str]:
+def _names(keys: Collection[str], reserved: set[str], prefix: str) -> dict[str, str]:
     """Each key's column: itself, or if ``reserved`` prefixed (again while that is taken)."""
-    keys = list(keys)
     taken, names = reserved | set(keys), {}
     for key in keys:
         name = key
@@ -211,14 +205,14 @@ def _inferred(values: list[Any], kinds: set[type] | None = None) -> Any:
         dtype = "boolean"
     elif numbers and all(issubclass(kind, int) for kind in kinds):
         try:
-            return typed_column(values, "Int64")
+            return _typed(values, "Int64")
         except OverflowError:  # a whole number past 64 bits: kept exact, as a Python int
             dtype = "object"
     elif numbers:
         dtype = "float64"
     else:
         dtype = "string"  # pandas writes the other values with str (NaN is <NA>), 2 and 3 alike
-    return typed_column(values, dtype)
+    return _typed(values, dtype)
 
 
 def state_dtype() -> pd.CategoricalDtype:
@@ -242,28 +236,23 @@ _CATEGORIES: dict[str, Callable[[], pd.CategoricalDtype]] = {
 
 
 def _frame(
-    columns: Mapping[str, Sequence[Any]],
-    dtypes: Mapping[str, str],
+    columns: Mapping[str, Any],
+    dtypes: Mapping[str, str] | None,
     index: Sequence[str] | None = None,
     index_name: str | None = None,
 ) -> pd.DataFrame:
-    typed = {name: typed_column(columns[name], dtype) for name, dtype in dtypes.items()}
-    return assemble_frame(typed, index, index_name)
-
-
-def assemble_frame(
-    typed: Mapping[str, Any], index: Sequence[str] | None = None, index_name: str | None = None
-) -> pd.DataFrame:
-    """A frame of columns from :func:`typed_column`, in their order, on a ``string`` index."""
+    """A frame of ``columns`` typed by ``dtypes`` (``None``: typed already), in their order."""
     import pandas as pd
 
-    frame = pd.DataFrame(dict(typed), columns=list(typed))
+    if dtypes is not None:
+        columns = {name: _typed(columns[name], dtype) for name, dtype in dtypes.items()}
+    frame = pd.DataFrame(dict(columns), columns=list(columns))
     if index is not None:
         frame.index = pd.Index(list(index), dtype="string", name=index_name)
     return frame
 
 
-def typed_column(values: Sequence[Any], dtype: str) -> Any:
+def _typed(values: Sequence[Any], dtype: str) -> Any:
     """``values`` (``None`` for missing) as a column of ``dtype``, a name of this module's
     dtype maps; the frequent dtypes through numpy, fast for a million rows."""
     import numpy as np
