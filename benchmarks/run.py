@@ -2,6 +2,7 @@
 
     make bench                       # or: .venv/bin/python -m benchmarks.run [--repeat 3]
     .venv/bin/python -m benchmarks.run --repeat 1 --scale-jobs 100000 --prune-jobs 0  # quick
+    .venv/bin/python -m benchmarks.run --sweeps-only         # only benchmarks.sweeps
 
 Every figure is the median of ``--repeat`` runs, each on a fresh temporary queue (embedded
 SQLite, ``synchronous=FULL``: every enqueue is durable when it returns). Floors are measured in
@@ -9,6 +10,10 @@ the same run, so ratios stay meaningful on a busy or a different machine. Latenc
 percentiles of ``--repeat`` times as many samples. ``--scale-jobs N``: the size of the large
 queue (``benchmarks.scale``); ``--prune-jobs N``: the finished jobs one prune deletes
 (``benchmarks.control``; about 35 s for 1,000,000 with building the queue; 0 leaves it out).
+``--sweeps full|quick|off``: the sweep and large-history figures (``benchmarks.sweeps``), on
+SQLite and on a throwaway PostgreSQL server when its programs are installed (``--postgres
+off``: SQLite only); ``quick`` runs them at tiny sizes, in seconds; ``--sweeps-only`` leaves
+every other figure out.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import control, escapes, floors, lock_share, queue_figures, scale
+from benchmarks import control, escapes, floors, lock_share, queue_figures, scale, sweeps
 from benchmarks.report import Figure, machine, table
 
 
@@ -45,7 +50,17 @@ def medians_on_off(repeat: int, measure: Callable[[bool], float]) -> tuple[float
     return statistics.median(on), statistics.median(off)
 
 
-def measure(repeat: int, scale_jobs: int, prune_jobs: int) -> list[Figure]:
+#: the sizes of ``--sweeps``
+SWEEP_SIZES = {"full": sweeps.FULL, "quick": sweeps.QUICK, "off": None}
+
+
+def measure(
+    repeat: int,
+    scale_jobs: int,
+    prune_jobs: int,
+    sweep_sizes: sweeps.Sizes | None = sweeps.FULL,
+    postgres: bool = True,
+) -> list[Figure]:
     spawn = median_of(repeat, floors.spawn_rate)
     commit_full = median_of(repeat, lambda: floors.sqlite_commit_rate("FULL"))
     commit_normal = median_of(repeat, lambda: floors.sqlite_commit_rate("NORMAL"))
@@ -168,6 +183,8 @@ def measure(repeat: int, scale_jobs: int, prune_jobs: int) -> list[Figure]:
             Figure(f"prune {prune_jobs:,} finished jobs", seconds, "s", None, None, False),
             Figure(f"prune {prune_jobs:,} finished jobs, rate", prune_jobs / seconds, "jobs/s"),
         ]
+    if sweep_sizes is not None:
+        figures += sweeps.figures(sweep_sizes, repeat, postgres)
     return figures
 
 
@@ -182,11 +199,30 @@ def main(argv: list[str] | None = None) -> None:
         help="finished jobs one prune deletes (0: leave the prune out)",
     )
     parser.add_argument(
+        "--sweeps",
+        choices=list(SWEEP_SIZES),
+        default="full",
+        help="the sweep and large-history figures: full sizes, tiny ones (seconds), or none",
+    )
+    parser.add_argument(
+        "--sweeps-only", action="store_true", help="only the figures of --sweeps (default full)"
+    )
+    parser.add_argument(
+        "--postgres",
+        choices=["auto", "off"],
+        default="auto",
+        help="the sweep figures on a throwaway PostgreSQL server too, if it is installed (auto)",
+    )
+    parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON file"
     )
     args = parser.parse_args(argv)
     started = datetime.now(UTC)
-    figures = measure(args.repeat, args.scale_jobs, args.prune_jobs)
+    sweep_sizes, postgres = SWEEP_SIZES[args.sweeps], args.postgres == "auto"
+    if args.sweeps_only:
+        figures = sweeps.figures(sweep_sizes, args.repeat, postgres) if sweep_sizes else []
+    else:
+        figures = measure(args.repeat, args.scale_jobs, args.prune_jobs, sweep_sizes, postgres)
     print(table(figures))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {

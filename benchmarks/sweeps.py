@@ -3,16 +3,17 @@
 
 - ``sweep`` of a grid (lr x seed, 100 x 1,000) against ``enqueue_many`` of the same jobs (the
   same command template, params and group), each on a fresh queue, in turn: jobs per second,
-  and sweep's share of enqueue_many's rate.
-- ``results()``, ``jobs()`` and ``attempts()`` of queues of 100,000 and 1,000,000 jobs; the
-  larger against the smaller (10x the rows: 10x the time if they scale linearly).
+  and sweep's share of enqueue_many's rate (median of ``--repeat`` pairs).
+- ``results()``, ``jobs()`` and ``attempts()`` of queues of 100,000 and 1,000,000 jobs (median
+  of ``--repeat`` calls); the larger against the smaller (10x the time: linear).
 - ``status()`` (median of 20) and a claim with its finish (median of 200) on 1,000,000 jobs
   in 1,000 groups, against the same queue without groups.
 
 The large queues are made by queuectl, then filled with plain SQL in one statement per table
 (fast to build): jobs in contiguous blocks per group, each with params ``{"lr", "seed"}``;
-by ``seq % 20``, 1 in 20 dead, failed (due for a retry), pending, processing, cancelled, the
-rest completed with a result ``{"loss", "acc", "epoch"}``; one attempt per job that ran.
+by their number modulo 20, 1 in 20 dead, failed (due for a retry), pending, processing (a
+lease of a day), cancelled, the rest completed with a result ``{"loss", "acc", "epoch"}``;
+one attempt per job that ran.
 PostgreSQL is a throwaway server (``tests/pg_server.py``: ``fsync=off``), one database per
 queue; its figures compare with each other, not with SQLite's durable commits.
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import itertools
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -45,6 +48,8 @@ _WORKER = "bench:9:0000"
 
 @dataclass(frozen=True)
 class Sizes:
+    """How big each part is (``FULL`` for ``make bench``, ``QUICK`` for the tests)."""
+
     lrs: int = 100  #: the grid: lrs x seeds jobs
     seeds: int = 1000
     frame_rows: tuple[int, ...] = (100_000, 1_000_000)  #: queues whose DataFrames are timed
@@ -56,7 +61,15 @@ class Sizes:
 
 FULL = Sizes()
 #: seconds in all: what tests/test_benchmarks.py runs
-QUICK = Sizes(4, 25, (300, 1500), 1500, 10, 3, 10)
+QUICK = Sizes(
+    lrs=4,
+    seeds=25,
+    frame_rows=(300, 1500),
+    group_jobs=1500,
+    groups=10,
+    status_samples=3,
+    claim_samples=10,
+)
 
 
 @dataclass(frozen=True)
@@ -151,8 +164,6 @@ def _values(total: int, groups: int) -> dict[str, Any]:
 def fill_sqlite(db: str, total: int, groups: int) -> None:
     """Make a queue at ``db`` holding ``total`` jobs (see above), ``groups`` groups of them."""
     queuectl.connect(db).close()  # the file, its schema and pragmas, as queuectl makes them
-    import sqlite3
-
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         conn.execute("PRAGMA synchronous = OFF")  # building, not measuring
@@ -321,7 +332,7 @@ def backend_figures(backend: Backend, sizes: Sizes, repeat: int) -> list[Figure]
 def sqlite_backend() -> Iterator[Backend]:
     """Queue files in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="queuectl-bench-") as folder:
-        made = iter(range(sys.maxsize))
+        made = itertools.count()
 
         def drop(db: str) -> None:
             for suffix in ("", "-wal", "-shm"):
@@ -339,14 +350,13 @@ def postgres_backend(server: PgServer) -> Backend:
 def postgres_server() -> Iterator[PgServer | None]:
     """A throwaway PostgreSQL server (``tests.pg_server``), or None (with a note on stderr)
     when the server programs are not installed or psycopg is missing."""
-    from tests.pg_server import PgServer, find_bindir, reap_orphans
+    from tests.pg_server import PgServer, find_bindir
 
     bindir = find_bindir()
     if bindir is None or importlib.util.find_spec("psycopg") is None:
         print("sweeps: no PostgreSQL (server programs or psycopg missing)", file=sys.stderr)
         yield None
         return
-    reap_orphans()
     server = PgServer(bindir)
     try:
         server.start()

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from benchmarks import control, escapes, floors, lock_share, queue_figures, run, scale
+from benchmarks import control, escapes, floors, lock_share, queue_figures, run, scale, sweeps
 from benchmarks.report import Figure
+from tests.pg_server import PgServer
 
 
 def test_each_figure_measures_something() -> None:
@@ -46,6 +49,39 @@ def test_scale_figures_compare_against_a_small_queue() -> None:
     figures = scale.figures(total=2000, frame_rows=500)
     assert {f.name.split(",")[0] for f in figures} >= {"status", "claim", "dlq retry"}
     assert all(f.value > 0 for f in figures)
+
+
+SWEEP_FIGURES = {
+    "enqueue_many",
+    "sweep",
+    "results()",
+    "jobs()",
+    "attempts()",
+    "status()",
+    "claim+finish",
+}
+
+
+def check_sweep_figures(figures: list[dict[str, Any]], on: str) -> None:
+    """Every sweep figure, named for its store, measured something (as written to JSON)."""
+    assert {f["name"].split(",")[0].split(" ")[0] for f in figures} == SWEEP_FIGURES
+    assert all(f["name"].endswith(f", {on}") for f in figures)
+    assert all(math.isfinite(f["value"]) and f["value"] > 0 for f in figures)
+    assert all(f["ratio"] is None or f["ratio"] > 0 for f in figures)
+
+
+def test_sweep_figures_run_on_sqlite(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    argv = ["--sweeps-only", "--sweeps", "quick", "--postgres", "off", "--repeat", "1"]
+    run.main([*argv, "--output", str(out)])
+    check_sweep_figures(json.loads(out.read_text())["figures"], "SQLite")
+
+
+@pytest.mark.postgres
+def test_sweep_figures_run_on_postgres(pg_server: PgServer) -> None:
+    backend = sweeps.postgres_backend(pg_server)
+    figures = sweeps.backend_figures(backend, sweeps.QUICK, repeat=1)
+    check_sweep_figures([{**asdict(f), "ratio": f.ratio} for f in figures], "PostgreSQL")
 
 
 @pytest.mark.slow

@@ -28,6 +28,8 @@ class State(StrEnum):
         return self not in FINISHED
 
 
+#: each state by its name, for reading many rows
+STATES: dict[str, State] = {state.value: state for state in State}
 #: the states a job ends in (``retry`` starts it again)
 FINISHED = frozenset({State.COMPLETED, State.DEAD, State.CANCELLED})
 #: the states of a job that waits for a worker: it can be cancelled, edited or moved to the DLQ

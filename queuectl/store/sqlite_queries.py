@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from queuectl.model import Attempt, Job, JobFilter, JobResult, State
-from queuectl.model.job import EVERY_JOB
+from queuectl.model.job import EVERY_JOB, STATES
 from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import rows
 from queuectl.store.base import job_not_found
@@ -96,7 +96,9 @@ class SqliteQueries:
         for group, state, n in self._db.read(
             "SELECT job_group, state, n FROM group_counts WHERE n > 0 ORDER BY job_group"
         ):
-            groups.setdefault(group, dict.fromkeys(State, 0))[State(state)] = n
+            if group not in groups:  # (a status of a thousand groups reads this often)
+                groups[group] = dict.fromkeys(State, 0)
+            groups[group][STATES[state]] = n
         return groups
 
     def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
