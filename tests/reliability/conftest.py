@@ -32,6 +32,13 @@ STORES = ["sqlite"]
 ON_EVERY_STORE = pytest.mark.parametrize(
     "queue_target", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
+#: the same for the heaviest load tests: their PostgreSQL half runs in ``make soak`` (each takes
+#: half a minute, and the contract and e2e suites cover that store in ``make test``)
+ON_EVERY_STORE_SOAK_POSTGRES = pytest.mark.parametrize(
+    "queue_target",
+    ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.soak])],
+    indirect=True,
+)
 
 _FIGURES: list[str] = []
 

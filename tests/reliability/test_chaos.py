@@ -15,7 +15,7 @@ import pytest
 from queuectl import Outcome, State, connect
 from queuectl.model.job import unfinished
 from tests.conftest import Cli
-from tests.reliability.conftest import ON_EVERY_STORE, Figure, Pools
+from tests.reliability.conftest import ON_EVERY_STORE_SOAK_POSTGRES, Figure, Pools
 
 #: every FAIL_EVERY-th job is built to fail: it ends in the DLQ after its retries
 FAIL_EVERY = 50
@@ -105,7 +105,7 @@ def run_chaos(cli: Cli, pools: Pools, ledger: Path, plan: Chaos, figure: Figure)
     )
 
 
-@ON_EVERY_STORE
+@ON_EVERY_STORE_SOAK_POSTGRES
 @pytest.mark.timeout(600)
 def test_kill_9_chaos(rcli: Cli, pools: Pools, tmp_path: Path, figure: Figure) -> None:
     run_chaos(rcli, pools, tmp_path / "ledger", Chaos(jobs=2000), figure)

@@ -12,7 +12,7 @@ import pytest
 
 from queuectl import State, connect
 from tests.conftest import Cli, wait_for
-from tests.reliability.conftest import ON_EVERY_STORE, Figure, Pools
+from tests.reliability.conftest import ON_EVERY_STORE_SOAK_POSTGRES, Figure, Pools
 
 ROOT = Path(__file__).parents[2]
 
@@ -62,7 +62,7 @@ def run_writers(
     )
 
 
-@ON_EVERY_STORE
+@ON_EVERY_STORE_SOAK_POSTGRES
 @pytest.mark.timeout(600)
 def test_sixteen_writers_and_two_pools(
     rcli: Cli, pools: Pools, tmp_path: Path, figure: Figure

@@ -46,9 +46,13 @@ def test_every_file_of_the_default_queue_is_private_even_with_umask_000(tmp_path
     assert {p.name for p in dirs} == {"logs"}
     assert "queue.db" in {p.name for p in files} and any(p.suffix == ".log" for p in files)
     assert {str(p.relative_to(home)): mode(p) for p in dirs} == {"logs": 0o700}
-    assert {str(p.relative_to(home)): oct(mode(p)) for p in files} == {
-        str(p.relative_to(home)): oct(0o600) for p in files
-    }
+    modes = {}
+    for p in files:
+        try:
+            modes[str(p.relative_to(home))] = oct(mode(p))
+        except FileNotFoundError:  # a -wal/-shm the pool's last connection removed meanwhile
+            continue
+    assert "queue.db" in modes and modes == dict.fromkeys(modes, oct(0o600))
 
 
 SECRET = "s3cr3t-Pa55"
