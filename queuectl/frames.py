@@ -209,7 +209,10 @@ def _inferred(values: list[Any], kinds: set[type] | None = None) -> Any:
         except OverflowError:  # a whole number past 64 bits: kept exact, as a Python int
             dtype = "object"
     elif numbers:
-        dtype = "float64"
+        try:
+            return _typed(values, "float64")
+        except OverflowError:  # a whole number beyond any float: kept exact, as objects
+            dtype = "object"
     else:
         dtype = "string"  # pandas writes the other values with str (NaN is <NA>), 2 and 3 alike
     return _typed(values, dtype)

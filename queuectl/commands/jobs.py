@@ -13,7 +13,7 @@ from queuectl.commands.group import LIMIT, F, Session, cli, filter_options, json
 from queuectl.commands.results import Enqueued, Following, JobDetail, JobList, Logs
 from queuectl.errors import InvalidInput, NotFound
 from queuectl.model import NewJob, State
-from queuectl.model.params import parse_params_option
+from queuectl.model.params import parse_params_option, template
 from queuectl.model.parse import new_job, parse_duration, parse_env_option, parse_job_json
 
 STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
@@ -120,7 +120,10 @@ def enqueue(
     given = {name: value for name, value in options.items() if value is not None}
     flags = {name: _flag(name) for name in given}
     if job_file is None:
-        jobs = [_new_job(_job_fields(job, raw), given, flags)]
+        fields = _job_fields(job, raw)
+        if len(job) > 1 and "params" in given:  # placeholders in words: see params.template
+            fields["command"] = template(job)
+        jobs = [_new_job(fields, given, flags)]
     else:
         jobs = _read_jobs(job_file, raw, given, flags)
     # Validated above, before the queue (maybe a new file) is opened; the API takes them as is.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
 import click
@@ -10,7 +9,7 @@ import click
 from queuectl.commands.group import Session, cli, filter_options, json_option
 from queuectl.commands.results import ResultTable, SweepEnqueued
 from queuectl.errors import InvalidInput
-from queuectl.model.params import parse_param_option
+from queuectl.model.params import parse_param_option, template
 from queuectl.model.parse import parse_duration, parse_env_option
 
 
@@ -53,8 +52,9 @@ def sweep(
 ) -> SweepEnqueued:
     """Enqueue one job per combination of the params' values, in one transaction.
 
-    Each job runs COMMAND with {name} replaced by its value (shell-quoted) and
-    $QUEUECTL_PARAM_<NAME> set; write literal braces as {{ and }}. A job may write a JSON
+    Each job runs COMMAND with {name} replaced by its value (shell-quoted: a placeholder is a
+    word of its own, never inside quotes) and $QUEUECTL_PARAM_<NAME> set; write literal
+    braces as {{ and }}. Words after -- stay words, whatever the values hold. A job may write a JSON
     object to $QUEUECTL_RESULT: `queuectl results --group G` shows it next to the params.
     More jobs than the config key max_sweep is an error, and nothing is enqueued.
 
@@ -79,18 +79,9 @@ def sweep(
         "tags": list(tags) or None,
     }
     given = {name: value for name, value in fields.items() if value is not None}
-    handle = session.queue().sweep(
-        _command_line(command), group=group, zipped=zipped, params=axes, **given
-    )
+    line = command[0] if len(command) == 1 else template(command)
+    handle = session.queue().sweep(line, group=group, zipped=zipped, params=axes, **given)
     return SweepEnqueued(handle)
-
-
-def _command_line(words: tuple[str, ...]) -> str:
-    """Words after ``--`` as one command line: each quoted as the shell split it, except the
-    words with placeholders, which are replaced by quoted values anyway."""
-    if len(words) == 1:
-        return words[0]
-    return " ".join(word if "{" in word else shlex.quote(word) for word in words)
 
 
 @cli.command()

@@ -3,7 +3,10 @@
 Parameters are a JSON object of scalars. A worker gives each to the command as a variable
 ``QUEUECTL_PARAM_<NAME>`` (the name in upper case). A command that carries parameters may name
 them as ``{name}`` placeholders, replaced *at enqueue* by the value, shell-quoted: the stored
-command is the one that runs, and ``show`` prints it. Literal braces are written ``{{`` and
+command is the one that runs, and ``show`` prints it. A quoted value is one word only where a
+word may start, so a placeholder inside quotes, after ``$`` or a backslash, or after a
+here-document is refused (``$QUEUECTL_PARAM_<NAME>`` serves there); command-line words become
+a command with ``template``, which keeps each word one word. Literal braces are written ``{{`` and
 ``}}``, as in ``str.format``; a placeholder may take a format spec (``{lr:.0e}``). A command
 without parameters is never rewritten.
 """
@@ -63,6 +66,8 @@ def validate_scalar(name: str, value: Any) -> Scalar:
                 f"the value of param {name} must be text without NUL bytes, of at most "
                 f"{MAX_PARAM_TEXT} characters."
             )
+        if isinstance(value, str) and not _is_utf8(value):
+            raise InvalidInput(f"the value of param {name} is not valid UTF-8 text.")
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -71,6 +76,14 @@ def validate_scalar(name: str, value: Any) -> Scalar:
     raise InvalidInput(
         f"the value of param {name} must be text, a number or a boolean, got {_kind(value)}."
     )
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of a command line that are not UTF-8
+        return False
+    return True
 
 
 def param_text(value: Scalar) -> str:
@@ -98,10 +111,18 @@ def expand(command: str, params: Mapping[str, Scalar]) -> str:
             f"cannot read the placeholders of the command: {exc}. Write literal braces as "
             "{{ and }}."
         ) from None
+    shell = _ShellState()
     for literal, name, spec, conversion in parsed:
         out.append(literal)
+        shell.read(literal)
         if name is None:
             continue
+        if problem := shell.unsafe():
+            raise InvalidInput(
+                f"the placeholder {{{name}}} is {problem}: its value is shell-quoted already, "
+                f"so it must stand as a word of its own (or use ${PARAM_ENV_PREFIX}"
+                f"{name.upper()} there)."
+            )
         if name not in params:
             known = ", ".join(params) or "none"
             hint = "" if name.isidentifier() else " Write literal braces as {{ and }}."
@@ -120,6 +141,78 @@ def expand(command: str, params: Mapping[str, Scalar]) -> str:
     return "".join(out)
 
 
+class _ShellState:
+    """Where the text read so far leaves the shell: inside quotes, after a backslash or ``$``,
+    or in a here-document. A quoted value is one word only outside all of those."""
+
+    def __init__(self) -> None:
+        self.quote = ""  # "'" or '"' while inside such quotes
+        self.escaped = False  # the last character was an unquoted backslash
+        self.last = ""
+        self.heredoc = False
+
+    def read(self, text: str) -> None:
+        for char in text:
+            if self.escaped:
+                self.escaped = False
+            elif self.quote == "'":
+                self.quote = "" if char == "'" else "'"
+            elif char == "\\":
+                self.escaped = True
+            elif self.quote == '"':
+                self.quote = "" if char == '"' else '"'
+            elif char in "'\"":
+                self.quote = char
+            elif char == "<" and self.last == "<":
+                self.heredoc = True
+            self.last = char
+
+    def unsafe(self) -> str | None:
+        if self.quote:
+            return "inside quotes"
+        if self.escaped:
+            return "right after a backslash"
+        if self.last == "$":
+            return "right after $"
+        if self.heredoc:
+            return "after a here-document (<<), whose text the shell expands"
+        return None
+
+
+def template(words: Sequence[str]) -> str:
+    """Command-line words (after ``--``) as one command with placeholders: each word's text
+    quoted as the shell split it, its ``{name}`` placeholders left to be replaced by quoted
+    values, so that a word stays one word whatever the values hold."""
+    import string
+
+    parts = []
+    for word in words:
+        quoted = []
+        try:
+            parsed = list(string.Formatter().parse(word))
+        except ValueError as exc:
+            raise InvalidInput(
+                f"cannot read the placeholders of {word!r}: {exc}. Write literal braces as "
+                "{{ and }}."
+            ) from None
+        text = ""  # literal text up to the next placeholder (braces come in pieces)
+        for literal, name, spec, conversion in parsed:
+            text += literal
+            if name is not None:
+                quoted.append(_quoted_literal(text))
+                text = ""
+                mark = (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                quoted.append(f"{{{name}{mark}}}")
+        quoted.append(_quoted_literal(text))
+        parts.append("".join(quoted) or "''")
+    return " ".join(parts)
+
+
+def _quoted_literal(text: str) -> str:
+    """Literal text of a word, shell-quoted, with its braces doubled again for ``expand``."""
+    return shlex.quote(text).replace("{", "{{").replace("}", "}}") if text else ""
+
+
 def grid(
     axes: Mapping[str, Iterable[Any]], *, zipped: bool = False, limit: int
 ) -> list[dict[str, Scalar]]:
@@ -130,6 +223,10 @@ def grid(
     columns: dict[str, list[Scalar]] = {}
     sizes: dict[str, int] = {}
     for name, values in axes.items():
+        if isinstance(values, Mapping):
+            raise InvalidInput(
+                f"param {name} takes a list of values, not {type(values).__name__} (a mapping)."
+            )
         if isinstance(values, str | bytes) or not isinstance(values, Iterable):
             values = [values]  # one value: a constant of the sweep
         # A range or list knows its size (a huge one is refused before it is read); a
@@ -159,10 +256,19 @@ def grid(
 
 def rows(records: Iterable[Mapping[str, Any]], limit: int) -> list[dict[str, Scalar]]:
     """Parameter rows given one by one (a DataFrame's records), each validated."""
+    if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
+        raise InvalidInput(
+            f"rows must be a DataFrame or a list of mappings, got {type(records).__name__}."
+        )
     listed = list(itertools.islice(records, limit + 1))
     if not listed:
         raise InvalidInput("the sweep has no rows of params.")
     check_size(len(listed), limit)
+    for row in listed:
+        if not isinstance(row, Mapping):
+            raise InvalidInput(
+                f"each row of params must map names to values, e.g. {{'lr': 0.1}}; got {row!r}."
+            )
     return [validate_params(dict(row)) for row in listed]
 
 
@@ -175,7 +281,7 @@ def check_size(size: int, limit: int) -> None:
         )
 
 
-def parse_param_option(word: str) -> tuple[str, list[Scalar]]:
+def parse_param_option(word: str) -> tuple[str, Sequence[Scalar]]:
     """``--param NAME=V1,V2,...`` or ``NAME=A..B`` (whole numbers, both ends included).
     Values read as whole numbers, then numbers, then ``true``/``false``, else text."""
     name, sep, text = word.partition("=")
@@ -185,7 +291,7 @@ def parse_param_option(word: str) -> tuple[str, list[Scalar]]:
         low, high = int(match[1]), int(match[2])
         if high < low:
             raise InvalidInput(f"--param {word!r}: the range {low}..{high} is empty.")
-        return name, list(range(low, high + 1))
+        return name, range(low, high + 1)  # (not listed: its size is checked first)
     if not text:
         raise InvalidInput(f"param {name} has no values: give at least one.")
     return name, [_typed(part.strip()) for part in text.split(",")]

@@ -61,9 +61,12 @@ LOCK_STATES = (
 )
 
 RERUN = f"""
+WITH chosen AS (
+    SELECT seq FROM queuectl.jobs jobs WHERE {{where}} ORDER BY id FOR UPDATE
+)
 UPDATE queuectl.jobs SET state = 'pending', attempts = 0, run_at = {NOW}, updated_at = {NOW},
     cancel_requested = false
-WHERE {{where}}
+WHERE seq IN (SELECT seq FROM chosen)
 RETURNING {JOB_COLUMNS}
 """
 
@@ -77,11 +80,25 @@ UPDATE queuectl.jobs SET
 WHERE id = ANY(%(ids)s::text[])
 RETURNING id, state
 """
-#: the jobs in ``states`` that a filter (``{where}``, see ``pg_queries.matching``) takes,
-#: locked in id order
-LOCK_CHOSEN = """
-SELECT id, state FROM queuectl.jobs jobs WHERE state = ANY(%(states)s::text[]){where}
-ORDER BY id FOR UPDATE
+# Cancels by group or tag: the waiting jobs, then (another transaction) the running ones, each
+# set locked in id order (as RENEW locks running jobs). Locked together, a pool finishing a job
+# of the set while it holds the next job it claimed could wait for them in a circle. A job
+# claimed meanwhile is found running by the second statement; one that finished is left.
+CANCEL_CHOSEN = f"""
+WITH chosen AS (
+    SELECT seq FROM queuectl.jobs jobs WHERE state IN ('pending', 'failed'){{where}}
+    ORDER BY id FOR UPDATE
+)
+UPDATE queuectl.jobs SET state = 'cancelled', last_error = %(error)s, updated_at = {NOW}
+WHERE seq IN (SELECT seq FROM chosen)
+RETURNING id
+"""
+REQUEST_CHOSEN = """
+WITH chosen AS (
+    SELECT seq FROM queuectl.jobs jobs WHERE state = 'processing'{where} ORDER BY id FOR UPDATE
+)
+UPDATE queuectl.jobs SET cancel_requested = true WHERE seq IN (SELECT seq FROM chosen)
+RETURNING id
 """
 
 BURY = f"""
@@ -134,6 +151,18 @@ PRUNE_OLDEST = _PRUNE.format(
 PRUNABLE = f"SELECT count(*) FROM (SELECT FROM queuectl.jobs WHERE {_DOOMED} LIMIT %(limit)s) j"
 
 
+# The counts of a group with no jobs left in a state add up to zero over the shards, yet stay
+# rows (an enqueue adds in one shard, the claims subtract in others): after a prune, delete
+# them, so that `status` reads the groups that have jobs. Writers wait the moment it takes:
+# their count triggers would otherwise add to a row being deleted.
+COMPACT_GROUP_COUNTS = (
+    "LOCK TABLE queuectl.group_counts IN SHARE ROW EXCLUSIVE MODE",
+    "DELETE FROM queuectl.group_counts c USING ("
+    "SELECT job_group, state FROM queuectl.group_counts GROUP BY job_group, state "
+    "HAVING sum(n) = 0) z WHERE c.job_group = z.job_group AND c.state = z.state",
+)
+
+
 class PostgresControl(Store):
     """The control methods of the PostgreSQL store (a base of ``PostgresStore``)."""
 
@@ -156,7 +185,6 @@ class PostgresControl(Store):
         check_retryable([], {}, states)
         conditions, params = matching(where)
         chosen = f"state = ANY(%(states)s::text[]){conditions}"
-        # Finished jobs: no pool holds or renews them, so no lock order to keep.
         rerun = RERUN.format(where=chosen)
         return _jobs(self._run(rerun, states=[state.value for state in states], **params))
 
@@ -169,16 +197,19 @@ class PostgresControl(Store):
     ) -> dict[str, State]:
         if job_ids is None:
             conditions, params = matching(where)
-            states = ["pending", "failed", *(["processing"] if running else [])]
-            with self._atomic() as run:
-                chosen = run(LOCK_CHOSEN.format(where=conditions), states=states, **params)
-                ids = [job_id for job_id, _ in chosen]
-                done: dict[str, str] = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
-            return {job_id: State(done[job_id]) for job_id in ids}
+            cancel = CANCEL_CHOSEN.format(where=conditions)
+            after = {
+                job_id: State.CANCELLED
+                for (job_id,) in self._run(cancel, **params, error=CANCELLED_ERROR)
+            }
+            if running:
+                asked = self._run(REQUEST_CHOSEN.format(where=conditions), **params)
+                after.update((job_id, State.PROCESSING) for (job_id,) in asked)
+            return after
         ids, allowed = list(job_ids), (State.PENDING, State.FAILED, State.PROCESSING)
         with self._atomic() as run:
             check_states(job_ids, dict(run(LOCK_STATES, ids=ids)), allowed, NOT_CANCELLABLE)
-            done = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
+            done: dict[str, str] = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
         return {job_id: State(done[job_id]) for job_id in job_ids}
 
     def bury(self, job_ids: Sequence[str]) -> list[Job]:
@@ -236,6 +267,10 @@ class PostgresControl(Store):
             else:
                 run("SELECT pg_advisory_xact_lock(%(key)s)", key=PRUNE_LOCK)
             ((deleted,),) = run(PRUNE if limit is None else PRUNE_OLDEST, **params)
+        if deleted:
+            with self._atomic() as run:
+                for statement in COMPACT_GROUP_COUNTS:
+                    run(statement)
         return int(deleted)
 
     def cancel_requests(self, fences: Sequence[Fence]) -> set[int]:

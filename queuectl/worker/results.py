@@ -8,13 +8,15 @@ store with the attempt's finish, so it reaches users on any host.
 A result that cannot be kept (bigger than ``result_max_bytes``, not JSON, not an object, not a
 regular file) is recorded as the attempt's error; the attempt keeps the outcome its command
 earned, since rerunning a long job for a malformed summary would cost more than it saves.
-``NaN`` and infinities, which Python writes into JSON by default, are kept as ``null``.
+``NaN``, infinities (which Python writes into JSON by default) and numbers too big for a float
+are kept as ``null``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import stat
@@ -51,6 +53,8 @@ class ResultFiles:
         path = self._folder / f"{fence.attempt_id}.json"
         try:
             kept, problem = read_result(path, limit)
+        except Exception as exc:  # whatever a job left there, the pool's thread goes on
+            kept, problem = None, f"result not kept: $QUEUECTL_RESULT could not be read ({exc})"
         finally:
             with contextlib.suppress(FileNotFoundError, IsADirectoryError):
                 path.unlink()
@@ -73,10 +77,10 @@ def read_result(path: Path, limit: int) -> tuple[dict[str, Any] | None, str | No
         return None, None
     except OSError as exc:
         return None, f"result not kept: $QUEUECTL_RESULT could not be read ({exc.strerror})"
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device
+        os.close(fd)
+        return None, "result not kept: $QUEUECTL_RESULT is not a regular file"
     with os.fdopen(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None, "result not kept: $QUEUECTL_RESULT is not a regular file"
         data = file.read(limit + 1)
     if len(data) > limit:
         return None, (
@@ -86,8 +90,9 @@ def read_result(path: Path, limit: int) -> tuple[dict[str, Any] | None, str | No
     if not data.strip():
         return None, None  # created, never written: no result, as without the file
     try:
-        value = json.loads(data, parse_constant=lambda _: None)
-    except (UnicodeDecodeError, ValueError) as exc:
+        value = json.loads(data, parse_constant=_none, parse_float=_finite_or_none)
+        json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")  # as stored
+    except (UnicodeError, ValueError, RecursionError) as exc:
         return None, f"result not kept: $QUEUECTL_RESULT is not valid JSON ({exc})"
     if not isinstance(value, dict):
         return None, (
@@ -95,3 +100,13 @@ def read_result(path: Path, limit: int) -> tuple[dict[str, Any] | None, str | No
             f'{{"loss": 0.1}}, not {type(value).__name__}'
         )
     return value, None
+
+
+def _none(_: str) -> None:
+    return None
+
+
+def _finite_or_none(text: str) -> float | None:
+    """A JSON number as a float; one too big for a float (``1e400``) as ``None``, like NaN."""
+    value = float(text)
+    return value if math.isfinite(value) else None

@@ -60,6 +60,24 @@ def test_a_grid_runs_every_combination_with_quoted_values(cli: Cli, tmp_path: Pa
     )
     job = cli.json("show", out["ids"][0])
     assert (job["group"], job["params"]) == ("g", {"lr": 0.001, "name": "plain"})
+    # Words after -- stay words, whatever the values hold, in enqueue and sweep alike.
+    cli.run(
+        "enqueue",
+        "--id",
+        "w",
+        "--param",
+        f"v=a b; touch {marker}",
+        "--",
+        "printf",
+        "<%s>",
+        "{v}",
+        "x {v} y",
+    )
+    words = sweep(cli, "--param", f"v=c d; touch {marker}", "--", "printf", "<%s>", "x {v} y")
+    drain(cli)
+    assert cli.run("logs", "w").stdout == f"<a b; touch {marker}><x a b; touch {marker} y>"
+    assert cli.run("logs", words["ids"][0]).stdout == f"<x c d; touch {marker} y>"
+    assert not marker.exists()
     # A plain enqueue never rewrites its command, braces and all.
     plain = cli.run("enqueue", "echo {lr} {{x}}").stdout.strip()
     assert cli.json("show", plain)["command"] == "echo {lr} {{x}}"
@@ -74,10 +92,13 @@ def test_the_result_channel_keeps_what_jobs_write(cli: Cli) -> None:
         "invalid": "{not json",
         "list": "[1, 2]",
         "big": '{"x": "' + "y" * 200 + '"}',
+        "huge": '{"loss": 1e400}',
+        "deep": "[" * 3000 + "]" * 3000,
     }
     for name, content in cases.items():
         cli.run("enqueue", "--id", name, "--group", "r", "--env", f"R={content}", write)
     cli.run("enqueue", "--id", "missing", "--group", "r", "true")
+    cli.run("enqueue", "--id", "folder", "--group", "r", 'mkdir "$QUEUECTL_RESULT"')
     cli.run(
         "enqueue",
         "--id",
@@ -95,10 +116,11 @@ def test_the_result_channel_keeps_what_jobs_write(cli: Cli) -> None:
     assert {k: rows[k]["state"] for k in rows} == {
         **dict.fromkeys(cases, "completed"),
         "missing": "completed",
+        "folder": "completed",
         "failing": "dead",
     }
     assert (rows["valid"]["loss"], rows["valid"]["m.acc"]) == (0.5, 0.9)
-    assert rows["nan"]["loss"] is None
+    assert rows["nan"]["loss"] is None and rows["huge"]["loss"] is None
     assert rows["failing"]["partial"] == 1  # a failed attempt's result is kept too
     for name in ("invalid", "list", "big", "missing"):
         assert rows[name]["loss"] is None
@@ -107,6 +129,8 @@ def test_the_result_channel_keeps_what_jobs_write(cli: Cli) -> None:
     assert "is not valid JSON" in errors["invalid"]
     assert "must hold a JSON object" in errors["list"]
     assert "more than result_max_bytes (100 bytes)" in errors["big"]
+    assert "is not valid JSON" in errors["deep"] or "more than" in errors["deep"]
+    assert "is not a regular file" in errors["folder"]
     assert errors["failing"] == "exit code 3"
 
 
@@ -122,7 +146,7 @@ def test_cancel_and_retry_a_sweep_by_group_while_it_runs(cli: Cli, tmp_path: Pat
         "--max-retries",
         "0",
         "--",
-        'echo "{{\\"k\\": {n}}}" > "$QUEUECTL_RESULT"; [ {n} -lt 3 ] || sleep 300',
+        'echo "{{\\"k\\": $QUEUECTL_PARAM_N}}" > "$QUEUECTL_RESULT"; [ {n} -lt 3 ] || sleep 300',
     )
     pool = cli.popen("worker", "run", "--count", "3", stderr=subprocess.DEVNULL)
     try:
@@ -167,7 +191,10 @@ def test_the_api_sweep_handle(queue_target: str, tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     with connect(queue_target) as q:
         q.set_config("backoff_max", 0)
-        result = 'echo "{{\\"sum\\": $(( {a} + {b} ))}}" > "$QUEUECTL_RESULT"'
+        result = (
+            "s=$(( {a} + {b} )); "  # (inside quotes, a param is $QUEUECTL_PARAM_<NAME>)
+            'echo "{{\\"sum\\": $s, \\"a\\": $QUEUECTL_PARAM_A}}" > "$QUEUECTL_RESULT"'
+        )
         zipped = q.sweep(result, a=[1, 2, 3], b=range(10, 13), zipped=True, group="zip")
         rows = pd.DataFrame({"a": [5, 6], "b": [1, 1]})
         table = q.sweep(result, rows=rows, group="rows", tags=["t"], max_retries=0)

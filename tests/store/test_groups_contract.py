@@ -88,6 +88,11 @@ def test_counts_per_group_follow_every_change(store: Store) -> None:
     store.prune(store.now() + timedelta(seconds=1), (State.COMPLETED, State.CANCELLED))
     assert store.group_counts()["b"] == zero | {State.PENDING: 1}
     assert store.group_counts()["a"][State.COMPLETED] == 0
+    store.cancel(None, JobFilter(group="b"))
+    store.prune(store.now() + timedelta(seconds=1), (State.CANCELLED,))
+    assert "b" not in store.group_counts()
+    if hasattr(store, "_run"):  # PostgreSQL: the emptied group's count rows are deleted too
+        assert store._run("SELECT 1 FROM queuectl.group_counts WHERE job_group = 'b'") == []
 
 
 def test_cancel_and_retry_by_filter(store: Store) -> None:
