@@ -27,6 +27,7 @@ def test_binder_folder_is_what_repo2docker_reads() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # a fresh venv from PyPI, then four notebooks: two minutes or more
 def test_binder_requirements_install_the_project_and_the_notebooks_run(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -12,12 +12,14 @@ Cancel requests and resumes reach idle pools by the channel that tells them of c
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
+from queuectl.errors import StoreError
 from queuectl.model import Attempt, Fence, Job, JobChanges, JobFilter, RunResult, State
 from queuectl.model.job import EVERY_JOB, WAITING
 from queuectl.store import pg_schema, rows
@@ -163,6 +165,10 @@ COMPACT_GROUP_COUNTS = (
 )
 
 
+#: PostgreSQL's SQLSTATE of a statement it stopped to break a deadlock
+DEADLOCK_DETECTED = "40P01"
+
+
 class PostgresControl(Store):
     """The control methods of the PostgreSQL store (a base of ``PostgresStore``)."""
 
@@ -186,7 +192,23 @@ class PostgresControl(Store):
         conditions, params = matching(where)
         chosen = f"state = ANY(%(states)s::text[]){conditions}"
         rerun = RERUN.format(where=chosen)
-        return _jobs(self._run(rerun, states=[state.value for state in states], **params))
+        states_ = [state.value for state in states]
+        return _jobs(self._again_if_deadlocked(rerun, states=states_, **params))
+
+    def _again_if_deadlocked(self, statement: str, **params: Any) -> Rows:
+        """Run a statement that changes the jobs a filter chose, again if PostgreSQL ended it
+        to break a deadlock (it changed nothing then). Such a statement locks its rows in id
+        order, yet a pool finishing a job of them and claiming the next one in one statement
+        may still hold one and wait for another; one of the two is then stopped, and this
+        retries it (a pool retries its finish)."""
+        for delay in (0.0, 0.05, 0.1, 0.2, 0.5, 1.0):
+            time.sleep(delay)
+            try:
+                return self._run(statement, **params)
+            except StoreError as exc:
+                if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED:
+                    raise
+        return self._run(statement, **params)
 
     def cancel(
         self,
@@ -200,10 +222,10 @@ class PostgresControl(Store):
             cancel = CANCEL_CHOSEN.format(where=conditions)
             after = {
                 job_id: State.CANCELLED
-                for (job_id,) in self._run(cancel, **params, error=CANCELLED_ERROR)
+                for (job_id,) in self._again_if_deadlocked(cancel, **params, error=CANCELLED_ERROR)
             }
             if running:
-                asked = self._run(REQUEST_CHOSEN.format(where=conditions), **params)
+                asked = self._again_if_deadlocked(REQUEST_CHOSEN.format(where=conditions), **params)
                 after.update((job_id, State.PROCESSING) for (job_id,) in asked)
             return after
         ids, allowed = list(job_ids), (State.PENDING, State.FAILED, State.PROCESSING)

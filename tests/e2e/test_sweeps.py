@@ -223,3 +223,16 @@ def test_the_api_sweep_handle(queue_target: str, tmp_path: Path) -> None:
         axes = q.plot.timeline(group="zip")
         assert len(axes.patches) == 3  # one bar per attempt
         assert len(q.plot.runtimes(by="a", group="zip").get_xticklabels()) == 3
+
+
+def test_cancelling_sweeps_while_pools_finish_their_jobs(queue_target: str) -> None:
+    """Cancels of whole groups race with pools finishing and claiming jobs of those groups:
+    no deadlock (PostgreSQL locks rows in one order), and every job ends cancelled or run."""
+    with connect(queue_target) as q:
+        q.start_workers(8)
+        for n in range(12):
+            sweep = q.sweep("true {i}", i=range(60), group=f"s{n}")
+            sweep.cancel(wait=False)
+        assert q.wait(120)
+        counts = q.counts()
+        assert counts[State.COMPLETED] + counts[State.CANCELLED] == 12 * 60
