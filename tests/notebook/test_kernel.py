@@ -17,16 +17,22 @@ CELLS = [
     "panel",
     "for n in range(3):\n    q.enqueue('true', id=f'job-{{n}}')",
     # The refresher thread, not a cell, updates the panel. This records when one of its rounds
-    # has ended with every job done: by then every widget message of that round is queued on
-    # the kernel's IOPub channel, ahead of the idle status that ends the cell waiting for it.
+    # has ended with the awaited count done: by then every widget message of that round is
+    # queued on the kernel's IOPub channel, ahead of the idle status that ends the cell waiting
+    # for it. (The client keeps only messages sent while a cell runs: the awaited count is
+    # one that only the cell waiting for it can bring about.)
     "caught_up = threading.Event()\n"
+    "target = None\n"
     "refresh = panel.refresh\n"
     "def observed():\n"
     "    refresh()\n"
-    "    if panel.progress.value == 3:\n"
+    "    if panel.progress.value == target:\n"
     "        caught_up.set()\n"
     "panel.refresh = observed",
     "q.start_workers(2)\nassert q.wait(timeout=30, progress=False)",
+    "target = 4\n"
+    "q.enqueue('true', id='job-3')\n"
+    "assert q.wait(timeout=30, progress=False)\n"
     "assert caught_up.wait(30), 'the refresher never saw the jobs done'\n"
     "print(panel.progress.description)",
     "q.stop_workers(wait=True)\nq.close()",
@@ -39,10 +45,10 @@ def test_panel_updates_from_its_thread_reach_the_frontend(tmp_path: Path) -> Non
     )
     NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=True).execute()
 
-    assert notebook.cells[4].outputs[0]["text"] == "3/3 done\n"
+    assert notebook.cells[4].outputs[0]["text"] == "4/4 done\n"
     for cell in notebook.cells:
         assert all(o["output_type"] != "error" for o in cell.outputs)
         assert all(o.get("name") != "stderr" for o in cell.outputs), cell.outputs
     states = notebook.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
     bars = [m["state"] for m in states.values() if m["model_name"] == "IntProgressModel"]
-    assert [(bar["value"], bar["max"], bar["description"]) for bar in bars] == [(3, 3, "3/3 done")]
+    assert [(bar["value"], bar["max"], bar["description"]) for bar in bars] == [(4, 4, "4/4 done")]
