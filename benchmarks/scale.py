@@ -73,7 +73,7 @@ def large_queue(total: int) -> Iterator[queuectl.Queue]:
             queue.close()
 
 
-def _seconds(action: Callable[[], object], samples: int = 7) -> float:
+def median_seconds(action: Callable[[], object], samples: int = 7) -> float:
     times = []
     for _ in range(samples):
         start = time.perf_counter()
@@ -85,10 +85,10 @@ def _seconds(action: Callable[[], object], samples: int = 7) -> float:
 def _operations(queue: queuectl.Queue) -> dict[str, float]:
     dead = iter(queue.job_records(State.DEAD, 50))
     return {
-        "status": _seconds(queue.status),
-        "list --state dead --limit 50": _seconds(lambda: queue.job_records(State.DEAD, 50)),
-        "claim": _seconds(lambda: queue.store.claim("bench:2:0000", 30)),
-        "dlq retry": _seconds(lambda: queue.retry(next(dead).id)),
+        "status": median_seconds(queue.status),
+        "list --state dead --limit 50": median_seconds(lambda: queue.job_records(State.DEAD, 50)),
+        "claim": median_seconds(lambda: queue.store.claim("bench:2:0000", 30)),
+        "dlq retry": median_seconds(lambda: queue.retry(next(dead).id)),
     }
 
 
@@ -99,7 +99,7 @@ def figures(total: int, frame_rows: int = 100_000) -> list[Figure]:
         baseline = _operations(small)
     with large_queue(total) as large:
         measured = _operations(large)
-        metrics_seconds = _seconds(large.metrics, 3)  # reads every attempt: grows with them
+        metrics_seconds = median_seconds(large.metrics, 3)  # reads every attempt: grows with them
     result = [
         Figure(
             f"{name}, {total:,} jobs",
@@ -115,9 +115,11 @@ def figures(total: int, frame_rows: int = 100_000) -> list[Figure]:
     with large_queue(frame_rows) as frames:
         finished = len(frames.attempt_records())
         result.append(
-            Figure(f"jobs() DataFrame, {frame_rows:,} rows", _seconds(frames.jobs, 3), "s")
+            Figure(f"jobs() DataFrame, {frame_rows:,} rows", median_seconds(frames.jobs, 3), "s")
         )
         result.append(
-            Figure(f"attempts() DataFrame, {finished:,} rows", _seconds(frames.attempts, 3), "s")
+            Figure(
+                f"attempts() DataFrame, {finished:,} rows", median_seconds(frames.attempts, 3), "s"
+            )
         )
     return result

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import queuectl
 from benchmarks.report import Figure
+from benchmarks.scale import median_seconds
 from queuectl.model import Outcome, RunResult, State, Transition
 
 if TYPE_CHECKING:
@@ -234,15 +235,6 @@ def _rate(backend: Backend, sizes: Sizes, by_sweep: bool) -> float:
     return total / elapsed
 
 
-def _median_seconds(action: Callable[[], object], samples: int) -> float:
-    times = []
-    for _ in range(samples):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _claim_and_finish(queue: queuectl.Queue) -> None:
     claim = queue.store.claim(_WORKER, 30)
     assert claim is not None, "the queue ran out of claimable jobs"
@@ -252,8 +244,8 @@ def _claim_and_finish(queue: queuectl.Queue) -> None:
 
 def _operations(queue: queuectl.Queue, sizes: Sizes) -> tuple[float, float]:
     """Median seconds of ``status()`` and of a claim with its finish."""
-    status = _median_seconds(queue.status, sizes.status_samples)
-    return status, _median_seconds(lambda: _claim_and_finish(queue), sizes.claim_samples)
+    status = median_seconds(queue.status, sizes.status_samples)
+    return status, median_seconds(lambda: _claim_and_finish(queue), sizes.claim_samples)
 
 
 def _frame_figures(
@@ -268,7 +260,7 @@ def _frame_figures(
         ("jobs()", queue.jobs),
         ("attempts()", queue.attempts),
     ):
-        seconds = _median_seconds(action, repeat)
+        seconds = median_seconds(action, repeat)
         shown = f"{attempts:,} rows" if call == "attempts()" else f"{jobs:,} jobs"
         floor_name, floor = first.setdefault(call, (shown, seconds))
         figures.append(

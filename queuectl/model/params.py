@@ -99,20 +99,23 @@ def param_env(params: Mapping[str, Scalar]) -> dict[str, str]:
     return {f"{PARAM_ENV_PREFIX}{name.upper()}": param_text(v) for name, v in params.items()}
 
 
-def expand(command: str, params: Mapping[str, Scalar]) -> str:
-    """``command`` with each ``{name}`` replaced by the shell-quoted value of that param."""
+def _parsed(text: str, what: str) -> list[tuple[str, str | None, str | None, str | None]]:
+    """``text`` as ``str.format`` reads it: (literal, placeholder, spec, conversion) pieces."""
     import string  # only for commands with params: plain commands stay light
 
-    out: list[str] = []
     try:
-        parsed = list(string.Formatter().parse(command))
+        return list(string.Formatter().parse(text))
     except ValueError as exc:
         raise InvalidInput(
-            f"cannot read the placeholders of the command: {exc}. Write literal braces as "
-            "{{ and }}."
+            f"cannot read the placeholders of {what}: {exc}. Write literal braces as {{{{ and }}}}."
         ) from None
+
+
+def expand(command: str, params: Mapping[str, Scalar]) -> str:
+    """``command`` with each ``{name}`` replaced by the shell-quoted value of that param."""
+    out: list[str] = []
     shell = _ShellState()
-    for literal, name, spec, conversion in parsed:
+    for literal, name, spec, conversion in _parsed(command, "the command"):
         out.append(literal)
         shell.read(literal)
         if name is None:
@@ -183,20 +186,11 @@ def template(words: Sequence[str]) -> str:
     """Command-line words (after ``--``) as one command with placeholders: each word's text
     quoted as the shell split it, its ``{name}`` placeholders left to be replaced by quoted
     values, so that a word stays one word whatever the values hold."""
-    import string
-
     parts = []
     for word in words:
         quoted = []
-        try:
-            parsed = list(string.Formatter().parse(word))
-        except ValueError as exc:
-            raise InvalidInput(
-                f"cannot read the placeholders of {word!r}: {exc}. Write literal braces as "
-                "{{ and }}."
-            ) from None
         text = ""  # literal text up to the next placeholder (braces come in pieces)
-        for literal, name, spec, conversion in parsed:
+        for literal, name, spec, conversion in _parsed(word, repr(word)):
             text += literal
             if name is not None:
                 quoted.append(_quoted_literal(text))
@@ -215,12 +209,13 @@ def _quoted_literal(text: str) -> str:
 
 def grid(
     axes: Mapping[str, Iterable[Any]], *, zipped: bool = False, limit: int
-) -> list[dict[str, Scalar]]:
+) -> list[dict[str, Any]]:
     """Parameter rows: every combination of the values of ``axes`` (in the order given, the
-    last axis changing fastest), or with ``zipped`` the n-th value of each together."""
+    last axis changing fastest), or with ``zipped`` the n-th value of each together. The values
+    are checked with the job they go into (``parse.new_job``)."""
     if not axes:
         raise InvalidInput("a sweep needs at least one param, e.g. lr=[0.01, 0.1].")
-    columns: dict[str, list[Scalar]] = {}
+    columns: dict[str, list[Any]] = {}
     sizes: dict[str, int] = {}
     for name, values in axes.items():
         if isinstance(values, Mapping):
@@ -251,11 +246,12 @@ def grid(
     combos: Iterable[Sequence[Any]] = (
         zip(*columns.values(), strict=True) if zipped else itertools.product(*columns.values())
     )
-    return [validate_params(dict(zip(names, combo, strict=True))) for combo in combos]
+    return [dict(zip(names, combo, strict=True)) for combo in combos]
 
 
-def rows(records: Iterable[Mapping[str, Any]], limit: int) -> list[dict[str, Scalar]]:
-    """Parameter rows given one by one (a DataFrame's records), each validated."""
+def rows(records: Iterable[Mapping[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Parameter rows given one by one (a DataFrame's records); the values are checked with
+    the job they go into (``parse.new_job``)."""
     if isinstance(records, str | bytes | Mapping) or not isinstance(records, Iterable):
         raise InvalidInput(
             f"rows must be a DataFrame or a list of mappings, got {type(records).__name__}."
@@ -269,7 +265,7 @@ def rows(records: Iterable[Mapping[str, Any]], limit: int) -> list[dict[str, Sca
             raise InvalidInput(
                 f"each row of params must map names to values, e.g. {{'lr': 0.1}}; got {row!r}."
             )
-    return [validate_params(dict(row)) for row in listed]
+    return [dict(row) for row in listed]
 
 
 def check_size(size: int, limit: int) -> None:

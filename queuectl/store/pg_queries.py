@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from queuectl.model import Attempt, Job, JobFilter, JobResult, State
-from queuectl.model.job import EVERY_JOB, STATES
+from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary
 from queuectl.store import rows
 from queuectl.store.base import Store, job_not_found
@@ -102,15 +102,12 @@ class PostgresQueries(Store):
         return {state: found.get(state.value, 0) for state in State}
 
     def group_counts(self) -> dict[str, dict[State, int]]:
-        groups: dict[str, dict[State, int]] = {}
-        for group, state, n in self._run(
-            "SELECT job_group, state, sum(n)::bigint FROM queuectl.group_counts "
-            "GROUP BY job_group, state HAVING sum(n) > 0 ORDER BY job_group"
-        ):
-            if group not in groups:  # (a status of a thousand groups reads this often)
-                groups[group] = dict.fromkeys(State, 0)
-            groups[group][STATES[state]] = n
-        return groups
+        return rows.to_group_counts(
+            self._run(
+                "SELECT job_group, state, sum(n)::bigint FROM queuectl.group_counts "
+                "GROUP BY job_group, state HAVING sum(n) > 0 ORDER BY job_group"
+            )
+        )
 
     def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
         conditions, params = matching(where, "j")

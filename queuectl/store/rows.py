@@ -8,11 +8,12 @@ keeps UTC epoch seconds, PostgreSQL ``timestamptz``. Each mapping takes the stor
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from queuectl.model import Attempt, Claim, Fence, Job, JobResult, Outcome, State, WorkerInfo
+from queuectl.model.job import STATES
 from queuectl.model.metrics import AttemptSummary
 
 JOB_COLUMNS = (
@@ -93,6 +94,16 @@ def json_text(value: Mapping[str, Any] | Sequence[Any] | None) -> str | None:
     """Params, tags or a result as the JSON text both stores keep (``None`` when empty);
     params keep their order: it is the order of the columns of ``results``."""
     return json.dumps(value, ensure_ascii=False, allow_nan=False) if value else None
+
+
+def to_group_counts(found: Iterable[Sequence[Any]]) -> dict[str, dict[State, int]]:
+    """Jobs per state of each group, from rows of (group, state, count)."""
+    groups: dict[str, dict[State, int]] = {}
+    for group, state, n in found:
+        if group not in groups:  # (a status of a thousand groups reads this often)
+            groups[group] = dict.fromkeys(State, 0)
+        groups[group][STATES[state]] = n
+    return groups
 
 
 def to_result(row: Sequence[Any], when: Decode = to_datetime) -> JobResult:

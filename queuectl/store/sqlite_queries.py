@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from queuectl.model import Attempt, Job, JobFilter, JobResult, State
-from queuectl.model.job import EVERY_JOB, STATES
+from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import rows
 from queuectl.store.base import job_not_found
@@ -92,14 +92,11 @@ class SqliteQueries:
         return {state: found.get(state.value, 0) for state in State}
 
     def group_counts(self) -> dict[str, dict[State, int]]:
-        groups: dict[str, dict[State, int]] = {}
-        for group, state, n in self._db.read(
-            "SELECT job_group, state, n FROM group_counts WHERE n > 0 ORDER BY job_group"
-        ):
-            if group not in groups:  # (a status of a thousand groups reads this often)
-                groups[group] = dict.fromkeys(State, 0)
-            groups[group][STATES[state]] = n
-        return groups
+        return rows.to_group_counts(
+            self._db.read(
+                "SELECT job_group, state, n FROM group_counts WHERE n > 0 ORDER BY job_group"
+            )
+        )
 
     def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
         conditions, params = matching(where, "j")

@@ -93,7 +93,6 @@ def test_the_result_channel_keeps_what_jobs_write(cli: Cli) -> None:
         "list": "[1, 2]",
         "big": '{"x": "' + "y" * 200 + '"}',
         "huge": '{"loss": 1e400}',
-        "deep": "[" * 3000 + "]" * 3000,
     }
     for name, content in cases.items():
         cli.run("enqueue", "--id", name, "--group", "r", "--env", f"R={content}", write)
@@ -129,7 +128,6 @@ def test_the_result_channel_keeps_what_jobs_write(cli: Cli) -> None:
     assert "is not valid JSON" in errors["invalid"]
     assert "must hold a JSON object" in errors["list"]
     assert "more than result_max_bytes (100 bytes)" in errors["big"]
-    assert "is not valid JSON" in errors["deep"] or "more than" in errors["deep"]
     assert "is not a regular file" in errors["folder"]
     assert errors["failing"] == "exit code 3"
 
