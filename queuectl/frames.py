@@ -32,17 +32,21 @@ one of those or a param ``result.<key>`` (``result.state``), prefixed again whil
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from itertools import repeat
-from operator import attrgetter
+from operator import itemgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
-from queuectl.model import Attempt, Job, JobResult, Outcome, State
+from queuectl.model import Attempt, Job, Outcome, State
 from queuectl.model.metrics import Metrics
+from queuectl.store.rows import JOB_TABLE, TIMES, Table
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import pandas as pd
 
 TIMESTAMP: Final = "datetime64[us, UTC]"
@@ -101,19 +105,51 @@ RESULT_DTYPES: dict[str, str] = {
 }
 
 
-def jobs_frame(jobs: Sequence[Job]) -> pd.DataFrame:
-    """Jobs indexed by ``id``, in the order given."""
-    columns = {name: [getattr(job, name) for job in jobs] for name in JOB_DTYPES}
-    return _frame(columns, JOB_DTYPES, index=[job.id for job in jobs], index_name="id")
+#: the frames' columns that a ``Table`` names otherwise, and the fields of model objects
+_JOB_SOURCES = {"group": "job_group"}
+_ATTEMPT_SOURCES = {"attempt": "number"}
+_JOB_FIELDS = [
+    ("group" if column == "j.job_group" else column[2:], column[2:]) for column in JOB_TABLE
+]
+_ATTEMPT_FIELDS = ("job_id", "exit_code", "started_at", "finished_at", "worker_id", "error")
 
 
-def attempts_frame(attempts: Sequence[Attempt], commands: Mapping[str, str]) -> pd.DataFrame:
-    """The attempt history, one row per attempt; ``commands`` maps job ids to commands."""
-    named_alike = [name for name in ATTEMPT_DTYPES if name not in ("attempt", "command")]
-    columns = {name: [getattr(a, name) for a in attempts] for name in named_alike}
-    columns["attempt"] = [a.number for a in attempts]
-    columns["command"] = [commands.get(a.job_id) for a in attempts]
+def jobs_frame(table: Table) -> pd.DataFrame:
+    """Jobs indexed by ``id``, in the order of ``table`` (of ``rows.JOB_TABLE``)."""
+    columns = {name: table[_JOB_SOURCES.get(name, name)] for name in JOB_DTYPES}
+    columns["tags"] = _tags(columns["tags"])
+    return _frame(columns, JOB_DTYPES, table["id"], "id")
+
+
+def attempts_frame(table: Table) -> pd.DataFrame:
+    """The attempt history, one row per attempt (``table`` of ``rows.ATTEMPT_TABLE``)."""
+    columns = {"duration": _durations(table["started_at"], table["finished_at"])}
+    columns |= {
+        name: table[_ATTEMPT_SOURCES.get(name, name)]
+        for name in ATTEMPT_DTYPES
+        if name not in columns
+    }
     return _frame(columns, ATTEMPT_DTYPES)
+
+
+def job_table(jobs: Sequence[Job]) -> Table:
+    """Job objects as the ``Table`` a store reads (for a command's listing of jobs)."""
+    table = {source: [getattr(job, name) for job in jobs] for name, source in _JOB_FIELDS}
+    table["state"] = [job.state.value for job in jobs]
+    for name in JOB_DTYPES.keys() & TIMES:
+        table[name] = [_epoch(moment) for moment in table[name]]
+    return table
+
+
+def attempt_table(attempts: Sequence[Attempt], commands: Mapping[str, str]) -> Table:
+    """Attempt objects as the ``Table`` a store reads; ``commands`` maps job ids to commands."""
+    table = {name: [getattr(a, name) for a in attempts] for name in _ATTEMPT_FIELDS}
+    table["number"] = [a.number for a in attempts]
+    table["command"] = [commands.get(a.job_id) for a in attempts]
+    table["outcome"] = [None if a.outcome is None else a.outcome.value for a in attempts]
+    for name in ("started_at", "finished_at"):
+        table[name] = [_epoch(moment) for moment in table[name]]
+    return table
 
 
 def metrics_frame(metrics: Metrics, location: str) -> pd.DataFrame:
@@ -132,20 +168,25 @@ def metrics_frame(metrics: Metrics, location: str) -> pd.DataFrame:
     return _frame({k: [v] for k, v in row.items()}, METRIC_DTYPES, [location], "queue")
 
 
-def results_frame(records: Sequence[JobResult]) -> pd.DataFrame:
+def results_frame(table: Table) -> pd.DataFrame:
     """Params, where each job stands, and its result: one row per job indexed by ``id``, in
-    the order given (column order and dtypes: see above)."""
-    params = _by_key([r.params for r in records])
+    the order of ``table`` (of ``rows.RESULT_TABLE``; column order and dtypes: see above)."""
+    params = _by_key(_objects(table["params"]))
     results: dict[str, Column] = {}
-    _flatten([r.result or _NOTHING for r in records], "", results)
+    _flatten(_objects(table["result"]), "", results)
     own = {*RESULT_DTYPES, "id"}
     param_names = _names(params, own, "param.")
     result_names = _names(results, own | set(param_names.values()), "result.")
     typed = {name: _inferred(params[key]) for key, name in param_names.items()}
-    for name, dtype in RESULT_DTYPES.items():
-        typed[name] = _typed(list(map(attrgetter(name), records)), dtype)
+    fixed = {
+        "group": table["job_group"],
+        "state": table["state"],
+        "attempts": table["attempts"],
+        "duration": _durations(table["started_at"], table["finished_at"]),
+    }
+    typed |= {name: _typed(fixed[name], dtype) for name, dtype in RESULT_DTYPES.items()}
     typed |= {name: _inferred(*results[key]) for key, name in result_names.items()}
-    return _frame(typed, None, [r.job_id for r in records], "id")
+    return _frame(typed, None, table["id"], "id")
 
 
 #: a param or result column: its values (``None`` for missing) and their types
@@ -171,7 +212,27 @@ def _flatten(objects: list[Mapping[str, Any]], prefix: str, into: dict[str, Colu
 
 
 def _by_key(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """A list per key of ``objects`` (``None`` where one lacks it): one pass, not one a key."""
+    """A list per key of ``objects`` (``None`` where one lacks it), keys in first-seen order.
+
+    A sweep's objects mostly share their keys: when every non-empty one has exactly the keys
+    of the first, the columns are read by ``itemgetter`` (no Python loop per object);
+    otherwise one pass over every object's items."""
+    present = [i for i, obj in enumerate(objects) if obj]
+    if not present:
+        return {}
+    keys = list(objects[present[0]])
+    chosen = [objects[i] for i in present] if len(present) < len(objects) else objects
+    if sum(map(len, chosen)) == len(keys) * len(chosen):
+        try:
+            by_object = list(map(itemgetter(*keys, keys[0]), chosen))  # always a tuple
+        except KeyError:  # same sizes, other keys
+            pass
+        else:
+            read = list(zip(*by_object, strict=True))[: len(keys)]
+            return {
+                key: _spread(values, present, len(objects))
+                for key, values in zip(keys, read, strict=True)
+            }
     columns: dict[str, list[Any]] = {}
     for i, obj in enumerate(objects):
         for key, value in obj.items():
@@ -181,6 +242,17 @@ def _by_key(objects: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
                 columns[key] = [None] * len(objects)
                 columns[key][i] = value
     return columns
+
+
+def _spread(values: Sequence[Any], at: list[int], size: int) -> list[Any]:
+    """``values`` placed at the positions ``at`` of a list of ``size`` (``None`` elsewhere)."""
+    if len(at) == size:
+        return list(values)
+    import numpy as np
+
+    spread = np.full(size, None, dtype=object)
+    spread[at] = values
+    return list(spread.tolist())
 
 
 def _names(keys: Collection[str], reserved: set[str], prefix: str) -> dict[str, str]:
@@ -273,6 +345,8 @@ def _typed(values: Sequence[Any], dtype: str) -> Any:
         missing = np.array([v is None for v in values], dtype=bool)
         present = np.array([0 if v is None else v for v in values], dtype=np.int64)
         return pd.arrays.IntegerArray(present, missing)
+    if dtype == "boolean" and None not in values:
+        return pd.arrays.BooleanArray(np.array(values, dtype=bool), np.zeros(len(values), bool))
     if dtype in _CATEGORIES:
         categories = _CATEGORIES[dtype]()
         code = {value: i for i, value in enumerate(categories.categories)}
@@ -282,22 +356,52 @@ def _typed(values: Sequence[Any], dtype: str) -> Any:
     return pd.Series(values, dtype="object").astype(resolved)
 
 
-def _timestamps(values: Sequence[datetime | None]) -> pd.Series:
-    """Aware datetimes to ``datetime64[us, UTC]``, through epoch microseconds, so that neither
+def _timestamps(epochs: Sequence[float | None]) -> pd.Series:
+    """Epoch seconds to ``datetime64[us, UTC]``, through epoch microseconds, so that neither
     pandas 2 (nanoseconds, up to 2262) nor pandas 3 (inferred units) picks another unit."""
-    import numpy as np
     import pandas as pd
 
-    micros = np.fromiter((_micros(v) for v in values), dtype=np.int64, count=len(values))
+    micros = _micros(epochs)
     return pd.Series(micros.view("datetime64[us]")).dt.tz_localize("UTC").astype(TIMESTAMP)
 
 
-_NAT = -(2**63)  # numpy's NaT as an int64
+def _micros(epochs: Sequence[float | None]) -> npt.NDArray[np.int64]:
+    """Epoch seconds (``None`` for missing) as whole microseconds, missing as NaT's int."""
+    import numpy as np
+
+    seconds = np.array(epochs, dtype=np.float64)  # None is NaN
+    missing = np.isnan(seconds)
+    micros: npt.NDArray[np.int64] = np.rint(np.where(missing, 0.0, seconds) * 1e6).astype(np.int64)
+    micros[missing] = np.iinfo(np.int64).min  # NaT
+    return micros
 
 
-def _micros(moment: datetime | None) -> int:
-    if moment is None:
-        return _NAT
-    if moment.tzinfo is None:
+def _durations(started: Sequence[float | None], finished: Sequence[float | None]) -> Any:
+    """Float seconds from each start to its finish, to the microsecond (NaN if either is
+    missing), as ``Attempt.duration`` has them."""
+    import numpy as np
+
+    begun, ended = _micros(started), _micros(finished)
+    nat = np.iinfo(np.int64).min
+    return np.where((begun == nat) | (ended == nat), np.nan, (ended - begun) / 1_000_000)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    if moment is not None and moment.tzinfo is None:
         raise ValueError("naive datetime in a record: the store must return UTC times")
-    return round(moment.timestamp() * 1_000_000)
+    return None if moment is None else moment.timestamp()
+
+
+def _tags(values: Sequence[str | tuple[str, ...] | None]) -> list[tuple[str, ...]]:
+    """Each job's tags as a tuple, from the JSON text a store keeps (or a tuple already):
+    each distinct text parsed once (a queue has few sets of tags)."""
+    parsed = {text: tuple(json.loads(text)) for text in set(values) if isinstance(text, str)}
+    return [parsed[v] if isinstance(v, str) else (v or ()) for v in values]
+
+
+def _objects(texts: Sequence[str | None]) -> list[Mapping[str, Any]]:
+    """Params or results from their JSON texts (``{}`` for missing), parsed as one JSON
+    array: a million calls of ``json.loads`` cost more than the parsing."""
+    present = [text for text in texts if text is not None]
+    parsed = iter(json.loads(f"[{','.join(present)}]"))
+    return [_NOTHING if text is None else next(parsed) for text in texts]

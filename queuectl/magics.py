@@ -180,12 +180,14 @@ def _(result: Enqueued) -> Any:
 
 @present.register
 def _(result: JobList) -> Any:
-    return frames.jobs_frame(result.jobs)
+    return frames.jobs_frame(frames.job_table(result.jobs))
 
 
 @present.register
 def _(result: JobDetail) -> Any:
-    return frames.attempts_frame(result.attempts, {result.job.id: result.job.command})
+    return frames.attempts_frame(
+        frames.attempt_table(result.attempts, {result.job.id: result.job.command})
+    )
 
 
 @present.register

@@ -150,7 +150,9 @@ class Queue(Control, Sweeps, Workers):
         or tag."""
         from queuectl.frames import jobs_frame
 
-        return jobs_frame(self.job_records(state, limit, group=group, tag=tag))
+        chosen = validate_state(state) if isinstance(state, str) else state
+        where = job_filter(group, tag)
+        return jobs_frame(self.store.job_table(chosen, validate_limit(limit), where))
 
     def dlq(
         self, limit: int | None = None, *, group: str | None = None, tag: str | None = None
@@ -165,11 +167,7 @@ class Queue(Control, Sweeps, Workers):
         (of one group or tag)."""
         from queuectl.frames import attempts_frame
 
-        if job_id is not None:
-            commands = {job_id: self.get(job_id).command}
-        else:
-            commands = self.store.commands()
-        return attempts_frame(self.attempt_records(job_id, group=group, tag=tag), commands)
+        return attempts_frame(self.store.attempt_table(job_id, job_filter(group, tag)))
 
     def results(self, *, group: str | None = None, tag: str | None = None) -> pd.DataFrame:
         """One row per job (of a group or tag): its params as columns, its state, attempts
@@ -178,7 +176,7 @@ class Queue(Control, Sweeps, Workers):
         have missing values, so a running sweep can be analysed already."""
         from queuectl.frames import results_frame
 
-        return results_frame(self.store.results(job_filter(group, tag)))
+        return results_frame(self.store.result_table(job_filter(group, tag)))
 
     def job_records(
         self,

@@ -187,20 +187,6 @@ class Attempt:
 
 
 @dataclass(frozen=True)
-class JobResult:
-    """A job as ``results`` shows it: its params, where it stands, and what its latest
-    attempt wrote to ``$QUEUECTL_RESULT`` (``None`` while it runs, or if it wrote nothing)."""
-
-    job_id: str
-    group: str | None
-    state: State
-    attempts: int
-    params: Mapping[str, Scalar]
-    duration: float | None  #: seconds of the latest attempt, ``None`` while it runs
-    result: Mapping[str, Any] | None
-
-
-@dataclass(frozen=True)
 class Fence:
     """What a worker holds while it runs a job; every write about the run must match all of it.
 

@@ -32,7 +32,6 @@ from queuectl.model import (
     Job,
     JobChanges,
     JobFilter,
-    JobResult,
     NewJob,
     QueueCopy,
     RunResult,
@@ -42,6 +41,7 @@ from queuectl.model import (
 )
 from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary
+from queuectl.store.rows import Table
 
 
 def _watch_nothing() -> None:
@@ -172,8 +172,16 @@ class Store(ABC):
         jobs ``where`` takes."""
 
     @abstractmethod
-    def commands(self) -> dict[str, str]:
-        """Every job's command by job id (for the attempt history as a table)."""
+    def job_table(
+        self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
+    ) -> Table:
+        """``jobs`` as one ``Table`` of ``rows.JOB_TABLE`` (for DataFrames: no object per
+        row)."""
+
+    @abstractmethod
+    def attempt_table(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> Table:
+        """``attempts`` as one ``Table`` of ``rows.ATTEMPT_TABLE``, each with its job's
+        command."""
 
     @abstractmethod
     def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
@@ -185,9 +193,9 @@ class Store(ABC):
         """Jobs per state of each group that has jobs, by group name (kept counts)."""
 
     @abstractmethod
-    def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
-        """The jobs ``where`` takes, in enqueue order, each with its latest attempt's
-        duration and result."""
+    def result_table(self, where: JobFilter = EVERY_JOB) -> Table:
+        """The jobs ``where`` takes, in enqueue order, each with its params and its latest
+        attempt's times and result: a ``Table`` of ``rows.RESULT_TABLE``."""
 
     @abstractmethod
     def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:

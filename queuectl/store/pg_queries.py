@@ -7,17 +7,24 @@ becomes the SQL of ``matching``: the group by its index, a tag by the JSON list 
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from queuectl.model import Attempt, Job, JobFilter, JobResult, State
+from queuectl.model import Attempt, Job, JobFilter, State
 from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary
 from queuectl.store import rows
 from queuectl.store.base import Store, job_not_found
+from queuectl.store.rows import Table
 
 JOB_COLUMNS = rows.JOB_COLUMNS
 Rows = list[tuple[Any, ...]]
+
+
+def _epoch(column: str) -> str:
+    """A ``timestamptz`` column as epoch seconds, as a ``Table`` holds times."""
+    return f"extract(epoch FROM {column})::float8"
 
 
 def matching(where: JobFilter, table: str = "jobs") -> tuple[str, dict[str, Any]]:
@@ -75,9 +82,6 @@ class PostgresQueries(Store):
         )
         return [rows.to_attempt(row, rows.in_utc) for row in found]
 
-    def commands(self) -> dict[str, str]:
-        return dict(self._run("SELECT id, command FROM queuectl.jobs"))
-
     def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
         found: dict[str, int]
         if where.tag is not None:
@@ -109,14 +113,44 @@ class PostgresQueries(Store):
             )
         )
 
-    def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
+    def job_table(
+        self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
+    ) -> Table:
         conditions, params = matching(where, "j")
-        found = self._run(
-            f"SELECT {rows.RESULT_COLUMNS} FROM queuectl.jobs j LEFT JOIN queuectl.attempts a "
-            f"ON a.id = j.attempt_id WHERE true{conditions} ORDER BY j.seq",
+        return self._table(
+            rows.JOB_TABLE,
+            f"FROM queuectl.jobs j WHERE (%(state)s::text IS NULL OR j.state = %(state)s::text)"
+            f"{conditions} ORDER BY j.seq DESC LIMIT %(limit)s",
+            state=state.value if state else None,
+            limit=limit,
             **params,
         )
-        return [rows.to_result(row, rows.in_utc) for row in found]
+
+    def attempt_table(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> Table:
+        conditions, params = matching(where, "j")
+        if job_id is not None:
+            self.get(job_id)
+            conditions, params = " AND a.job_id = %(job)s", {"job": job_id}
+        return self._table(
+            rows.ATTEMPT_TABLE,
+            "FROM queuectl.attempts a LEFT JOIN queuectl.jobs j ON j.id = a.job_id "
+            f"WHERE true{conditions} ORDER BY a.id",
+            **params,
+        )
+
+    def result_table(self, where: JobFilter = EVERY_JOB) -> Table:
+        conditions, params = matching(where, "j")
+        return self._table(
+            rows.RESULT_TABLE,
+            "FROM queuectl.jobs j LEFT JOIN queuectl.attempts a ON a.id = j.attempt_id "
+            f"WHERE true{conditions} ORDER BY j.seq",
+            **params,
+        )
+
+    def _table(self, columns: Sequence[str], source: str, **params: Any) -> Table:
+        """A ``Table`` of ``columns`` read ``source`` (FROM and the rest)."""
+        query = f"SELECT {rows.table_columns(columns, _epoch)} {source}"
+        return rows.to_table(columns, self._run(query, **params))
 
     def attempt_summary(self, since: datetime, where: JobFilter = EVERY_JOB) -> AttemptSummary:
         runtime = "extract(epoch FROM finished_at - started_at)::float8"

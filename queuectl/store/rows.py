@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from queuectl.model import Attempt, Claim, Fence, Job, JobResult, Outcome, State, WorkerInfo
+from queuectl.model import Attempt, Claim, Fence, Job, Outcome, State, WorkerInfo
 from queuectl.model.job import STATES
 from queuectl.model.metrics import AttemptSummary
 
@@ -30,13 +30,32 @@ ATTEMPT_COLUMNS = (
     "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, stdout, "
     "stderr, stdout_bytes, stderr_bytes, result"
 )
-#: what ``results`` reads: a job and its latest attempt (``a``), whose id the job keeps
-RESULT_COLUMNS = (
-    "j.id, j.job_group, j.state, j.attempts, j.params, a.started_at, a.finished_at, a.result"
+#: the columns of the tables frames are built from (``Table``), as ``table.column``: jobs
+#: (``j``) and attempts (``a``); results pair a job with its latest attempt, whose id it keeps
+JOB_TABLE = (
+    "j.id", "j.command", "j.state", "j.attempts", "j.max_retries", "j.priority", "j.run_at",
+    "j.timeout", "j.created_at", "j.updated_at", "j.last_error", "j.worker_id", "j.lease_until",
+    "j.cwd", "j.enqueued_from", "j.cancel_requested", "j.job_group", "j.tags",
+)  # fmt: skip
+ATTEMPT_TABLE = (
+    "a.job_id", "a.number", "j.command", "a.outcome", "a.exit_code", "a.started_at",
+    "a.finished_at", "a.worker_id", "a.error",
+)  # fmt: skip
+RESULT_TABLE = (
+    "j.id", "j.job_group", "j.state", "j.attempts", "j.params", "a.started_at", "a.finished_at",
+    "a.result",
+)  # fmt: skip
+#: the time columns of those tables, which a ``Table`` holds as epoch seconds
+TIMES = frozenset(
+    {"run_at", "created_at", "updated_at", "lease_until", "started_at", "finished_at"}
 )
 WORKER_COLUMNS = "id, host, pid, threads, started_at, heartbeat_at, stop_requested"
 
 Decode = Callable[[Any], datetime]
+#: a query's columns by name, each a list of raw values in row order: times as epoch seconds
+#: (float), tags, params and results as their JSON text, ``None`` where missing. Frames are
+#: built from these a column at a time, without a model object per row.
+Table = dict[str, list[Any]]
 Encode = Callable[[datetime], Any]
 
 
@@ -96,6 +115,21 @@ def json_text(value: Mapping[str, Any] | Sequence[Any] | None) -> str | None:
     return json.dumps(value, ensure_ascii=False, allow_nan=False) if value else None
 
 
+def table_columns(columns: Sequence[str], epoch: Callable[[str], str]) -> str:
+    """The select list of a table's ``columns``, each time column read through ``epoch``
+    (an SQL expression of the column giving epoch seconds)."""
+    return ", ".join(
+        f"{epoch(column)} AS {column[2:]}" if column[2:] in TIMES else column for column in columns
+    )
+
+
+def to_table(columns: Sequence[str], found: Sequence[Sequence[Any]]) -> Table:
+    """Rows of ``table_columns`` as a ``Table``: each column's values, named without their
+    table."""
+    values = list(zip(*found, strict=True)) if found else [()] * len(columns)
+    return {column[2:]: list(of_column) for column, of_column in zip(columns, values, strict=True)}
+
+
 def to_group_counts(found: Iterable[Sequence[Any]]) -> dict[str, dict[State, int]]:
     """Jobs per state of each group, from rows of (group, state, count)."""
     groups: dict[str, dict[State, int]] = {}
@@ -104,23 +138,6 @@ def to_group_counts(found: Iterable[Sequence[Any]]) -> dict[str, dict[State, int
             groups[group] = dict.fromkeys(State, 0)
         groups[group][STATES[state]] = n
     return groups
-
-
-def to_result(row: Sequence[Any], when: Decode = to_datetime) -> JobResult:
-    """A job's row of ``results``, from ``RESULT_COLUMNS``."""
-    job_id, group, state, attempts, params, started, finished, result = row
-    duration = None
-    if started is not None and finished is not None:
-        duration = (when(finished) - when(started)).total_seconds()
-    return JobResult(
-        job_id,
-        group,
-        State(state),
-        attempts,
-        json.loads(params) if params else {},
-        duration,
-        json.loads(result) if result else None,
-    )
 
 
 def to_claim(row: Sequence[Any], when: Decode = to_datetime) -> Claim:

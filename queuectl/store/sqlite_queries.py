@@ -6,14 +6,16 @@ SQL of ``matching``: the group by its index, a tag through ``json_each`` of the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from queuectl.model import Attempt, Job, JobFilter, JobResult, State
+from queuectl.model import Attempt, Job, JobFilter, State
 from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import rows
 from queuectl.store.base import job_not_found
+from queuectl.store.rows import Table
 from queuectl.store.sqlite_connections import SqliteConnections
 
 
@@ -73,9 +75,6 @@ class SqliteQueries:
             found = self._db.read(f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
         return [rows.to_attempt(row) for row in found]
 
-    def commands(self) -> dict[str, str]:
-        return dict(self._db.read("SELECT id, command FROM jobs"))
-
     def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
         if where.tag is not None:
             conditions, params = matching(where)
@@ -98,14 +97,45 @@ class SqliteQueries:
             )
         )
 
-    def results(self, where: JobFilter = EVERY_JOB) -> list[JobResult]:
+    def job_table(
+        self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
+    ) -> Table:
         conditions, params = matching(where, "j")
-        found = self._db.read(
-            f"SELECT {rows.RESULT_COLUMNS} FROM jobs j LEFT JOIN attempts a "
-            f"ON a.id = j.attempt_id WHERE 1{conditions} ORDER BY j.seq",
+        if state:
+            conditions += " AND j.state = :state"
+            params["state"] = state.value
+        return self._table(
+            rows.JOB_TABLE,
+            f"FROM jobs j WHERE 1{conditions} ORDER BY j.seq DESC LIMIT :limit",
+            {**params, "limit": -1 if limit is None else limit},
+        )
+
+    def attempt_table(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> Table:
+        conditions, params = matching(where, "j")
+        if job_id is not None:
+            self.get(job_id)
+            conditions, params = " AND a.job_id = :job", {"job": job_id}
+        return self._table(
+            rows.ATTEMPT_TABLE,
+            f"FROM attempts a LEFT JOIN jobs j ON j.id = a.job_id WHERE 1{conditions} "
+            "ORDER BY a.id",
             params,
         )
-        return [rows.to_result(row) for row in found]
+
+    def result_table(self, where: JobFilter = EVERY_JOB) -> Table:
+        conditions, params = matching(where, "j")
+        return self._table(
+            rows.RESULT_TABLE,
+            f"FROM jobs j LEFT JOIN attempts a ON a.id = j.attempt_id WHERE 1{conditions} "
+            "ORDER BY j.seq",
+            params,
+        )
+
+    def _table(self, columns: Sequence[str], source: str, params: dict[str, Any]) -> Table:
+        """A ``Table`` of ``columns`` read ``source`` (FROM and the rest); times are kept
+        as epoch seconds already."""
+        query = f"SELECT {rows.table_columns(columns, str)} {source}"
+        return rows.to_table(columns, self._db.read(query, params))
 
     def attempt_summary(self, since: datetime, where: JobFilter = EVERY_JOB) -> AttemptSummary:
         runtime = "round(finished_at - started_at, 6)"  # in µs, as PostgreSQL and frames have it

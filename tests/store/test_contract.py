@@ -296,12 +296,6 @@ def test_counts_follow_every_transition(store: Store) -> None:
     assert store.counts()[State.PENDING] == 2 and store.counts()[State.DEAD] == 0
 
 
-def test_commands_by_job_id(store: Store) -> None:
-    assert store.commands() == {}
-    add(store, "a", "b")
-    assert store.commands() == {"a": "echo a", "b": "echo b"}
-
-
 def test_attempt_summary_counts_spans_and_runtimes(store: Store, clock: FakeClock) -> None:
     empty = store.attempt_summary(store.now())
     assert empty == AttemptSummary({}, None, None, 0, None, None, None, None)

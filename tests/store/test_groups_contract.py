@@ -6,14 +6,20 @@ Every store (SQLite and PostgreSQL) must pass this module, like ``test_contract.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from queuectl.errors import NotFound
 from queuectl.model import JobFilter, NewJob, Outcome, QueueCopy, RunResult, State, Transition
+from queuectl.model.job import EVERY_JOB
 from queuectl.store import open_store
+from queuectl.store import rows as rows_module
 from queuectl.store.base import Store
+from queuectl.store.rows import Table
 from tests.store.test_contract import FakeClock
 
 DONE = Transition(State.COMPLETED)
@@ -116,6 +122,13 @@ def test_cancel_and_retry_by_filter(store: Store) -> None:
     assert store.cancel(None, JobFilter(group="nope"), running=True) == {}
 
 
+def table_rows(table: Table) -> dict[str, dict[str, Any]]:
+    """A ``Table``'s rows by their first column (the job id), each a mapping of columns."""
+    first = next(iter(table))
+    found = (dict(zip(table, row, strict=True)) for row in zip(*table.values(), strict=True))
+    return {row[first]: row for row in found}
+
+
 def test_results_hold_params_state_and_the_latest_result(store: Store) -> None:
     sweep(store)
     finish_next(store, RunResult(Outcome.COMPLETED, 0, None, result={"loss": 0.25}))  # a0
@@ -123,23 +136,55 @@ def test_results_hold_params_state_and_the_latest_result(store: Store) -> None:
     finish_next(store, failed, Transition(State.FAILED, 60, "exit code 1"))  # a1
     running = store.claim("w", 30)
     assert running is not None and running.job.id == "a2"
-    rows = {row.job_id: row for row in store.results(JobFilter(group="a"))}
+    rows = table_rows(store.result_table(JobFilter(group="a")))
     assert list(rows) == ["a0", "a1", "a2", "a3"]  # enqueue order
-    assert (rows["a0"].state, rows["a0"].attempts, rows["a0"].result) == (
-        State.COMPLETED,
-        1,
-        {"loss": 0.25},
-    )
-    assert rows["a0"].duration is not None and rows["a0"].duration >= 0
-    assert rows["a1"].result == {"partial": True}
-    assert (rows["a2"].state, rows["a2"].duration, rows["a2"].result) == (
-        State.PROCESSING,
-        None,
-        None,
-    )
-    assert (rows["a3"].attempts, rows["a3"].result, dict(rows["a3"].params)) == (0, None, {"n": 3})
+    a0 = rows["a0"]
+    assert (a0["job_group"], a0["state"], a0["attempts"]) == ("a", "completed", 1)
+    assert json.loads(a0["result"]) == {"loss": 0.25} and json.loads(a0["params"]) == {"n": 0}
+    (attempt,) = store.attempts("a0")
+    assert attempt.finished_at is not None
+    assert a0["started_at"] == pytest.approx(attempt.started_at.timestamp(), abs=1e-6)
+    assert a0["finished_at"] == pytest.approx(attempt.finished_at.timestamp(), abs=1e-6)
+    assert json.loads(rows["a1"]["result"]) == {"partial": True}
+    a2 = rows["a2"]
+    assert (a2["state"], a2["finished_at"], a2["result"]) == ("processing", None, None)
+    assert isinstance(a2["started_at"], float)
+    a3 = rows["a3"]
+    assert (a3["attempts"], a3["started_at"], a3["result"]) == (0, None, None)
     assert [a.result for a in store.attempts("a0")] == [{"loss": 0.25}]
-    assert len(store.results()) == 7
+    assert len(store.result_table()["id"]) == 7
+    assert store.result_table(JobFilter(group="nope")) == {
+        column[2:]: [] for column in rows_module.RESULT_TABLE
+    }
+
+
+def test_job_and_attempt_tables_hold_what_the_records_hold(store: Store) -> None:
+    sweep(store)
+    finish_next(store, RunResult(Outcome.COMPLETED, 0, None))  # a0
+    finish_next(store, RunResult(Outcome.FAILED, 2, "exit code 2"), Transition(State.DEAD))
+    assert store.claim("w", 30) is not None  # a2 runs
+    assert store.cancel(["a2"], running=True) == {"a2": State.PROCESSING}
+    for where in (EVERY_JOB, JobFilter(group="a"), JobFilter(tag="x")):
+        for state, limit in ((None, None), (State.PENDING, None), (None, 2)):
+            table, jobs = store.job_table(state, limit, where), store.jobs(state, limit, where)
+            assert table["id"] == [job.id for job in jobs]
+            for job, row in zip(jobs, table_rows(table).values(), strict=True):
+                assert row["command"] == job.command and row["state"] == job.state.value
+                assert row["job_group"] == job.group and row["attempts"] == job.attempts
+                assert (json.loads(row["tags"]) if row["tags"] else []) == list(job.tags)
+                assert row["created_at"] == pytest.approx(job.created_at.timestamp(), abs=1e-6)
+                lease = row["lease_until"]
+                assert (lease is None) == (job.lease_until is None)
+                assert bool(row["cancel_requested"]) == job.cancel_requested
+        table, attempts = store.attempt_table(where=where), store.attempts(where=where)
+        assert table["job_id"] == [a.job_id for a in attempts]
+        assert table["number"] == [a.number for a in attempts]
+        assert table["outcome"] == [a.outcome and a.outcome.value for a in attempts]
+        assert table["exit_code"] == [a.exit_code for a in attempts]
+        assert table["command"] == ["true"] * len(attempts)
+    assert store.attempt_table("a1")["error"] == ["exit code 2"]
+    with pytest.raises(NotFound):
+        store.attempt_table("nope")
 
 
 def test_a_copy_keeps_groups_tags_params_and_results(store: Store, queue_target: str) -> None:

@@ -517,7 +517,8 @@ def test_a_version_3_queue_is_upgraded_for_groups_and_results(pg_url: str) -> No
         assert store.counts(JobFilter(group="g")) == zero | {State.PENDING: 2, State.COMPLETED: 1}
         assert store.counts(JobFilter(tag="t"))[State.PENDING] == 2
         assert store.counts()[State.CANCELLED] == 1
-        results = {row.job_id: row.result for row in store.results(JobFilter(group="g"))}
-        assert results == {"g0": {"loss": {"train": 0.5}}, "g1": None, "g2": None}
+        table = store.result_table(JobFilter(group="g"))
+        results = dict(zip(table["id"], table["result"], strict=True))
+        assert results == {"g0": '{"loss": {"train": 0.5}}', "g1": None, "g2": None}
     finally:
         store.close()

@@ -399,12 +399,12 @@ def test_a_version_3_queue_is_upgraded_for_groups_and_results(db_path: Path) -> 
         assert claim and claim.job.params == {"lr": 0.1}
         done = RunResult(Outcome.COMPLETED, 0, None, result={"loss": 0.5})
         assert store.finish(claim.fence, done, DONE)
-        (row,) = store.results(JobFilter(group="g"))
-        assert (row.job_id, row.state, row.params, row.result) == (
-            "g1",
-            State.COMPLETED,
-            {"lr": 0.1},
-            {"loss": 0.5},
+        table = store.result_table(JobFilter(group="g"))
+        assert (table["id"], table["state"], table["params"], table["result"]) == (
+            ["g1"],
+            ["completed"],
+            ['{"lr": 0.1}'],
+            ['{"loss": 0.5}'],
         )
         assert store.group_counts() == {"g": {s: 0 for s in State} | {State.COMPLETED: 1}}
         assert store.counts(JobFilter(tag="t"))[State.COMPLETED] == 1

@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle
 
 from queuectl.api import connect
 from queuectl.errors import InvalidInput, MissingDependency
-from queuectl.frames import attempts_frame
+from queuectl.frames import attempt_table, attempts_frame
 from queuectl.model import Attempt, Outcome
 from queuectl.plots import OUTCOME_COLORS, runtimes, timeline
 
@@ -68,7 +68,7 @@ def history() -> list[Attempt]:
 
 
 def frame(attempts: list[Attempt]):
-    return attempts_frame(attempts, {a.job_id: f"run {a.job_id}" for a in attempts})
+    return attempts_frame(attempt_table(attempts, {a.job_id: f"run {a.job_id}" for a in attempts}))
 
 
 def bars(ax: Axes) -> list[Rectangle]:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from queuectl.frames import RESULT_DTYPES, results_frame, state_dtype
-from queuectl.model import JobResult, State
+from queuectl import frames
+from queuectl.frames import RESULT_DTYPES, state_dtype
+from queuectl.model import State
 from queuectl.model.job import Scalar
+from queuectl.store.rows import RESULT_TABLE, json_text
 
 FIXED = ["group", "state", "attempts", "duration"]
+
+
+Row = dict[str, Any]
 
 
 def record(
@@ -24,8 +29,26 @@ def record(
     duration: float | None = 1.5,
     group: str | None = "sweep",
     attempts: int = 1,
-) -> JobResult:
-    return JobResult(job_id, group, state, attempts, params or {}, duration, result)
+) -> Row:
+    """A job's row as a store's ``result_table`` has it (JSON text, epoch seconds)."""
+    started = None if duration is None else 1_900_000_000.25
+    return {
+        "id": job_id,
+        "job_group": group,
+        "state": state.value,
+        "attempts": attempts,
+        "params": json_text(params),
+        "started_at": started,
+        "finished_at": None if started is None or duration is None else started + duration,
+        "result": json_text(result),
+    }
+
+
+def results_frame(records: Sequence[Row]) -> pd.DataFrame:
+    """The frame of these rows, read as one ``Table``."""
+    return frames.results_frame(
+        {column[2:]: [row[column[2:]] for row in records] for column in RESULT_TABLE}
+    )
 
 
 def dtypes(frame: pd.DataFrame) -> dict[str, str]:
@@ -236,3 +259,24 @@ def test_values_stay_in_their_rows(rows: int) -> None:
     frame = results_frame(records)
     assert (frame["twice"] == 2 * frame["i"]).all()
     assert frame.index.tolist() == [f"j{i}" for i in range(rows)]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ([{"a": 1, "b": 2}, {"b": 3, "a": 4}], {"a": [1, 4], "b": [2, 3]}),  # same keys
+        ([{"a": 1}, {"b": 2}], {"a": [1, None], "b": [None, 2]}),  # same sizes, other keys
+        ([{"a": 1}, None, {"a": 2, "b": 3}], {"a": [1, None, 2], "b": [None, None, 3]}),
+        ([None, {"b": 1}, None], {"b": [None, 1, None]}),
+    ],
+)
+def test_columns_take_each_value_from_its_own_row(
+    params: list[dict[str, int] | None], expected: dict[str, list[int | None]]
+) -> None:
+    frame = results_frame([record(f"j{i}", p) for i, p in enumerate(params)])
+    got = {
+        name: frame[name].astype("object").where(frame[name].notna(), None).tolist()
+        for name in expected
+    }
+    assert list(frame.columns[: len(expected)]) == list(expected)
+    assert got == expected
