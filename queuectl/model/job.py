@@ -130,6 +130,8 @@ class Job:
     id: str
     command: str
     state: State
+    #: attempts since it was enqueued or last retried: the retry budget's count, which a
+    #: retry resets (``Attempt.number`` keeps counting over the whole history)
     attempts: int
     max_retries: int
     priority: int
@@ -162,6 +164,7 @@ class Attempt:
     """One execution of a job. ``outcome`` is ``None`` while it runs."""
 
     job_id: str
+    #: 1, 2, ... over the job's whole history: a retry from the DLQ does not start again at 1
     number: int
     worker_id: str
     started_at: datetime
@@ -206,6 +209,9 @@ class Claim:
 
     job: Job
     fence: Fence
+    #: the attempt's number in the job's whole history (``Attempt.number``; the fence holds
+    #: the retry budget's count instead)
+    number: int
 
 
 @dataclass(frozen=True)

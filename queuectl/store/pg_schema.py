@@ -17,7 +17,7 @@ import psycopg
 from queuectl.errors import SchemaTooNew, StoreError
 from queuectl.store.secrets import scrub
 
-VERSION = 4
+VERSION = 5
 #: rows per state in ``queuectl.job_counts``: concurrent writers spread over them
 COUNT_SHARDS = 16
 #: any constant that other applications are unlikely to pick: "queuectl" in ASCII
@@ -245,6 +245,19 @@ CREATE TRIGGER jobs_group_counted_on_delete AFTER DELETE ON queuectl.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_groups();
 CREATE TRIGGER jobs_group_counted_on_truncate AFTER TRUNCATE ON queuectl.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_groups();
+""",
+    # Attempts are numbered over a job's whole history (a retry no longer starts again at 1):
+    # the histories of jobs retried before are renumbered in start order.
+    5: """
+UPDATE queuectl.attempts a SET number = r.n
+FROM (
+    SELECT id, row_number() OVER (PARTITION BY job_id ORDER BY id) AS n
+    FROM queuectl.attempts
+    WHERE job_id IN (
+        SELECT job_id FROM queuectl.attempts GROUP BY job_id
+        HAVING count(*) <> count(DISTINCT number))
+) r
+WHERE a.id = r.id AND a.number <> r.n;
 """,
 }
 

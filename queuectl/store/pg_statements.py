@@ -36,7 +36,8 @@ RETURNING {JOB_COLUMNS}
 """
 
 # SKIP LOCKED: concurrent claimers pass over a row another one is taking instead of waiting
-# for it, and never get the same one. The new attempt id comes from the attempts' sequence,
+# for it, and never get the same one. An attempt is numbered over its job's whole history (a
+# retry does not start again at 1). The new attempt id comes from the attempts' sequence,
 # so the job row and its attempt row are written by one statement. A paused queue's config row
 # is one index probe, made once per statement (it does not depend on the job).
 _CLAIMED = f"""
@@ -52,13 +53,17 @@ _CLAIMED = f"""
     RETURNING {JOB_COLUMNS}"""
 _STARTED = f"""
     INSERT INTO queuectl.attempts (id, job_id, number, worker_id, started_at)
-    SELECT attempt_id, id, attempts, worker_id, {NOW} FROM claimed"""
+    SELECT attempt_id, id,
+        (SELECT count(*) + 1 FROM queuectl.attempts a WHERE a.job_id = claimed.id),
+        worker_id, {NOW}
+    FROM claimed
+    RETURNING number"""
 
 CLAIM = f"""
 WITH claimed AS ({_CLAIMED}
 ), started AS ({_STARTED}
 )
-SELECT {JOB_COLUMNS} FROM claimed
+SELECT {JOB_COLUMNS}, started.number FROM claimed, started
 """
 
 # The rows are locked in id order, as every statement that locks several jobs does (see
@@ -129,15 +134,16 @@ FINISH_IF_EXPIRED = _FINISH.format(expiry=f"AND lease_until < {NOW}")
 # A pool thread's result and its next claim in one statement: one round trip and one commit
 # per job. Every part sees the snapshot from before the statement, so the job being finished
 # (still 'processing' there) is never the one claimed. The row always comes back: whether
-# the fence held, then the claimed job's columns (all NULL when there was nothing to claim).
+# the fence held, then the claimed job's columns and its attempt's number (all NULL when
+# there was nothing to claim).
 FINISH_AND_CLAIM = f"""
 WITH moved AS ({_MOVED.format(expiry="")}
 ), recorded AS ({_RECORDED}
 ), claimed AS ({_CLAIMED}
 ), started AS ({_STARTED}
 )
-SELECT EXISTS (SELECT FROM recorded), claimed.*
-FROM (VALUES (true)) AS one LEFT JOIN claimed ON true
+SELECT EXISTS (SELECT FROM recorded), claimed.*, started.number
+FROM (VALUES (true)) AS one LEFT JOIN claimed ON true LEFT JOIN started ON true
 """
 
 

@@ -229,8 +229,8 @@ class PostgresStore(PostgresQueries, PostgresControl):
 
     def expired(self) -> list[Claim]:
         found = self._run(
-            f"SELECT {JOB_COLUMNS} FROM queuectl.jobs "
-            f"WHERE state = 'processing' AND lease_until < {NOW}"
+            f"SELECT {rows.CLAIM_COLUMNS.format(attempts='queuectl.attempts')} "
+            f"FROM queuectl.jobs WHERE state = 'processing' AND lease_until < {NOW}"
         )
         return [rows.to_claim(row, rows.in_utc) for row in found]
 

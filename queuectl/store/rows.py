@@ -140,11 +140,16 @@ def to_group_counts(found: Iterable[Sequence[Any]]) -> dict[str, dict[State, int
     return groups
 
 
+#: a running job's columns and its attempt's number (``to_claim``), of ``jobs``
+CLAIM_COLUMNS = f"{JOB_COLUMNS}, (SELECT number FROM {{attempts}} WHERE id = attempt_id)"
+
+
 def to_claim(row: Sequence[Any], when: Decode = to_datetime) -> Claim:
-    """A running job and its fence, from a row of ``JOB_COLUMNS`` (``attempt_id`` is last)."""
+    """A running job, its fence and its attempt's number, from a row of ``JOB_COLUMNS``
+    followed by the number."""
     job = to_job(row, when)
     assert job.worker_id is not None, "only processing jobs are claims"
-    return Claim(job, Fence(job.id, job.attempts, job.worker_id, row[13]))
+    return Claim(job, Fence(job.id, job.attempts, job.worker_id, row[13]), row[21])
 
 
 def to_attempt(row: Sequence[Any], when: Decode = to_datetime) -> Attempt:

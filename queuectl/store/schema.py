@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-VERSION = 4
+VERSION = 5
 BUSY_SECONDS = 60.0
 #: bytes per database page of a new queue file. A commit writes each page it changed to the
 #: WAL and an enqueue changes six (the job, its id, the claim and state indexes, the counts):
@@ -181,6 +181,14 @@ CREATE TRIGGER jobs_group_counted_on_delete AFTER DELETE ON jobs
     UPDATE group_counts SET n = n - 1 WHERE job_group = OLD.job_group AND state = OLD.state;
     DELETE FROM group_counts WHERE job_group = OLD.job_group AND state = OLD.state AND n <= 0;
 END;
+""",
+    # Attempts are numbered over a job's whole history (a retry no longer starts again at 1):
+    # the histories of jobs retried before are renumbered in start order.
+    5: """
+UPDATE attempts SET number = (
+    SELECT count(*) FROM attempts b WHERE b.job_id = attempts.job_id AND b.id <= attempts.id)
+WHERE job_id IN (
+    SELECT job_id FROM attempts GROUP BY job_id HAVING count(*) <> count(DISTINCT number));
 """,
 }
 

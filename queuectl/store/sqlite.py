@@ -148,14 +148,16 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
         ).fetchone()
         if row is None:
             return None
-        attempt_id = conn.execute(
-            "INSERT INTO attempts (job_id, number, worker_id, started_at) VALUES (?, ?, ?, ?)",
-            (row[0], row[3], worker_id, now),
-        ).lastrowid
-        assert attempt_id is not None
+        attempt_id, number = conn.execute(
+            "INSERT INTO attempts (job_id, number, worker_id, started_at) "
+            # numbered over the job's whole history: a retry does not start again at 1
+            "VALUES (:job, (SELECT count(*) + 1 FROM attempts WHERE job_id = :job), :worker, :now) "
+            "RETURNING id, number",
+            {"job": row[0], "worker": worker_id, "now": now},
+        ).fetchone()
         conn.execute("UPDATE jobs SET attempt_id = ? WHERE id = ?", (attempt_id, row[0]))
         job = rows.to_job(row)
-        return Claim(job, Fence(job.id, job.attempts, worker_id, attempt_id))
+        return Claim(job, Fence(job.id, job.attempts, worker_id, attempt_id), number)
 
     def renew(self, fences: Sequence[Fence], lease_seconds: float) -> set[int]:
         if not fences:
@@ -253,7 +255,8 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
 
     def expired(self) -> list[Claim]:
         found = self._db.read(
-            f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE state = 'processing' AND lease_until < ?",
+            f"SELECT {rows.CLAIM_COLUMNS.format(attempts='attempts')} FROM jobs "
+            "WHERE state = 'processing' AND lease_until < ?",
             (self._clock(),),
         )
         return [rows.to_claim(row) for row in found]

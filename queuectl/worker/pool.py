@@ -236,7 +236,7 @@ class WorkerPool:
                     # reach every job's environment, and whatever a job prints or stores).
                     "QUEUECTL_DB": self.store.location_for_jobs,
                     "QUEUECTL_JOB_ID": job.id,
-                    "QUEUECTL_ATTEMPT": str(fence.attempt),
+                    "QUEUECTL_ATTEMPT": str(running.claim.number),
                     "QUEUECTL_WORKER_ID": self.worker_id,
                     "QUEUECTL_RESULT": self._results.path(fence),
                 },
@@ -250,7 +250,7 @@ class WorkerPool:
         log.info(
             "job %s attempt %d: %s%s",
             job.id,
-            fence.attempt,
+            running.claim.number,
             result.outcome.value,
             f" ({result.error})" if result.error else "",
         )
@@ -259,7 +259,7 @@ class WorkerPool:
     def _record(self, claim: Claim, result: RunResult) -> Claim | None:
         """Persist an attempt's result, retrying while the store fails; unless the pool is
         stopping, claim the thread's next job in the same step and return it."""
-        job, fence = claim.job, claim.fence
+        job = claim.job
         take_next = True
         for delay in (0, 0.1, 0.5, 1, 2, 5, 5, 5, 10, 10):
             if delay:  # (even sleep(0) costs a thread switch on this hot path)
@@ -274,9 +274,7 @@ class WorkerPool:
                 take_next = False
                 continue
             if not recorded:
-                log.warning(
-                    "job %s attempt %s: lease lost, result discarded", job.id, fence.attempt
-                )
+                log.warning("job %s attempt %s: lease lost, result discarded", job.id, claim.number)
             return next_claim
         log.error("job %s: could not record its result; it will be recovered as lost", job.id)
         return None

@@ -493,9 +493,14 @@ def test_last_attempt(store: Store, clock: FakeClock) -> None:
     assert (latest.number, latest.outcome, latest.started_at) == (2, None, store.now())
     store.finish(second.fence, FAIL, Transition(State.DEAD, 0, "exit code 1"))
     store.retry(["a"])
-    claim(store)
+    again = claim(store)
     latest = store.last_attempt("a")
-    assert latest is not None and latest.number == 1 and latest == store.attempts("a")[-1]
+    assert latest is not None and latest == store.attempts("a")[-1]
+    # the history is one sequence; the job's own count (the retry budget) started again
+    assert (latest.number, again.number, again.job.attempts, again.fence.attempt) == (3, 3, 1, 1)
+    clock.now += 3600  # its lease runs out: the lost claim names the same attempt
+    assert [(c.job.id, c.number) for c in store.expired()] == [("a", 3)]
+    assert [a.number for a in store.attempts("a")] == [1, 2, 3]
 
 
 def test_cancel_requests_of_no_fences(store: Store) -> None:

@@ -522,3 +522,39 @@ def test_a_version_3_queue_is_upgraded_for_groups_and_results(pg_url: str) -> No
         assert results == {"g0": '{"loss": {"train": 0.5}}', "g1": None, "g2": None}
     finally:
         store.close()
+
+
+def test_a_version_4_queue_gets_one_attempt_sequence_per_job(pg_url: str) -> None:
+    """Before version 5 a retry numbered its attempts from 1 again: the upgrade renumbers
+    such histories in start order and leaves the others, and new attempts count on."""
+    sql(
+        pg_url,
+        "CREATE SCHEMA queuectl; "
+        "CREATE TABLE queuectl.meta (key text PRIMARY KEY, value text NOT NULL); "
+        "INSERT INTO queuectl.meta VALUES ('schema_version', '4'); "
+        + "".join(pg_schema.MIGRATIONS[step] for step in range(1, 5)),
+    )
+    sql(
+        pg_url,
+        "INSERT INTO queuectl.jobs (id, command, state, attempts, max_retries, run_at, "
+        "created_at, updated_at) VALUES "
+        "('retried', 'false', 'dead', 1, 0, now(), now(), now()), "
+        "('once', 'true', 'completed', 1, 0, now(), now(), now()); "
+        "INSERT INTO queuectl.attempts (job_id, number, worker_id, started_at, finished_at, "
+        "exit_code, outcome) VALUES "
+        "('retried', 1, 'w', now(), now(), 1, 'failed'), "
+        "('retried', 2, 'w', now(), now(), 1, 'failed'), "
+        "('retried', 1, 'w', now(), now(), 1, 'failed'), "
+        "('once', 4, 'w', now(), now(), 0, 'completed')",  # a gap: kept
+    )
+    store = PostgresStore(pg_url)
+    try:
+        assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
+        assert [a.number for a in store.attempts("retried")] == [1, 2, 3]
+        assert [a.number for a in store.attempts("once")] == [4]
+        store.retry(["retried"])
+        claim = store.claim("w", 30)
+        assert claim is not None and claim.job.id == "retried"
+        assert [a.number for a in store.attempts("retried")] == [1, 2, 3, 4]
+    finally:
+        store.close()

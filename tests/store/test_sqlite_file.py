@@ -410,3 +410,38 @@ def test_a_version_3_queue_is_upgraded_for_groups_and_results(db_path: Path) -> 
         assert store.counts(JobFilter(tag="t"))[State.COMPLETED] == 1
     finally:
         store.close()
+
+
+def test_a_version_4_queue_gets_one_attempt_sequence_per_job(db_path: Path) -> None:
+    """Before version 5 a retry numbered its attempts from 1 again: the upgrade renumbers
+    such histories in start order and leaves the others, and new attempts count on."""
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for step in range(1, 5):
+            for statement in schema.statements(schema.MIGRATIONS[step]):
+                conn.execute(statement)
+        for job, state in (("retried", "dead"), ("once", "completed")):
+            conn.execute(
+                "INSERT INTO jobs (id, command, state, attempts, max_retries, run_at, "
+                f"created_at, updated_at) VALUES ('{job}', 'false', '{state}', 1, 0, 0, 0, 0)"
+            )
+        for job, number, start in (("retried", 1, 1), ("retried", 2, 2), ("retried", 1, 3)):
+            conn.execute(
+                "INSERT INTO attempts (job_id, number, worker_id, started_at, finished_at, "
+                f"exit_code, outcome) VALUES ('{job}', {number}, 'w', {start}, {start}, 1, "
+                "'failed')"
+            )
+        conn.execute(
+            "INSERT INTO attempts (job_id, number, worker_id, started_at, finished_at, "
+            "exit_code, outcome) VALUES ('once', 4, 'w', 5, 6, 0, 'completed')"  # a gap: kept
+        )
+        conn.execute("PRAGMA user_version = 4")
+    store = SqliteStore(db_path)
+    try:
+        assert [a.number for a in store.attempts("retried")] == [1, 2, 3]
+        assert [a.number for a in store.attempts("once")] == [4]
+        store.retry(["retried"])
+        claim = store.claim("w", 30)
+        assert claim is not None and claim.job.id == "retried"
+        assert [a.number for a in store.attempts("retried")] == [1, 2, 3, 4]
+    finally:
+        store.close()
