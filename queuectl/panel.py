@@ -19,6 +19,7 @@ import html
 import threading
 import weakref
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import ipywidgets as widgets
@@ -27,8 +28,8 @@ from queuectl.api import Queue
 from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.model import Job, State, WorkerInfo
 from queuectl.model.job import unfinished
-from queuectl.panel_controls import JobControls, run_action, set_value
-from queuectl.text import cell
+from queuectl.panel_controls import ACTIVE_LIMIT, JobControls, run_action, set_value
+from queuectl.text import cell, relative
 
 _PANELS: weakref.WeakSet[QueuePanel] = weakref.WeakSet()
 _LATEST: dict[tuple[str, str | None, str | None], weakref.ref[QueuePanel]] = {}
@@ -52,14 +53,18 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         self.group = group  #: show only this group's jobs (a sweep's panel)
         self.tag = tag  #: show only the jobs with this tag
         self.title = widgets.HTML()
-        self.progress = widgets.IntProgress(
-            min=0, max=1, value=0, description="finished", style={"description_width": "initial"}
-        )
+        #: the segmented bar and its label: completed, dead, cancelled ... apart
+        self.progress = widgets.HTML(layout=widgets.Layout(width="100%"))
         self.counts = widgets.HTML()
         self.groups = widgets.HTML()
         self.workers = widgets.HTML()
         self.recent = widgets.HTML()
-        self.dead = widgets.SelectMultiple(options=[], rows=4, description="dead")
+        self.dead = widgets.SelectMultiple(
+            options=[],
+            rows=4,
+            description="dead",
+            layout=widgets.Layout(width="auto", flex="1 1 24em"),
+        )
         self.retry_selected = widgets.Button(description="Retry selected", icon="redo")
         self.retry_all = widgets.Button(description="Retry all dead", icon="redo")
         self.message = widgets.HTML()
@@ -75,13 +80,17 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         self.retry_all.on_click(lambda _: self._retry(all_dead=True))
         super().__init__(
             children=[
-                widgets.HBox([self.title, self.pause]),
-                widgets.HBox([self.progress, self.counts]),
+                widgets.HBox([self.title, self.pause], layout=_WRAP),
+                self.progress,
+                self.counts,
                 self.groups,
                 self.workers,
                 self.recent,
                 *self.controls.children,
-                widgets.HBox([self.dead, widgets.VBox([self.retry_selected, self.retry_all])]),
+                widgets.HBox(
+                    [self.dead, widgets.VBox([self.retry_selected, self.retry_all])],
+                    layout=_WRAP,
+                ),
                 self.message,
             ]
         )
@@ -92,6 +101,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         )
         self.title.value = f"<b>queuectl</b> · {html.escape(queue.location)}{scope}"
         self._stop = threading.Event()
+        self._stopped_shown = False
         self.refresh()
         self._replace_previous()
         self._thread = threading.Thread(
@@ -117,33 +127,39 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         return self._thread.is_alive()
 
     def refresh(self) -> None:
-        """Read the queue and update the widgets (the refresher calls this)."""
+        """Read the queue (one snapshot: counts and rows agree) and update the widgets (the
+        refresher calls this)."""
         with self._lock:
-            status = self.queue.status(group=self.group, tag=self.tag)
-            counts, total = status.counts, status.total
-            done = total - unfinished(counts)  # completed, dead or cancelled
-            set_value(self.progress, "max", max(total, 1))
-            set_value(self.progress, "value", done)
-            set_value(self.progress, "description", _outcomes(counts, done, total))
-            set_value(self.progress, "bar_style", _bar_style(counts, done == total))
-            set_value(self.counts, "value", _counts_html(counts, status.paused))
+            shot = self.queue.snapshot(
+                group=self.group, tag=self.tag, recent=self.recent_limit, listed=ACTIVE_LIMIT
+            )
+            status, now = shot.status, datetime.now(UTC)
+            set_value(self.progress, "value", progress_html(status.counts))
+            set_value(self.counts, "value", _counts_html(status.counts, status.paused))
             set_value(self.groups, "value", _groups_html(status.groups))
-            set_value(self.workers, "value", _workers_html(status.workers))
-            recent = self.queue.job_records(limit=self.recent_limit, group=self.group, tag=self.tag)
-            set_value(self.recent, "value", _jobs_html(recent))
-            self.controls.update(status)
-            dead = self.queue.job_records(State.DEAD, 200, group=self.group, tag=self.tag)
-            options = tuple((_dead_label(job), job.id) for job in dead)
+            set_value(self.workers, "value", _workers_html(status.workers, now))
+            shown = shot.running_then_newest(self.recent_limit)
+            set_value(self.recent, "value", _jobs_html(shown, now))
+            self.controls.update(shot)
+            options = tuple((_dead_label(job), job.id) for job in shot.dead)
             if options != self.dead.options:
                 chosen = self.dead.value  # new options clear the selection: keep what's left
                 self.dead.options = options
-                self.dead.value = tuple(v for v in chosen if v in {job.id for job in dead})
+                self.dead.value = tuple(v for v in chosen if v in {job.id for job in shot.dead})
 
-    def stop(self) -> None:
-        """Stop refreshing (the widgets keep their last values)."""
+    def stop(self, why: str = "stopped") -> None:
+        """Stop refreshing: the widgets keep their last values, the title says ``why`` and
+        the buttons are disabled, so a stale panel never looks live."""
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
+        if not self._stopped_shown:
+            self._stopped_shown = True
+            note = f" · <span style='color:#b00'>{html.escape(why)}</span>"
+            self.title.value += note
+            for child in self._all_children():
+                if isinstance(child, widgets.Button | widgets.SelectMultiple):
+                    child.disabled = True
 
     def close(self) -> None:
         """Stop refreshing and close the widgets."""
@@ -166,7 +182,9 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         previous = _LATEST.get(key)
         old = previous() if previous is not None else None
         if old is not None and old is not self:
-            old.stop()
+            old.stop(
+                "stopped: a newer panel of this queue shows it (re-run this cell for a live one)"
+            )
         _LATEST[key] = weakref.ref(self)
         _PANELS.add(self)
 
@@ -207,6 +225,8 @@ def _refresh_loop(
                 panel.message.value = f"refresh failed: {html.escape(exc.message)}"
             except Exception as exc:  # a refresher must never print a traceback into a cell
                 panel.message.value = f"refresh stopped: {html.escape(repr(exc))}"
+                stop.set()
+                panel.stop("stopped: refreshing failed (see below)")
                 return
             finally:
                 del panel  # no strong reference while sleeping
@@ -234,22 +254,40 @@ def _counts_html(counts: dict[State, int], paused: bool) -> str:
     return f"{table}<b>Paused</b>: {note}"
 
 
-def _outcomes(counts: dict[State, int], done: int, total: int) -> str:
-    """The progress label; how the finished jobs ended when not all completed:
-    "19/19 done: 16 ok · 2 dead · 1 cancelled"."""
-    label = f"{done}/{total} done"
-    others = [f"{counts[s]} {s.value}" for s in (State.DEAD, State.CANCELLED) if counts.get(s)]
-    if not others:
-        return label
-    return f"{label}: {' · '.join([f'{counts.get(State.COMPLETED, 0)} ok', *others])}"
+#: how the progress bar shows each state (colours as in dask's progress bars), in its order
+_SEGMENTS: tuple[tuple[State, str, str], ...] = (
+    (State.COMPLETED, "ok", "#43a047"),
+    (State.DEAD, "dead", "#e53935"),
+    (State.CANCELLED, "cancelled", "#9e9e9e"),
+    (State.PROCESSING, "running", "#1e88e5"),
+    (State.FAILED, "to retry", "#fb8c00"),
+)
+_WRAP = widgets.Layout(flex_flow="row wrap", align_items="center")
 
 
-def _bar_style(counts: dict[State, int], all_done: bool) -> str:
-    if counts.get(State.DEAD):
-        return "danger"
-    if not all_done:
-        return "info"
-    return "warning" if counts.get(State.CANCELLED) else "success"
+def progress_html(counts: dict[State, int], height: str = "14px") -> str:
+    """A bar with a segment per state (completed, dead, cancelled, running, waiting for a
+    retry; pending is the empty rest) and its label: "18/20 finished: 16 ok · 2 dead · 2
+    running". Dead jobs are finished but never "ok", and a dead job colours its own segment,
+    not the whole bar."""
+    total = sum(counts.values())
+    finished = total - unfinished(counts)
+    segments = "".join(
+        f"<div title='{counts[state]} {state.value}' style='width:{100 * counts[state] / total}%;"
+        f"background:{colour}'></div>"
+        for state, _, colour in _SEGMENTS
+        if counts.get(state)
+    )
+    bar = (
+        f"<div style='display:flex;width:100%;max-width:40em;height:{height};"
+        "background:rgba(128,128,128,0.18);border-radius:3px;overflow:hidden'>"
+        f"{segments}</div>"
+    )
+    parts = [f"{counts[state]} {name}" for state, name, _ in _SEGMENTS if counts.get(state)]
+    if counts.get(State.PENDING):
+        parts.append(f"{counts[State.PENDING]} pending")
+    label = f"{finished}/{total} finished" + (f": {' · '.join(parts)}" if parts else "")
+    return f"{bar}<div>{html.escape(label)}</div>"
 
 
 def _groups_html(groups: dict[str, dict[State, int]]) -> str:
@@ -262,7 +300,7 @@ def _groups_html(groups: dict[str, dict[State, int]]) -> str:
         total = sum(counts.values())
         done = total - unfinished(counts)
         failed = counts[State.DEAD] + counts[State.CANCELLED]
-        bar = f"<progress max='{max(total, 1)}' value='{done}'></progress>"
+        bar = progress_html(counts, "10px").split("<div>")[0]  # the bar, without its label
         rows.append((name, bar, f"{done}/{total}", failed, counts[State.PROCESSING]))
     head = "".join(f"<th {_CELL}>{h}</th>" for h in ("group", "", "done", "failed", "running"))
     body = "".join(
@@ -276,20 +314,40 @@ def _groups_html(groups: dict[str, dict[State, int]]) -> str:
     return f"<b>Groups</b><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _workers_html(workers: list[WorkerInfo]) -> str:
+def _workers_html(workers: list[WorkerInfo], now: datetime) -> str:
     if not workers:
         return "<i>No workers running.</i>"
-    rows = [(w.id, w.host, w.pid, w.threads, w.heartbeat_at) for w in workers]
+    rows = [(w.id, w.host, w.pid, w.threads, relative(w.heartbeat_at, now)) for w in workers]
     return "<b>Workers</b>" + _html_table(["pool", "host", "pid", "threads", "heartbeat"], rows)
 
 
-def _jobs_html(jobs: list[Job]) -> str:
+def _jobs_html(jobs: list[Job], now: datetime) -> str:
     if not jobs:
         return "<i>No jobs yet.</i>"
-    rows = [(j.id, j.state.value, j.attempts, j.updated_at, j.command) for j in jobs]
-    return "<b>Recent jobs</b>" + _html_table(
-        ["id", "state", "attempts", "updated", "command"], rows
+    rows = [
+        (
+            j.id,
+            _job_state(j, now),
+            f"{j.attempts}/{j.max_retries + 1}",
+            relative(j.updated_at, now),
+            j.last_error or "",
+            cell(j.command, 40),
+        )
+        for j in jobs
+    ]
+    return "<b>Jobs</b> · running first, then the newest" + _html_table(
+        ["id", "state", "attempts", "updated", "last error", "command"], rows
     )
+
+
+def _job_state(job: Job, now: datetime) -> str:
+    """A job's state as the panel lists it: when a waiting job is due, a running one that
+    is being stopped."""
+    if job.state in (State.PENDING, State.FAILED) and job.run_at > now:
+        return f"{job.state.value} · due {relative(job.run_at, now)}"
+    if job.state is State.PROCESSING and job.cancel_requested:
+        return "stopping"
+    return job.state.value
 
 
 def _dead_label(job: Job) -> str:

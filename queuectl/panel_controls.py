@@ -24,7 +24,7 @@ import ipywidgets as widgets
 from queuectl.api import Queue
 from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.model import Job, State
-from queuectl.model.status import QueueStatus
+from queuectl.model.status import QueueSnapshot
 from queuectl.text import cell, printable
 
 #: at most this many jobs of each active state are read and listed (a backlog can be huge)
@@ -55,12 +55,20 @@ class JobControls:
         self.pause = widgets.Button(description="Pause", icon="pause")
         self.caption = widgets.HTML()
         self.active = widgets.SelectMultiple(
-            options=[], rows=6, description="active", layout=widgets.Layout(width="40em")
+            options=[],
+            rows=6,
+            description="active",
+            layout=widgets.Layout(width="auto", flex="1 1 30em"),
         )
         self.cancel = widgets.Button(description="Cancel selected", icon="stop")
         self.tail = widgets.HTML()
         #: the widgets the panel shows below the recent jobs (it places ``pause`` itself)
-        self.children = [self.caption, widgets.HBox([self.active, self.cancel]), self.tail]
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="center")
+        self.children = [
+            self.caption,
+            widgets.HBox([self.active, self.cancel], layout=wrap),
+            self.tail,
+        ]
         self._paused = False  # what the pause button shows
         self._running: dict[str, Job] = {}  # the processing jobs, by id
         self._tailed: str | None = None  # the job whose output is shown
@@ -69,13 +77,14 @@ class JobControls:
         self.cancel.on_click(lambda _: run_action(message, self._cancel, refresh))
         self.active.observe(self._picked, names="value")
 
-    def update(self, status: QueueStatus) -> None:
+    def update(self, snapshot: QueueSnapshot) -> None:
         """Show whether the queue is paused, the active jobs and the followed job's output.
         The caller holds the lock."""
+        status = snapshot.status
         self._paused = status.paused
         set_value(self.pause, "description", "Resume" if status.paused else "Pause")
         set_value(self.pause, "icon", "play" if status.paused else "pause")
-        running, waiting = self._active_jobs(status.counts)
+        running, waiting = snapshot.running, snapshot.waiting
         self._running = {job.id: job for job in running}
         options = tuple((_active_label(job), job.id) for job in running + waiting)
         if options != self.active.options:
@@ -89,20 +98,6 @@ class JobControls:
                 self._updating = False
         set_value(self.caption, "value", _caption(status.counts, len(waiting)))
         self._show_tail()
-
-    def _active_jobs(self, counts: Mapping[State, int]) -> tuple[list[Job], list[Job]]:
-        """The running jobs, longest running first, and the waiting ones in the order pools
-        take them (of a long backlog, only some of the most recently enqueued)."""
-        found = {
-            state: self.queue.job_records(state, ACTIVE_LIMIT) if counts.get(state) else []
-            for state in (State.PROCESSING, State.PENDING, State.FAILED)
-        }
-        running = sorted(found[State.PROCESSING], key=lambda job: (job.updated_at, job.id))
-        waiting = sorted(
-            found[State.PENDING] + found[State.FAILED],
-            key=lambda job: (-job.priority, job.run_at, job.created_at, job.id),
-        )
-        return running, waiting[:ACTIVE_LIMIT]
 
     def _picked(self, change: Mapping[str, Any]) -> None:
         """The selection changed: follow the output of one running job picked alone."""

@@ -189,7 +189,9 @@ def _(result: PanelView, start_workers: str = START_WORKERS) -> str:
     recent = text(JobList(result.recent, total=0))
     dlq = text(JobList(result.dead, result.dead_total, dlq=True))
     status = status_text(result.status, start_workers)
-    return "\n\n".join([status, f"Recent jobs\n{recent}", f"Dead letter queue\n{dlq}"])
+    return "\n\n".join(
+        [status, f"Jobs (running first, then the newest)\n{recent}", f"Dead letter queue\n{dlq}"]
+    )
 
 
 @singledispatch

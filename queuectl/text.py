@@ -72,3 +72,18 @@ def cell(value: Any, width: int = 60) -> str:
         value = iso(value)
     text = printable(" ".join(str(value).split()), multiline=False)
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    """``moment`` from ``now`` as people say it: "3 s ago", "in 5 min", "2 h ago"."""
+    seconds = (moment - now).total_seconds()
+    span = abs(seconds)
+    if span < 1:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if span >= size:
+            amount = f"{span // size:.0f} {unit}"
+            break
+    else:
+        amount = f"{span:.0f} s"
+    return f"in {amount}" if seconds > 0 else f"{amount} ago"

@@ -22,7 +22,7 @@ from queuectl.model.parse import (
     validate_limit,
     validate_state,
 )
-from queuectl.model.status import QueueStatus
+from queuectl.model.status import QueueSnapshot, QueueStatus
 from queuectl.store import Store, open_store, redact, resolve_location
 from queuectl.worker.inprocess import LocalPools
 
@@ -226,6 +226,34 @@ class Queue(Control, Sweeps, Workers):
             groups={} if where else self.store.group_counts(),
             scope=where,
         )
+
+    def snapshot(
+        self,
+        *,
+        group: str | None = None,
+        tag: str | None = None,
+        recent: int = 10,
+        listed: int = 100,
+    ) -> QueueSnapshot:
+        """The status and the jobs a live view lists beside it, read at one moment (one read
+        transaction), so that they agree: the running jobs and the next to run (at most
+        ``listed`` of each state; of a long backlog, its most recently enqueued), the
+        ``recent`` newest jobs and the ``listed`` newest dead ones. Its cost does not grow with
+        the queue: kept counts and index reads of at most ``listed`` rows each."""
+        where = job_filter(group, tag)
+        with self.store.consistent():
+            status = self.status(group=group, tag=tag)
+            found = {
+                state: self.store.jobs(state, listed, where) if status.counts[state] else []
+                for state in (State.PROCESSING, State.PENDING, State.FAILED, State.DEAD)
+            }
+            newest = self.store.jobs(None, validate_limit(recent), where)
+        running = sorted(found[State.PROCESSING], key=lambda job: (job.updated_at, job.id))
+        waiting = sorted(
+            found[State.PENDING] + found[State.FAILED],
+            key=lambda job: (-job.priority, job.run_at, job.created_at, job.id),
+        )
+        return QueueSnapshot(status, running, waiting[:listed], newest, found[State.DEAD])
 
     def metrics(self, *, group: str | None = None, tag: str | None = None) -> metrics_model.Metrics:
         """Throughput, runtimes and failure rate over the attempt history (of a group or

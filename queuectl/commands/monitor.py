@@ -8,7 +8,7 @@ from queuectl.commands.group import Seconds, Session, cli, filter_options, json_
 from queuectl.commands.results import Message, PanelView
 from queuectl.model import State
 
-#: how many of the newest jobs, and of the dead ones, the panel shows
+#: how many jobs (running ones first, then the newest), and of the dead ones, the panel shows
 RECENT = 10
 
 
@@ -70,9 +70,9 @@ def panel(session: Session, interval: float, once: bool) -> PanelView:
     queue = session.queue()
 
     def read() -> PanelView:
-        recent = queue.job_records(limit=RECENT)
-        dead = queue.job_records(State.DEAD, RECENT)
-        dead_total = queue.counts().get(State.DEAD, 0)
-        return PanelView(queue.status(), recent, dead, dead_total, interval, once, read)
+        shot = queue.snapshot(recent=RECENT, listed=RECENT)  # one moment: counts and rows agree
+        recent, dead = shot.running_then_newest(RECENT), shot.dead
+        dead_total = shot.status.counts[State.DEAD]
+        return PanelView(shot.status, recent, dead, dead_total, interval, once, read)
 
     return read()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from queuectl.model.job import EVERY_JOB, JobFilter, State, WorkerInfo, unfinished
+from queuectl.model.job import EVERY_JOB, Job, JobFilter, State, WorkerInfo, unfinished
 from queuectl.text import printable, table
 
 
@@ -40,6 +40,29 @@ class QueueStatus:
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))  # IPython's display: the table, not the short repr
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    """What a live view shows, read at one moment (``Queue.snapshot``): the status and the
+    jobs listed beside it, so that counts and rows always agree."""
+
+    status: QueueStatus
+    #: processing jobs, longest running first
+    running: list[Job]
+    #: pending and failed jobs, in the order pools take them
+    waiting: list[Job]
+    #: the newest jobs, newest first
+    recent: list[Job]
+    #: dead jobs, newest first
+    dead: list[Job]
+
+    def running_then_newest(self, limit: int) -> list[Job]:
+        """At most ``limit`` jobs for a view's jobs table: the running ones first (a backlog
+        of new jobs must not hide them), then the newest of the others."""
+        shown = self.running[:limit]
+        shown += [job for job in self.recent if job.state is not State.PROCESSING]
+        return shown[:limit]
 
 
 def status_text(status: QueueStatus, start_workers: str | None = None) -> str:

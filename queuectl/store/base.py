@@ -157,6 +157,11 @@ class Store(ABC):
         """Running attempts whose lease has passed: their worker is gone or stuck."""
 
     @abstractmethod
+    def consistent(self) -> AbstractContextManager[None]:
+        """A block whose reads (in this thread) all see one state of the queue: counts and
+        the jobs listed beside them agree. Read only; blocks may nest."""
+
+    @abstractmethod
     def get(self, job_id: str) -> Job:
         """One job. Raises ``NotFound``."""
 

@@ -140,6 +140,15 @@ class PostgresStore(PostgresQueries, PostgresControl):
                 yield conn
 
     @contextmanager
+    def consistent(self) -> Iterator[None]:
+        conn = self._conns.get()
+        outermost = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with self._transaction():
+            if outermost:  # one snapshot for every statement of the block
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
+    @contextmanager
     def _atomic(self) -> Iterator[Execute]:
         with self._transaction() as conn:
 

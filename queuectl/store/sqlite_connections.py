@@ -115,8 +115,12 @@ class SqliteConnections:
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
-        """Reads that all see the same state of the database (one read transaction)."""
+        """Reads that all see the same state of the database (one read transaction; inside
+        another, that one)."""
         conn = self.connection()
+        if conn.in_transaction:
+            yield conn
+            return
         with self.translate():
             conn.execute("BEGIN")
             try:

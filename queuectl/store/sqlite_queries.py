@@ -6,7 +6,8 @@ SQL of ``matching``: the group by its index, a tag through ``json_each`` of the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,11 @@ class SqliteQueries:
     """The read methods of ``SqliteStore``."""
 
     _db: SqliteConnections
+
+    @contextmanager
+    def consistent(self) -> Iterator[None]:
+        with self._db.snapshot():
+            yield
 
     def get(self, job_id: str) -> Job:
         found = self._db.read(f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))

@@ -12,6 +12,8 @@ from pathlib import Path
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
+from queuectl.model import State
+
 CELLS = [
     "import queuectl, threading\nq = queuectl.connect({db!r})\npanel = q.panel(interval=0.1)\n"
     "panel",
@@ -26,15 +28,15 @@ CELLS = [
     "refresh = panel.refresh\n"
     "def observed():\n"
     "    refresh()\n"
-    "    if panel.progress.value == target:\n"
+    "    if target is not None and target in panel.progress.value:\n"
     "        caught_up.set()\n"
     "panel.refresh = observed",
     "q.start_workers(2)\nassert q.wait(timeout=30, progress=False)",
-    "target = 4\n"
+    "target = '4/4 finished'\n"
     "q.enqueue('true', id='job-3')\n"
     "assert q.wait(timeout=30, progress=False)\n"
     "assert caught_up.wait(30), 'the refresher never saw the jobs done'\n"
-    "print(panel.progress.description)",
+    "print(target in panel.progress.value)",
     "q.stop_workers(wait=True)\nq.close()",
 ]
 
@@ -45,10 +47,19 @@ def test_panel_updates_from_its_thread_reach_the_frontend(tmp_path: Path) -> Non
     )
     NotebookClient(notebook, timeout=120, kernel_name="python3", store_widget_state=True).execute()
 
-    assert notebook.cells[4].outputs[0]["text"] == "4/4 done\n"
+    assert notebook.cells[4].outputs[0]["text"] == "True\n"
     for cell in notebook.cells:
         assert all(o["output_type"] != "error" for o in cell.outputs)
         assert all(o.get("name") != "stderr" for o in cell.outputs), cell.outputs
     states = notebook.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
-    bars = [m["state"] for m in states.values() if m["model_name"] == "IntProgressModel"]
-    assert [(bar["value"], bar["max"], bar["description"]) for bar in bars] == [(4, 4, "4/4 done")]
+    shown = [m["state"]["value"] for m in states.values() if m["model_name"] == "HTMLModel"]
+    assert [value for value in shown if "finished" in value and "</div>" in value] == [
+        panel_progress(4)
+    ]
+
+
+def panel_progress(completed: int) -> str:
+    """The progress bar of a queue whose ``completed`` jobs are all it holds."""
+    from queuectl.panel import progress_html
+
+    return progress_html({state: 0 for state in State} | {State.COMPLETED: completed})

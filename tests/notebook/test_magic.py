@@ -507,14 +507,14 @@ def test_which_queue(
 
 def test_panel_once_prints_text(magic: Magic, capsys: pytest.CaptureFixture[str]) -> None:
     assert magic("panel --once") is None
-    assert "Recent jobs" in capsys.readouterr().out
+    assert "Jobs (running first, then the newest)" in capsys.readouterr().out
 
 
 def test_panel_is_a_live_widget_stopped_at_unload(magic: Magic) -> None:
     panel = magic("panel --interval 0.1")
     assert isinstance(panel, QueuePanel)
     magic("enqueue --id p true")
-    wait_for(lambda: "1/1" in panel.progress.description or "0/1" in panel.progress.description)
+    wait_for(lambda: "/1 finished" in panel.progress.value)
     assert panel.running
     # the shell fixture unloads the extension and checks that no queuectl thread is left
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import html
+import re
 from pathlib import Path
 
 import pytest
@@ -13,25 +15,37 @@ from tests.conftest import Gate, group_alive, wait_for
 from tests.notebook.conftest import queuectl_threads
 
 
+def label(panel: QueuePanel) -> str:
+    """The progress bar's label, as the panel shows it."""
+    found = re.search(r"<div>([^<]*)</div>$", panel.progress.value)
+    assert found, panel.progress.value
+    return html.unescape(found.group(1))
+
+
+def segments(panel: QueuePanel) -> list[tuple[str, str]]:
+    """The progress bar's segments: their tooltips and widths (in %, cut to 2 decimals)."""
+    found = re.findall(r"<div title='([^']*)' style='width:(\d+\.?\d{0,2})", panel.progress.value)
+    return [(title, width) for title, width in found]
+
+
 def test_the_panel_follows_jobs_and_workers(queue: queuectl.Queue) -> None:
     panel = queue.panel(interval=0.05)
-    assert panel.progress.description == "0/0 done"
+    assert label(panel) == "0/0 finished"
     assert "No workers running" in panel.workers.value
     queue.enqueue("true", id="ok-1")
     queue.enqueue("true", id="ok-2")
     queue.enqueue("exit 4", id="broken", max_retries=0)
-    # (one refresh reads the counts, then the recent jobs: both may see part of the enqueues)
-    wait_for(
-        lambda: "ok-1" in panel.recent.value and panel.progress.description == "0/3 done",
-        what="the new jobs in the panel",
-    )
+    # one snapshot per refresh: the jobs listed and the counts always agree
+    wait_for(lambda: "ok-1" in panel.recent.value, what="the new jobs in the panel")
+    assert label(panel) == "0/3 finished: 3 pending"
 
     pool = queue.start_workers(2)
     assert queue.wait(timeout=30)
-    wait_for(lambda: panel.progress.value == 3, what="the panel to count finished jobs")
+    wait_for(lambda: label(panel).startswith("3/3"), what="the panel to count finished jobs")
     panel.refresh()  # (waits for a refresh under way: all widgets show the same moment)
-    assert panel.progress.max == 3 and panel.progress.bar_style == "danger"
-    assert panel.progress.description == "3/3 done: 2 ok · 1 dead"
+    # dead jobs are finished but not ok: a segment of their own, not a red bar
+    assert label(panel) == "3/3 finished: 2 ok · 1 dead"
+    assert segments(panel) == [("2 completed", "66.66"), ("1 dead", "33.33")]
     assert "<td style='padding:0 8px;text-align:left'>2</td>" in panel.counts.value
     assert pool in panel.workers.value
     assert [value for _, value in panel.dead.options] == ["broken"]
@@ -71,14 +85,19 @@ def test_a_new_panel_of_the_same_queue_stops_the_old_one(queue: queuectl.Queue) 
     first = queue.panel(interval=0.05)
     second = queue.panel(interval=0.05)
     assert not first.running and second.running
+    # the old one says so, and its buttons no longer act
+    assert "stopped: a newer panel of this queue shows it" in first.title.value
+    assert first.retry_all.disabled and first.pause.disabled and first.cancel.disabled
+    assert "stopped" not in second.title.value and not second.retry_all.disabled
     second.close()
+    assert queuectl_threads() == []
 
 
 def test_the_text_repr_is_stable(queue: queuectl.Queue) -> None:
     panel = queue.panel(interval=0.05)
     before = repr(panel)
     queue.enqueue("true")
-    wait_for(lambda: "1 done" in panel.progress.description or "0/1" in panel.progress.description)
+    wait_for(lambda: "/1 finished" in label(panel))
     assert repr(panel) == before == f"QueuePanel({queue.location})"
     bundle = panel._repr_mimebundle_()
     assert bundle["text/plain"] == before
@@ -155,8 +174,8 @@ def test_cancel_stops_pending_and_running_jobs(queue: queuectl.Queue, tmp_path: 
     wait_for(lambda: not group_alive(pgid), timeout=10, what="the job's processes to be gone")
     panel.refresh()
     assert panel.active.options == ()
-    assert panel.progress.description == "3/3 done: 0 ok · 3 cancelled"
-    assert panel.progress.bar_style == "warning"
+    assert label(panel) == "3/3 finished: 3 cancelled"
+    assert segments(panel) == [("3 cancelled", "100.0")]
     panel.close()
 
 
@@ -227,13 +246,13 @@ def test_groups_get_a_line_each_and_a_sweep_its_own_panel(queue: queuectl.Queue)
     assert "0/3" in panel.groups.value and "0/2" in panel.groups.value
     mine = first.panel(interval=0.05)
     assert "group <b>first</b>" in mine.title.value and repr(mine).endswith("group='first')")
-    assert mine.progress.description == "0/3 done" and mine.groups.value == ""
+    assert label(mine) == "0/3 finished: 3 pending" and mine.groups.value == ""
     assert panel.running and mine.running  # different scopes: neither replaces the other
     queue.start_workers(2)
     assert queue.wait(timeout=30)
-    wait_for(lambda: mine.progress.value == 3, what="the sweep's panel to count its jobs")
+    wait_for(lambda: label(mine).startswith("3/3"), what="the sweep's panel to count its jobs")
     mine.refresh()
-    assert mine.progress.description == "3/3 done: 2 ok · 1 dead"
+    assert label(mine) == "3/3 finished: 2 ok · 1 dead"
     assert [value for _, value in mine.dead.options] == list(first.ids[2:])
     panel.refresh()
     # one line per group: finished of all, failed
@@ -241,3 +260,26 @@ def test_groups_get_a_line_each_and_a_sweep_its_own_panel(queue: queuectl.Queue)
     queue.stop_workers(wait=True)
     mine.close()
     panel.close()
+
+
+def test_the_jobs_table_shows_running_jobs_first_and_when_waiting_ones_are_due(
+    queue: queuectl.Queue, tmp_path: Path
+) -> None:
+    gate = Gate(tmp_path)
+    queue.enqueue(gate.command(), id="busy", max_retries=3)
+    queue.start_workers(1)
+    gate.wait_started()
+    for n in range(12):  # more new jobs than the table lists
+        queue.enqueue("true", id=f"later-{n}", delay="1h")
+    try:
+        panel = QueuePanel(queue, interval=60, recent=5)
+        rows = re.findall(r"<tr>(.*?)</tr>", panel.recent.value)[1:]  # (the first: header)
+        cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+        assert [c[0] for c in cells] == ["busy", "later-11", "later-10", "later-9", "later-8"]
+        assert cells[0][1:3] == ["processing", "1/4"]
+        assert cells[1][1] in ("pending · due in 59 min", "pending · due in 1 h")
+        assert label(panel) == "0/13 finished: 1 running · 12 pending"
+        panel.close()
+    finally:
+        gate.release()
+    queue.stop_workers(wait=True)

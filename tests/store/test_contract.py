@@ -423,3 +423,20 @@ def test_import_copy_refuses_running_jobs(store: Store, new_queue: Callable[[], 
         assert target.jobs() == []
     finally:
         target.close()
+
+
+def test_reads_in_a_consistent_block_see_one_moment(store: Store, queue_target: str) -> None:
+    add(store, "a")
+    other = open_store(queue_target)  # another connection: another process's writes
+    try:
+        with store.consistent():
+            before = store.counts()[State.PENDING]
+            other.enqueue([NewJob(command="echo b", id="b")])
+            with store.consistent():  # blocks nest
+                assert store.counts()[State.PENDING] == before == 1
+            assert [job.id for job in store.jobs()] == ["a"]
+        assert store.counts()[State.PENDING] == 2
+        assert [job.id for job in store.jobs()] == ["b", "a"]
+        store.enqueue([NewJob(command="echo c", id="c")])  # the store writes again after it
+    finally:
+        other.close()
