@@ -17,22 +17,38 @@ def in_kernel() -> bool:
 
 
 class Progress:
-    """Jobs finished out of those unfinished when waiting began (plus any enqueued since).
+    """The jobs of one wait: those unfinished when it began (plus any enqueued since), and
+    how they ended ("completed=3, dead=1": this wait's jobs, not the queue's totals).
 
     Shown only when ``show`` is true, or, when ``show`` is None, in a kernel or when stderr is
-    a terminal. Otherwise every method does nothing.
+    a terminal; never when nothing was unfinished (no empty "0/0" bar). Otherwise every method
+    does nothing. In a notebook the bar's text is brought up to date when it closes, so that a
+    saved notebook shows how the wait ended, not a bar frozen at 0%.
     """
 
-    def __init__(self, total: int, unfinished: int, show: bool | None = None) -> None:
+    def __init__(
+        self, counts: Mapping[State, int], unfinished: int, show: bool | None = None
+    ) -> None:
         if show is None:
             show = in_kernel() or sys.stderr.isatty()
-        self._first_total = total
+        self._first_total = sum(counts.values())
         self._first_unfinished = unfinished
+        self._first_finished = {state: counts.get(state, 0) for state in State if not state.active}
         self._bar: Any = None
-        if show:
-            from tqdm.auto import tqdm
+        self._shown: Any = None  # the notebook's display of the bar, updated when it closes
+        if not show or not unfinished:
+            return
+        bar_options: dict[str, Any] = {"total": unfinished, "unit": "job", "desc": "jobs"}
+        if in_kernel():
+            from IPython.display import display
+            from tqdm.notebook import tqdm as notebook_tqdm
 
-            self._bar = tqdm(total=unfinished, unit="job", desc="jobs", dynamic_ncols=True)
+            self._bar = notebook_tqdm(**bar_options, display=False)
+            self._shown = display(self._bar.container, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            from tqdm import tqdm
+
+            self._bar = tqdm(**bar_options, dynamic_ncols=True)
 
     def update(self, counts: Mapping[State, int]) -> None:
         """Show the current counts."""
@@ -44,8 +60,11 @@ class Progress:
         if total != self._bar.total:
             self._bar.reset(total=total)  # (a notebook bar takes a new total only this way)
         self._bar.n = total - active
-        finished = {state.value: counts.get(state, 0) for state in State if not state.active}
-        self._bar.set_postfix(**{k: n for k, n in finished.items() if n or k != "cancelled"})
+        ended = {
+            state.value: max(counts.get(state, 0) - first, 0)
+            for state, first in self._first_finished.items()
+        }
+        self._bar.set_postfix(**{k: n for k, n in ended.items() if n or k != "cancelled"})
         self._bar.refresh()
 
     def __enter__(self) -> Progress:
@@ -54,3 +73,5 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+        if self._shown is not None:
+            self._shown.update(self._bar.container)  # its text: the bar as it ended

@@ -120,7 +120,7 @@ class Workers:
         where = job_filter(group, tag)
         deadline = None if timeout is None else time.monotonic() + timeout
         first = self.store.counts(where)
-        with Progress(sum(first.values()), unfinished(first), progress) as bar:
+        with Progress(first, unfinished(first), progress) as bar:
             next_check = 0.0
             while left := unfinished(counts := self.store.counts(where)):
                 bar.update(counts)

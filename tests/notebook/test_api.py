@@ -82,6 +82,13 @@ def test_wait_can_show_a_progress_bar(
     assert re.search(r"\|\s*(\d)/\1 \[", err.rsplit("\r", 1)[-1]) and "completed=4" in err
     queue.wait(timeout=30, progress=False)
     assert capsys.readouterr().err == ""
+    # nothing left to wait for: no empty 0/0 bar
+    assert queue.wait(timeout=30, progress=True) and capsys.readouterr().err == ""
+    # the bar's text counts this wait's jobs, not the queue's totals
+    queue.enqueue("exit 3", max_retries=0)
+    assert queue.wait(timeout=30, progress=True)
+    last = capsys.readouterr().err.rsplit("\r", 1)[-1]
+    assert "1/1" in last and "dead=1" in last and "completed=0" in last, last
 
 
 def test_closing_the_queue_stops_its_pools(db_path: str) -> None:

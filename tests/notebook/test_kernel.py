@@ -63,3 +63,21 @@ def panel_progress(completed: int) -> str:
     from queuectl.panel import progress_html
 
     return progress_html({state: 0 for state in State} | {State.COMPLETED: completed})
+
+
+def test_a_saved_notebook_shows_how_a_wait_ended(tmp_path: Path) -> None:
+    """The bar's text (what a notebook shows where widgets do not render) is brought up to
+    date when the wait ends: no bar frozen at 0%."""
+    cells = [
+        f"import queuectl\nq = queuectl.connect({str(tmp_path / 'q.db')!r})\n"
+        "for n in range(3):\n    q.enqueue('true', delay=0.5)\nq.start_workers(2)",  # not done yet
+        "q.wait(timeout=60)",
+        "q.stop_workers(wait=True)\nq.close()",
+    ]
+    notebook = new_notebook(cells=[new_code_cell(c) for c in cells])
+    NotebookClient(notebook, timeout=120, kernel_name="python3").execute()
+    shown = [o for o in notebook.cells[1].outputs if o["output_type"] == "display_data"]
+    assert len(shown) == 1, notebook.cells[1].outputs
+    text = shown[0]["data"]["text/plain"]
+    assert "application/vnd.jupyter.widget-view+json" in shown[0]["data"]
+    assert "100%" in text and "3/3" in text and "completed=3" in text, text
