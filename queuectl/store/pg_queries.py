@@ -106,12 +106,8 @@ class PostgresQueries(Store):
         return {state: found.get(state.value, 0) for state in State}
 
     def group_counts(self) -> dict[str, dict[State, int]]:
-        return rows.to_group_counts(
-            self._run(
-                "SELECT job_group, state, sum(n)::bigint FROM queuectl.group_counts "
-                "GROUP BY job_group, state HAVING sum(n) > 0 ORDER BY job_group"
-            )
-        )
+        query = rows.group_counts_query("queuectl.group_counts", "::bigint")
+        return rows.to_group_counts(self._run(query))
 
     def job_table(
         self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB

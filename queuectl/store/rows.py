@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from queuectl.model import Attempt, Claim, Fence, Job, Outcome, State, WorkerInfo
-from queuectl.model.job import STATES
 from queuectl.model.metrics import AttemptSummary
 
 JOB_COLUMNS = (
@@ -130,14 +129,25 @@ def to_table(columns: Sequence[str], found: Sequence[Sequence[Any]]) -> Table:
     return {column[2:]: list(of_column) for column, of_column in zip(columns, values, strict=True)}
 
 
+_STATES = tuple(State)  # (iterating the enum itself is slow: status reads this per group)
+
+
+def group_counts_query(table: str, cast: str = "") -> str:
+    """A query of one row per group that has jobs: its name, then its jobs per state in
+    ``State`` order (each sum ending in ``cast``): a thousand rows for a thousand groups,
+    not one per group and state."""
+    per_state = ", ".join(
+        f"sum(CASE state WHEN '{state.value}' THEN n ELSE 0 END){cast}" for state in State
+    )
+    return (
+        f"SELECT job_group, {per_state} FROM {table} "
+        "GROUP BY job_group HAVING sum(n) > 0 ORDER BY job_group"
+    )
+
+
 def to_group_counts(found: Iterable[Sequence[Any]]) -> dict[str, dict[State, int]]:
-    """Jobs per state of each group, from rows of (group, state, count)."""
-    groups: dict[str, dict[State, int]] = {}
-    for group, state, n in found:
-        if group not in groups:  # (a status of a thousand groups reads this often)
-            groups[group] = dict.fromkeys(State, 0)
-        groups[group][STATES[state]] = n
-    return groups
+    """Jobs per state of each group, from rows of ``group_counts_query``."""
+    return {row[0]: dict(zip(_STATES, row[1:], strict=True)) for row in found}
 
 
 #: a running job's columns and its attempt's number (``to_claim``), of ``jobs``

@@ -97,11 +97,7 @@ class SqliteQueries:
         return {state: found.get(state.value, 0) for state in State}
 
     def group_counts(self) -> dict[str, dict[State, int]]:
-        return rows.to_group_counts(
-            self._db.read(
-                "SELECT job_group, state, n FROM group_counts WHERE n > 0 ORDER BY job_group"
-            )
-        )
+        return rows.to_group_counts(self._db.read(rows.group_counts_query("group_counts")))
 
     def job_table(
         self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
