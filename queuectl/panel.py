@@ -28,7 +28,14 @@ from queuectl.api import Queue
 from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.model import Job, State, WorkerInfo
 from queuectl.model.job import unfinished
-from queuectl.panel_controls import ACTIVE_LIMIT, JobControls, run_action, set_value
+from queuectl.panel_controls import (
+    ACTIVE_LIMIT,
+    ActionButton,
+    JobControls,
+    named,
+    run_action,
+    set_value,
+)
 from queuectl.text import cell, relative
 
 _PANELS: weakref.WeakSet[QueuePanel] = weakref.WeakSet()
@@ -65,8 +72,8 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             description="dead",
             layout=widgets.Layout(width="auto", flex="1 1 24em"),
         )
-        self.retry_selected = widgets.Button(description="Retry selected", icon="redo")
-        self.retry_all = widgets.Button(description="Retry all dead", icon="redo")
+        self.retry_selected = ActionButton("Retry selected")
+        self.retry_all = ActionButton("Retry all dead")
         self.message = widgets.HTML()
         self._lock = threading.RLock()  # one refresh at a time (the refresher's, a button's)
         self.controls = JobControls(queue, self.message, self.refresh, self._lock)
@@ -158,7 +165,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             note = f" · <span style='color:#b00'>{html.escape(why)}</span>"
             self.title.value += note
             for child in self._all_children():
-                if isinstance(child, widgets.Button | widgets.SelectMultiple):
+                if isinstance(child, ActionButton | widgets.SelectMultiple):
                     child.disabled = True
 
     def close(self) -> None:
@@ -197,7 +204,9 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
                 retried = self.queue.retry(all_dead=True, group=self.group, tag=self.tag)
             else:
                 retried = self.queue.retry(*chosen, dead_only=True)
-            return f"Retried {len(retried)} job(s)."
+            return (
+                f"Retried {named([job.id for job in retried])}." if retried else "Retried nothing."
+            )
 
         run_action(self.message, retry, self.refresh)
 

@@ -14,12 +14,15 @@ a callback and nothing is printed.
 from __future__ import annotations
 
 import html
+import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 # (imported only by queuectl.panel, which a notebook imports when it asks for a panel)
+import anywidget
 import ipywidgets as widgets
+import traitlets
 
 from queuectl.api import Queue
 from queuectl.errors import InvalidInput, QueuectlError
@@ -31,6 +34,8 @@ from queuectl.text import cell, printable
 ACTIVE_LIMIT = 100
 #: the lines of the followed job's output shown
 TAIL_LINES = 20
+#: the results of the latest button actions the message area keeps, newest first
+MESSAGES_KEPT = 3
 
 _TAIL_STYLE = (
     "font-family:monospace;font-size:90%;line-height:1.3;margin:2px 0;padding:4px;"
@@ -52,7 +57,7 @@ class JobControls:
         self.queue = queue
         self.message = message
         self._lock = lock
-        self.pause = widgets.Button(description="Pause", icon="pause")
+        self.pause = ActionButton("Pause")
         self.caption = widgets.HTML()
         self.active = widgets.SelectMultiple(
             options=[],
@@ -60,7 +65,7 @@ class JobControls:
             description="active",
             layout=widgets.Layout(width="auto", flex="1 1 30em"),
         )
-        self.cancel = widgets.Button(description="Cancel selected", icon="stop")
+        self.cancel = ActionButton("Cancel selected")
         self.tail = widgets.HTML()
         #: the widgets the panel shows below the recent jobs (it places ``pause`` itself)
         wrap = widgets.Layout(flex_flow="row wrap", align_items="center")
@@ -83,7 +88,6 @@ class JobControls:
         status = snapshot.status
         self._paused = status.paused
         set_value(self.pause, "description", "Resume" if status.paused else "Pause")
-        set_value(self.pause, "icon", "play" if status.paused else "pause")
         running, waiting = snapshot.running, snapshot.waiting
         self._running = {job.id: job for job in running}
         options = tuple((_active_label(job), job.id) for job in running + waiting)
@@ -142,6 +146,68 @@ class JobControls:
         return cancel_summary(self.queue.cancel(*chosen, wait=False))
 
 
+class ActionButton(anywidget.AnyWidget):
+    """A button that answers at once, in the browser: a click while another cell runs is
+    only delivered to the kernel when that cell ends, so the button says it is queued and
+    takes no second click until the kernel has handled the first (clicks are never applied
+    twice). ``on_click`` handlers run then, in the kernel's main thread."""
+
+    _esm = """
+    function render({ model, el }) {
+      const button = document.createElement("button");
+      button.className = "jupyter-widgets jupyter-button widget-button";
+      const note = document.createElement("span");
+      note.style.cssText = "margin-left:6px;font-size:90%;opacity:0.8";
+      const show = () => {
+        const queued = model.get("clicks") > model.get("handled");
+        button.textContent = model.get("description");
+        button.disabled = model.get("disabled") || queued;
+        note.textContent = queued ? "queued: runs when the running cell ends" : "";
+      };
+      button.addEventListener("click", () => {
+        if (button.disabled) return;
+        model.set("clicks", model.get("clicks") + 1);
+        model.save_changes();
+        show();
+      });
+      for (const name of ["description", "disabled", "clicks", "handled"]) {
+        model.on(`change:${name}`, show);
+      }
+      show();
+      el.append(button, note);
+    }
+    export default { render };
+    """
+    description = traitlets.Unicode("").tag(sync=True)
+    disabled = traitlets.Bool(False).tag(sync=True)
+    #: clicks made in the browser, and those the kernel has handled
+    clicks = traitlets.Int(0).tag(sync=True)
+    handled = traitlets.Int(0).tag(sync=True)
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description=description)
+        self._handlers: list[Callable[[ActionButton], None]] = []
+        self.observe(self._clicked, names="clicks")
+
+    def on_click(self, handler: Callable[[ActionButton], None]) -> None:
+        """Call ``handler(button)`` once for each click the kernel receives."""
+        self._handlers.append(handler)
+
+    def click(self) -> None:
+        """Click it, as the browser does."""
+        if not self.disabled:
+            self.clicks += 1
+
+    def _clicked(self, change: Mapping[str, Any]) -> None:
+        if self.clicks <= self.handled:
+            return
+        try:
+            for handler in self._handlers:
+                handler(self)
+        finally:
+            self.handled = self.clicks
+
+
 def run_action(message: Any, action: Callable[[], str], refresh: Callable[[], None]) -> None:
     """Run a button's ``action``, then ``refresh``; show what it did (the text it returns), or
     its error, in ``message``. Raises nothing: a callback's exception would print in a cell."""
@@ -156,19 +222,25 @@ def run_action(message: Any, action: Callable[[], str], refresh: Callable[[], No
     except Exception as exc:
         why = exc.message if isinstance(exc, QueuectlError) else repr(exc)
         shown += " " + error_html(f"(refresh failed: {why})")
-    message.value = shown
+    # Clicks queued while a cell ran are handled one after another: keep the last few.
+    earlier = re.findall(r"<div>.*?</div>", message.value)
+    message.value = "".join([f"<div>{shown}</div>", *earlier][:MESSAGES_KEPT])
+
+
+def named(job_ids: Sequence[str], most: int = 5) -> str:
+    """Job ids for a message: "a, b and 3 more"."""
+    shown = ", ".join(cell(job_id, 40) for job_id in job_ids[:most])
+    return shown + (f" and {len(job_ids) - most} more" if len(job_ids) > most else "")
 
 
 def cancel_summary(states: Mapping[str, State]) -> str:
-    """What a cancel did: "Cancelled 2 job(s); 1 running job is being stopped." """
-    cancelled = sum(state is State.CANCELLED for state in states.values())
-    stopping = sum(state is State.PROCESSING for state in states.values())
-    parts = [f"Cancelled {cancelled} job(s)"] if cancelled or not stopping else []
-    if stopping == 1:
-        parts.append("1 running job is being stopped")
-    elif stopping:
-        parts.append(f"{stopping} running jobs are being stopped")
-    return "; ".join(parts) + "."
+    """What a cancel did, naming the jobs: "Cancelled a, b; stopping c (running)." """
+    cancelled = [job_id for job_id, state in states.items() if state is State.CANCELLED]
+    stopping = [job_id for job_id, state in states.items() if state is State.PROCESSING]
+    parts = [f"Cancelled {named(cancelled)}"] if cancelled else []
+    if stopping:
+        parts.append(f"stopping {named(stopping)} (running)")
+    return "; ".join(parts or ["Cancelled nothing"]) + "."
 
 
 def tail_html(job: Job, output: str) -> str:

@@ -22,6 +22,11 @@ def label(panel: QueuePanel) -> str:
     return html.unescape(found.group(1))
 
 
+def said(panel: QueuePanel, earlier: int = 0) -> str:
+    """What the message area says about the latest button action (or an ``earlier`` one)."""
+    return html.unescape(re.findall(r"<div>(.*?)</div>", panel.message.value)[earlier])
+
+
 def segments(panel: QueuePanel) -> list[tuple[str, str]]:
     """The progress bar's segments: their tooltips and widths (in %, cut to 2 decimals)."""
     found = re.findall(r"<div title='([^']*)' style='width:(\d+\.?\d{0,2})", panel.progress.value)
@@ -70,12 +75,13 @@ def test_the_retry_buttons_send_dead_jobs_back(queue: queuectl.Queue) -> None:
     assert "select dead jobs first" in panel.message.value
     panel.dead.value = ("dead-1",)
     panel.retry_selected.click()
-    assert panel.message.value == "Retried 1 job(s)."
+    assert said(panel) == "Retried dead-1."
     assert queue.get("dead-1").state == "pending"
     assert sorted(v for _, v in panel.dead.options) == ["dead-0", "dead-2"]
 
     panel.retry_all.click()
-    assert panel.message.value == "Retried 2 job(s)."
+    assert said(panel) == "Retried dead-0, dead-2."
+    assert said(panel, 1) == "Retried dead-1."  # the earlier results stay, newest first
     assert panel.dead.options == ()
     assert set(queue.jobs(state="pending").index) == {"dead-0", "dead-1", "dead-2"}
     panel.close()
@@ -121,7 +127,7 @@ def test_the_pause_button_pauses_and_resumes_the_queue(
 
     panel.pause.click()
     assert elsewhere.paused
-    assert panel.message.value.startswith("Paused: no job starts")
+    assert said(panel).startswith("Paused: no job starts")
     assert panel.pause.description == "Resume" and "<b>Paused</b>" in panel.counts.value
 
     # Paused or resumed elsewhere: the refreshes show it.
@@ -133,15 +139,20 @@ def test_the_pause_button_pauses_and_resumes_the_queue(
     elsewhere.pause()
     wait_for(lambda: panel.pause.description == "Resume", what="the panel to see it paused")
     panel.pause.click()
-    assert not elsewhere.paused and panel.message.value == "Resumed: pools start jobs again."
+    assert not elsewhere.paused and said(panel) == "Resumed: pools start jobs again."
 
     # The button does what it says, even when the queue changed since the last refresh.
-    panel.stop()
-    assert panel.pause.description == "Pause"
+    frozen = queue.panel(interval=60)  # (refreshed by its buttons only)
+    assert frozen.pause.description == "Pause"
     elsewhere.pause()
-    panel.pause.click()
-    assert panel.message.value == "The queue was paused already."
-    assert elsewhere.paused and panel.pause.description == "Resume"
+    frozen.pause.click()
+    assert said(frozen) == "The queue was paused already."
+    assert elsewhere.paused and frozen.pause.description == "Resume"
+    # a stopped panel's buttons do nothing
+    frozen.stop()
+    frozen.pause.click()
+    assert elsewhere.paused and frozen.pause.clicks == frozen.pause.handled == 1
+    frozen.close()
     panel.close()
     elsewhere.close()
 
@@ -162,13 +173,13 @@ def test_cancel_stops_pending_and_running_jobs(queue: queuectl.Queue, tmp_path: 
     assert "select the jobs to cancel first" in panel.message.value
     panel.active.value = ("next",)
     panel.cancel.click()
-    assert panel.message.value == "Cancelled 1 job(s)."
+    assert said(panel) == "Cancelled next."
     assert queue.get("next").state == "cancelled"
     assert [value for _, value in panel.active.options] == ["long", "urgent"]
 
     panel.active.value = ("long", "urgent")
     panel.cancel.click()  # returns at once: the pool stops the running job
-    assert panel.message.value == "Cancelled 1 job(s); 1 running job is being stopped."
+    assert said(panel) == "Cancelled urgent; stopping long (running)."
     assert queue.get("urgent").state == "cancelled"
     wait_for(lambda: queue.get("long").state == "cancelled", what="the running job to stop")
     wait_for(lambda: not group_alive(pgid), timeout=10, what="the job's processes to be gone")
@@ -283,3 +294,18 @@ def test_the_jobs_table_shows_running_jobs_first_and_when_waiting_ones_are_due(
     finally:
         gate.release()
     queue.stop_workers(wait=True)
+
+
+def test_an_action_button_handles_a_burst_of_clicks_once() -> None:
+    from queuectl.panel_controls import ActionButton
+
+    button, calls = ActionButton("Go"), []
+    button.on_click(lambda b: calls.append(b.clicks))
+    button.click()
+    assert calls == [1] and button.handled == 1  # the browser shows "queued" until then
+    button.clicks = 3  # two clicks that reached the kernel together: one action
+    assert calls == [1, 3] and button.handled == 3
+    button.disabled = True
+    button.click()
+    assert calls == [1, 3] and button.clicks == 3
+    button.close()
