@@ -15,6 +15,7 @@ and show what they did, or why they could not, in the message area.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import html
 import threading
 import weakref
@@ -101,12 +102,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
                 self.message,
             ]
         )
-        scope = "".join(
-            f" · {what} <b>{html.escape(name)}</b>"
-            for what, name in (("group", group), ("tag", tag))
-            if name is not None
-        )
-        self.title.value = f"<b>queuectl</b> · {html.escape(queue.location)}{scope}"
+        self.title.value = f"<b>queuectl</b> · {html.escape(queue.location)}{self._scope_html()}"
         self._stop = threading.Event()
         self._stopped_shown = False
         self.refresh()
@@ -127,6 +123,39 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             if name is not None
         )
         return f"QueuePanel({self.queue.location}{scope})"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        # Beside the widget: the panel as it was when shown, for viewers that cannot render
+        # widgets (a saved notebook on a code host); scripts/refresh_notebooks.py stores the
+        # final state there instead.
+        bundle: dict[str, Any] = super()._repr_mimebundle_(**kwargs)
+        bundle["text/html"] = self.static_html()
+        return bundle
+
+    def static_html(self) -> str:
+        """The panel as it shows now, as plain HTML without widgets or live parts: what a
+        saved notebook shows where widgets cannot render. The queue is named by its file
+        name (a path may be a temporary folder of whoever ran it)."""
+        with self._lock:
+            where = self.queue.location.rstrip("/").rsplit("/", 1)[-1]
+            title = f"<b>queuectl</b> · {html.escape(where)}{self._scope_html()}"
+            dead = "".join(f"<li>{html.escape(label)}</li>" for label, _ in self.dead.options)
+            parts = [
+                f"{title} · <i>a saved view of the live panel</i>",
+                self.progress.value,
+                self.counts.value,
+                self.groups.value,
+                self.recent.value,
+                f"<b>Dead letter queue</b><ul>{dead}</ul>" if dead else "",
+            ]
+        return "".join(f"<div>{part}</div>" for part in parts if part)
+
+    def _scope_html(self) -> str:
+        return "".join(
+            f" · {what} <b>{html.escape(name)}</b>"
+            for what, name in (("group", self.group), ("tag", self.tag))
+            if name is not None
+        )
 
     @property
     def running(self) -> bool:
@@ -209,6 +238,21 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             )
 
         run_action(self.message, retry, self.refresh)
+
+
+def saved_views() -> dict[str, str]:
+    """The static view of every panel of this process, by its widget's model id (for
+    storing notebooks with the panels' final state; see ``static_html``)."""
+    views = {}
+    for panel in list(_PANELS):
+        if panel.comm is None:  # closed
+            continue
+        if panel.running:
+            # the state now, not the last refresh's; if its queue was closed, the latter
+            with contextlib.suppress(Exception):
+                panel.refresh()
+        views[panel.model_id] = panel.static_html()
+    return views
 
 
 def stop_all() -> None:

@@ -3,14 +3,17 @@
     .venv/bin/python scripts/refresh_notebooks.py [notebooks/NAME.ipynb ...]
 
 Run it after changing a notebook or the output of a command it shows, review the diff, and
-commit. The stored outputs are what ``make test`` compares (nbval, with the substitutions of
+commit. A live panel's output gets the panel's final state as static HTML. The stored outputs
+are what ``make test`` compares (nbval, with the substitutions of
 ``tests/nbval_sanitize.cfg``). Widget state and execution timings are dropped: they differ on
 every run and nbval does not compare them.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -22,6 +25,7 @@ import nbformat
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @contextmanager
@@ -56,8 +60,16 @@ def refresh(path: Path) -> None:
         record_timing=False,
         store_widget_state=False,
     )
-    with environment(path):
-        client.execute()
+    with environment(path), client.setup_kernel():
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index)
+        probe = nbformat.v4.new_code_cell(
+            "import json, queuectl.panel\nprint(json.dumps(queuectl.panel.saved_views()))"
+        )
+        notebook.cells.append(probe)  # (nbclient records a cell's outputs in the notebook)
+        client.execute_cell(probe, len(notebook.cells) - 1)
+        notebook.cells.pop()
+    store_final_panels(notebook, json.loads(probe.outputs[0]["text"]))
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
@@ -68,6 +80,23 @@ def refresh(path: Path) -> None:
     }
     nbformat.write(notebook, path)
     print(f"refreshed {path.relative_to(ROOT)}")
+
+
+def store_final_panels(notebook: nbformat.NotebookNode, views: dict[str, str]) -> None:
+    """Where a cell shows a live panel, store the panel's final state as its HTML (what a
+    reader of the saved notebook sees where widgets do not render) and a text without the
+    run's temporary folder. Such a cell's output differs on every run: nbval skips it."""
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            if not view or view.get("model_id") not in views:
+                continue
+            output["data"]["text/html"] = views[view["model_id"]]
+            text = output["data"].get("text/plain", "")
+            output["data"]["text/plain"] = re.sub(r"\(\S*/", "(", text)  # QueuePanel(queue.db)
+            tags = cell.metadata.setdefault("tags", [])
+            if "nbval-ignore-output" not in tags:
+                tags.append("nbval-ignore-output")
 
 
 def main(args: list[str]) -> None:

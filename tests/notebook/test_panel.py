@@ -309,3 +309,24 @@ def test_an_action_button_handles_a_burst_of_clicks_once() -> None:
     button.click()
     assert calls == [1, 3] and button.clicks == 3
     button.close()
+
+
+def test_a_saved_notebook_gets_the_panels_final_state_without_the_path(
+    queue: queuectl.Queue,
+) -> None:
+    from queuectl.panel import saved_views
+
+    panel = queue.panel(interval=60)  # (refreshed by saved_views here, not by time)
+    assert "0/0 finished" in panel._repr_mimebundle_()["text/html"]  # as shown at first
+    queue.enqueue("exit 2", id="bad", max_retries=0)
+    queue.start_workers(1)
+    assert queue.wait(timeout=30)
+    view = saved_views()[panel.model_id]
+    assert "1/1 finished: 1 dead" in view and "<li>bad · exit 2 · exit code 2</li>" in view
+    name = queue.location.rsplit("/", 1)[-1]
+    assert f"<b>queuectl</b> · {name} · <i>a saved view" in view
+    assert queue.location not in view  # (a temporary folder of whoever ran it)
+    queue.stop_workers(wait=True)
+    shown = panel.model_id
+    panel.close()
+    assert shown not in saved_views()
