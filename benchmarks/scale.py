@@ -86,6 +86,7 @@ def _operations(queue: queuectl.Queue) -> dict[str, float]:
     dead = iter(queue.job_records(State.DEAD, 50))
     return {
         "status": median_seconds(queue.status),
+        "snapshot (a panel refresh's read)": median_seconds(queue.snapshot),
         "list --state dead --limit 50": median_seconds(lambda: queue.job_records(State.DEAD, 50)),
         "claim": median_seconds(lambda: queue.store.claim("bench:2:0000", 30)),
         "dlq retry": median_seconds(lambda: queue.retry(next(dead).id)),
