@@ -27,9 +27,11 @@ from queuectl.api import connect
 from queuectl.store.sqlite import SqliteStore
 from tests.pg_server import PgServer, destroy_session_server, queue_digest, session_server
 
-# The developer's own queue settings must never leak into a test.
+# The developer's own queue settings must never leak into a test. (QUEUECTL_SCREENSHOTS is no
+# queue setting: it names where the browser tests also save their screenshots.)
 for _name in [n for n in os.environ if n.startswith("QUEUECTL_")]:
-    del os.environ[_name]
+    if _name != "QUEUECTL_SCREENSHOTS":
+        del os.environ[_name]
 
 QUEUECTL = str(Path(sys.executable).with_name("queuectl"))
 
