@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest test-pythons test-newest soak notebooks bench clean container-test
+.PHONY: demo test lint typecheck pytest test-pythons test-newest soak notebooks bench clean container-test readme-images
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ bench: $(VENV)/.dev
 # The heavier reliability variants (20,000 jobs under kill -9, 64 concurrent writers): minutes.
 soak: $(VENV)/.dev
 	$(BIN)/python -m pytest -m soak tests/reliability
+
+# The README's picture of the panel, taken by the browser tests (needs Chromium).
+readme-images: $(VENV)/.dev
+	README_IMAGES=1 $(BIN)/python -m pytest -q tests/browser/test_panel_controls.py
 
 # Re-execute the example notebooks and store their outputs (review the diff, then commit).
 notebooks: $(VENV)/.dev

@@ -34,6 +34,7 @@ from queuectl.panel_controls import (
     ActionButton,
     JobControls,
     named,
+    replace_options,
     run_action,
     set_value,
 )
@@ -177,11 +178,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             shown = shot.running_then_newest(self.recent_limit)
             set_value(self.recent, "value", _jobs_html(shown, now))
             self.controls.update(shot)
-            options = tuple((_dead_label(job), job.id) for job in shot.dead)
-            if options != self.dead.options:
-                chosen = self.dead.value  # new options clear the selection: keep what's left
-                self.dead.options = options
-                self.dead.value = tuple(v for v in chosen if v in {job.id for job in shot.dead})
+            replace_options(self.dead, tuple((_dead_label(job), job.id) for job in shot.dead))
 
     def stop(self, why: str = "stopped") -> None:
         """Stop refreshing: the widgets keep their last values, the title says ``why`` and

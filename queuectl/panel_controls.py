@@ -91,15 +91,11 @@ class JobControls:
         running, waiting = snapshot.running, snapshot.waiting
         self._running = {job.id: job for job in running}
         options = tuple((_active_label(job), job.id) for job in running + waiting)
-        if options != self.active.options:
-            listed = {job_id for _, job_id in options}
-            chosen = self.active.value  # new options clear the selection: keep what's left
-            self._updating = True
-            try:
-                self.active.options = options
-                self.active.value = tuple(v for v in chosen if v in listed)
-            finally:
-                self._updating = False
+        self._updating = True
+        try:
+            replace_options(self.active, options)
+        finally:
+            self._updating = False
         set_value(self.caption, "value", _caption(status.counts, len(waiting)))
         self._show_tail()
 
@@ -259,6 +255,19 @@ def tail_html(job: Job, output: str) -> str:
 
 def error_html(text: str) -> str:
     return f"<span style='color:#b00'>{html.escape(printable(text))}</span>"
+
+
+def replace_options(select: Any, options: tuple[tuple[str, str], ...]) -> None:
+    """Show ``options`` (label, value) in a selection list, keeping what is still listed of
+    the selection. Options and selection reach the browser in one message: in two, it would
+    apply a selection to options it does not have yet (an error in its console)."""
+    if options == select.options:
+        return
+    listed = {value for _, value in options}
+    chosen = tuple(value for value in select.value if value in listed)
+    with select.hold_sync():
+        select.options = options
+        select.value = chosen
 
 
 def set_value(widget: Any, name: str, value: Any) -> None:

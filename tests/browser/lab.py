@@ -42,6 +42,8 @@ KERNEL_NAME = "python3"
 KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
 #: for every wait in the browser: JupyterLab's first page load compiles a lot of JavaScript
 TIMEOUT_MS = 60_000
+#: the notebook shown (JupyterLab keeps hidden ones in the page)
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"
 #: for the server to start and to stop (its start also scans the installed lab extensions)
 SERVER_TIMEOUT = 120.0
 
@@ -234,11 +236,12 @@ def wait_for_kernel_idle(page: Page) -> None:
 
 def cells(page: Page) -> Locator:
     """The cells of the open notebook."""
-    return page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    return page.locator(f"{NOTEBOOK} .jp-Cell")
 
 
-def run_all_cells(page: Page, count: int) -> None:
-    """Run > Run All Cells, then wait until all ``count`` cells have run and the kernel is idle.
+def run_all_cells(page: Page, count: int, wait: bool = True) -> None:
+    """Run > Run All Cells, then (with ``wait``) wait until all ``count`` code cells have run
+    and the kernel is idle.
 
     A cell has run when its prompt shows an execution count, "[3]:" (queued or running cells
     show "[*]:", cells never run "[ ]:"); in a fresh notebook no count is a stale one.
@@ -246,11 +249,25 @@ def run_all_cells(page: Page, count: int) -> None:
     page.locator("#jp-MainMenu").get_by_role("menuitem", name="Run", exact=True).click()
     # The item's accessible name also holds its keyboard shortcut, if it has one.
     page.locator(".lm-Menu").get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+    if not wait:
+        return
     ran = re.compile(r"^\[\d+\]:$")
-    expect(cells(page).locator(".jp-InputArea-prompt")).to_have_text(
-        [ran] * count, timeout=TIMEOUT_MS
-    )
+    expect(code_prompts(page)).to_have_text([ran] * count, timeout=TIMEOUT_MS)
     wait_for_kernel_idle(page)
+
+
+def code_prompts(page: Page) -> Locator:
+    """The input prompts of the open notebook's code cells ("[3]:", "[*]:", "[ ]:")."""
+    return page.locator(f"{NOTEBOOK} .jp-CodeCell .jp-InputArea-prompt")
+
+
+def run_cell(page: Page, index: int) -> None:
+    """Run the ``index``-th cell alone, not waiting for it to end: select it by its prompt
+    (command mode) and press Ctrl+Enter once JupyterLab shows it active."""
+    cell = cells(page).nth(index)
+    cell.locator(".jp-InputPrompt").click()
+    expect(cell).to_have_class(re.compile(r"\bjp-mod-active\b"))
+    page.keyboard.press("Control+Enter")
 
 
 def processes_of(folder: Path) -> list[int]:
