@@ -63,11 +63,11 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         self.tag = tag  #: show only the jobs with this tag
         self.title = widgets.HTML()
         #: the segmented bar and its label: completed, dead, cancelled ... apart
-        self.progress = widgets.HTML(layout=widgets.Layout(width="100%"))
-        self.counts = widgets.HTML()
-        self.groups = widgets.HTML()
-        self.workers = widgets.HTML()
-        self.recent = widgets.HTML()
+        self.progress = widgets.HTML(layout=_fitting())
+        self.counts = widgets.HTML(layout=_fitting())
+        self.groups = widgets.HTML(layout=_fitting())
+        self.workers = widgets.HTML(layout=_fitting())
+        self.recent = widgets.HTML(layout=_fitting())
         self.dead = widgets.SelectMultiple(
             options=[],
             rows=4,
@@ -284,7 +284,7 @@ def _refresh_loop(
         queue.release()
 
 
-_CELL = "style='padding:0 8px;text-align:left'"
+_CELL = "style='padding:0 8px;text-align:left;white-space:nowrap'"
 
 
 def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -313,6 +313,12 @@ _SEGMENTS: tuple[tuple[State, str, str], ...] = (
     (State.FAILED, "to retry", "#fb8c00"),
 )
 _WRAP = widgets.Layout(flex_flow="row wrap", align_items="center")
+
+
+def _fitting() -> widgets.Layout:
+    """A box as wide as the panel at most, scrolling sideways what does not fit (a table in
+    a narrow notebook) instead of letting it stick out."""
+    return widgets.Layout(max_width="100%", overflow="auto")
 
 
 def progress_html(counts: dict[State, int], height: str = "14px") -> str:

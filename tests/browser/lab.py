@@ -191,7 +191,8 @@ class LabServer:
 
     def page_url(self, path: str) -> str:
         """The URL that opens ``path`` (relative to ``root``) in JupyterLab, token included."""
-        return f"{self.url}lab/tree/{path}?token={self.token}"
+        # (reset: a fresh workspace, without the tabs earlier tests left open)
+        return f"{self.url}lab/tree/{path}?reset&token={self.token}"
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:

@@ -113,15 +113,27 @@ def test_a_click_while_a_cell_runs_is_queued_and_applied_once(
 
 
 def test_the_quickstart_notebook_runs_with_its_panel_as_widgets(
-    lab_folder: Path, page: Page, jupyter_lab: LabServer, console_errors: ConsoleErrors
+    lab_folder: Path,
+    page: Page,
+    jupyter_lab: LabServer,
+    console_errors: ConsoleErrors,
+    screenshot: Screenshot,
 ) -> None:
     shutil.copyfile(ROOT / "notebooks" / "01-quickstart.ipynb", lab_folder / "quickstart.ipynb")
     open_notebook(page, jupyter_lab, f"{lab_folder.name}/quickstart.ipynb")
     run_all_cells(page, 14)
-    panel = page.locator(".jp-OutputArea-output .widget-vbox").first
+    panel = cells(page).locator(".jp-OutputArea-output .widget-vbox").first
     expect(panel).to_be_visible()
     expect(label(panel)).to_contain_text("finished")
     expect(panel.get_by_role("button", name="Retry all dead", exact=True)).to_be_visible()
     stderr = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
-    expect(page.locator(stderr)).to_have_count(0)
+    expect(cells(page).locator(stderr)).to_have_count(0)
+    # a narrow notebook (900 px, the file browser open): nothing sticks out of the output
+    page.set_viewport_size({"width": 900, "height": 1000})
+    expect(page.locator(".jp-FileBrowser")).to_be_visible()
+    panel.scroll_into_view_if_needed()
+    output = panel.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-output')]")
+    width = output.evaluate("node => node.clientWidth")
+    assert panel.evaluate("node => node.scrollWidth") <= width
+    screenshot("narrow", output)
     assert console_errors.unexpected() == []

@@ -14,6 +14,8 @@ from queuectl.panel import QueuePanel, stop_all
 from tests.conftest import Gate, group_alive, wait_for
 from tests.notebook.conftest import queuectl_threads
 
+TD = "<td style='padding:0 8px;text-align:left;white-space:nowrap'>"  # a table cell's start
+
 
 def label(panel: QueuePanel) -> str:
     """The progress bar's label, as the panel shows it."""
@@ -51,7 +53,9 @@ def test_the_panel_follows_jobs_and_workers(queue: queuectl.Queue) -> None:
     # dead jobs are finished but not ok: a segment of their own, not a red bar
     assert label(panel) == "3/3 finished: 2 ok · 1 dead"
     assert segments(panel) == [("2 completed", "66.66"), ("1 dead", "33.33")]
-    assert "<td style='padding:0 8px;text-align:left'>2</td>" in panel.counts.value
+    assert (
+        "<td style='padding:0 8px;text-align:left;white-space:nowrap'>2</td>" in panel.counts.value
+    )
     assert pool in panel.workers.value
     assert [value for _, value in panel.dead.options] == ["broken"]
     assert "exit code 4" in panel.dead.options[0][0]
@@ -267,7 +271,10 @@ def test_groups_get_a_line_each_and_a_sweep_its_own_panel(queue: queuectl.Queue)
     assert [value for _, value in mine.dead.options] == list(first.ids[2:])
     panel.refresh()
     # one line per group: finished of all, failed
-    assert "<td style='padding:0 8px;text-align:left'>3/3</td>" in panel.groups.value
+    assert (
+        "<td style='padding:0 8px;text-align:left;white-space:nowrap'>3/3</td>"
+        in panel.groups.value
+    )
     queue.stop_workers(wait=True)
     mine.close()
     panel.close()
