@@ -20,7 +20,7 @@ import html
 import threading
 import weakref
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import ipywidgets as widgets
@@ -37,6 +37,7 @@ from queuectl.panel_controls import (
     replace_options,
     run_action,
     set_value,
+    state_text,
 )
 from queuectl.text import cell, relative
 
@@ -170,7 +171,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
             shot = self.queue.snapshot(
                 group=self.group, tag=self.tag, recent=self.recent_limit, listed=ACTIVE_LIMIT
             )
-            status, now = shot.status, datetime.now(UTC)
+            status, now = shot.status, shot.now
             set_value(self.progress, "value", progress_html(status.counts))
             set_value(self.counts, "value", _counts_html(status.counts, status.paused))
             set_value(self.groups, "value", _groups_html(status.groups))
@@ -401,9 +402,7 @@ def _job_state(job: Job, now: datetime) -> str:
     is being stopped."""
     if job.state in (State.PENDING, State.FAILED) and job.run_at > now:
         return f"{job.state.value} · due {relative(job.run_at, now)}"
-    if job.state is State.PROCESSING and job.cancel_requested:
-        return "stopping"
-    return job.state.value
+    return state_text(job)
 
 
 def _dead_label(job: Job) -> str:

@@ -166,11 +166,13 @@ class ActionButton(anywidget.AnyWidget):
         model.save_changes();
         show();
       });
-      for (const name of ["description", "disabled", "clicks", "handled"]) {
+      const names = ["description", "disabled", "clicks", "handled"];
+      for (const name of names) {
         model.on(`change:${name}`, show);
       }
       show();
       el.append(button, note);
+      return () => names.forEach((name) => model.off(`change:${name}`, show));
     }
     export default { render };
     """
@@ -197,6 +199,9 @@ class ActionButton(anywidget.AnyWidget):
     def _clicked(self, change: Mapping[str, Any]) -> None:
         if self.clicks <= self.handled:
             return
+        if self.disabled:  # queued before its panel stopped: a stopped panel does nothing
+            self.handled = self.clicks
+            return
         try:
             for handler in self._handlers:
                 handler(self)
@@ -219,7 +224,7 @@ def run_action(message: Any, action: Callable[[], str], refresh: Callable[[], No
         why = exc.message if isinstance(exc, QueuectlError) else repr(exc)
         shown += " " + error_html(f"(refresh failed: {why})")
     # Clicks queued while a cell ran are handled one after another: keep the last few.
-    earlier = re.findall(r"<div>.*?</div>", message.value)
+    earlier = re.findall(r"<div>.*?</div>", message.value, re.DOTALL)
     message.value = "".join([f"<div>{shown}</div>", *earlier][:MESSAGES_KEPT])
 
 
@@ -241,7 +246,7 @@ def cancel_summary(states: Mapping[str, State]) -> str:
 
 def tail_html(job: Job, output: str) -> str:
     """The last ``TAIL_LINES`` lines of ``output`` as a terminal would show them, escaped."""
-    head = f"<b>{html.escape(cell(job.id))}</b> · {_state_text(job)}"
+    head = f"<b>{html.escape(cell(job.id))}</b> · {state_text(job)}"
     lines = output.split("\n")
     if lines[-1] == "":
         lines.pop()
@@ -276,14 +281,15 @@ def set_value(widget: Any, name: str, value: Any) -> None:
         setattr(widget, name, value)
 
 
-def _state_text(job: Job) -> str:
+def state_text(job: Job) -> str:
+    """A job's state, "stopping" for a running job asked to cancel."""
     if job.state is State.PROCESSING and job.cancel_requested:
         return "stopping"
     return job.state.value
 
 
 def _active_label(job: Job) -> str:
-    return f"{job.id} · {_state_text(job)} · {cell(job.command, 40)}"
+    return f"{job.id} · {state_text(job)} · {cell(job.command, 40)}"
 
 
 def _caption(counts: Mapping[State, int], listed: int) -> str:

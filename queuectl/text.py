@@ -82,8 +82,8 @@ def relative(moment: datetime, now: datetime) -> str:
         return "now"
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
         if span >= size:
-            amount = f"{span // size:.0f} {unit}"
+            amount = f"{int(span // size)} {unit}"
             break
     else:
-        amount = f"{span:.0f} s"
+        amount = f"{int(span)} s"
     return f"in {amount}" if seconds > 0 else f"{amount} ago"

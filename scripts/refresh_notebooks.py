@@ -69,7 +69,8 @@ def refresh(path: Path) -> None:
         notebook.cells.append(probe)  # (nbclient records a cell's outputs in the notebook)
         client.execute_cell(probe, len(notebook.cells) - 1)
         notebook.cells.pop()
-    store_final_panels(notebook, json.loads(probe.outputs[0]["text"]))
+    printed = next(o for o in probe.outputs if o.get("name") == "stdout")
+    store_final_panels(notebook, json.loads(printed["text"]))
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)

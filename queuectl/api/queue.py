@@ -239,9 +239,11 @@ class Queue(Control, Sweeps, Workers):
         transaction), so that they agree: the running jobs and the next to run (at most
         ``listed`` of each state; of a long backlog, its most recently enqueued), the
         ``recent`` newest jobs and the ``listed`` newest dead ones. Its cost does not grow with
-        the queue: kept counts and index reads of at most ``listed`` rows each."""
+        the queue (kept counts, index reads of at most ``listed`` rows each), except with a
+        ``tag``, whose jobs are found by reading every job's tags."""
         where = job_filter(group, tag)
         with self.store.consistent():
+            now = self.store.now()
             status = self.status(group=group, tag=tag)
             found = {
                 state: self.store.jobs(state, listed, where) if status.counts[state] else []
@@ -253,7 +255,7 @@ class Queue(Control, Sweeps, Workers):
             found[State.PENDING] + found[State.FAILED],
             key=lambda job: (-job.priority, job.run_at, job.created_at, job.id),
         )
-        return QueueSnapshot(status, running, waiting[:listed], newest, found[State.DEAD])
+        return QueueSnapshot(status, running, waiting[:listed], newest, found[State.DEAD], now)
 
     def metrics(self, *, group: str | None = None, tag: str | None = None) -> metrics_model.Metrics:
         """Throughput, runtimes and failure rate over the attempt history (of a group or

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from queuectl.model.job import EVERY_JOB, Job, JobFilter, State, WorkerInfo, unfinished
@@ -56,6 +57,8 @@ class QueueSnapshot:
     recent: list[Job]
     #: dead jobs, newest first
     dead: list[Job]
+    #: the store's time of the reading (relative times are to this, not the local clock)
+    now: datetime
 
     def running_then_newest(self, limit: int) -> list[Job]:
         """At most ``limit`` jobs for a view's jobs table: the running ones first (a backlog

@@ -54,7 +54,8 @@ _CLAIMED = f"""
 _STARTED = f"""
     INSERT INTO queuectl.attempts (id, job_id, number, worker_id, started_at)
     SELECT attempt_id, id,
-        (SELECT count(*) + 1 FROM queuectl.attempts a WHERE a.job_id = claimed.id),
+        (SELECT coalesce(max(number), 0) + 1 FROM queuectl.attempts a
+            WHERE a.job_id = claimed.id),
         worker_id, {NOW}
     FROM claimed
     RETURNING number"""

@@ -150,8 +150,10 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
             return None
         attempt_id, number = conn.execute(
             "INSERT INTO attempts (job_id, number, worker_id, started_at) "
-            # numbered over the job's whole history: a retry does not start again at 1
-            "VALUES (:job, (SELECT count(*) + 1 FROM attempts WHERE job_id = :job), :worker, :now) "
+            # numbered on over the job's whole history: a retry does not start again at 1
+            "VALUES (:job, "
+            "(SELECT coalesce(max(number), 0) + 1 FROM attempts WHERE job_id = :job), "
+            ":worker, :now) "
             "RETURNING id, number",
             {"job": row[0], "worker": worker_id, "now": now},
         ).fetchone()

@@ -126,9 +126,10 @@ class SqliteConnections:
             try:
                 yield conn
             finally:
-                conn.execute("COMMIT")  # (a read transaction: nothing to undo)
+                if conn.in_transaction:  # (SQLite may have ended it on an I/O error)
+                    conn.execute("COMMIT")  # (a read transaction: nothing to undo)
 
     def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        """All rows of one query, outside any transaction."""
+        """All rows of one query (in a ``snapshot`` block, in its transaction)."""
         with self.translate():
             return self.connection().execute(sql, params).fetchall()

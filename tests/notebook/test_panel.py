@@ -337,3 +337,16 @@ def test_a_saved_notebook_gets_the_panels_final_state_without_the_path(
     shown = panel.model_id
     panel.close()
     assert shown not in saved_views()
+
+
+def test_a_click_queued_before_its_panel_stopped_does_nothing(queue: queuectl.Queue) -> None:
+    queue.enqueue("exit 1", id="dead", max_retries=0)
+    queue.start_workers(1)
+    assert queue.wait(timeout=30)
+    queue.stop_workers(wait=True)
+    panel = queue.panel(interval=60)
+    panel.stop()
+    panel.retry_all.clicks += 1  # sent by the browser before it saw the panel stop
+    assert panel.retry_all.handled == panel.retry_all.clicks
+    assert queue.get("dead").state == "dead" and "Retried" not in panel.message.value
+    panel.close()

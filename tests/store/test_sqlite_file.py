@@ -443,5 +443,11 @@ def test_a_version_4_queue_gets_one_attempt_sequence_per_job(db_path: Path) -> N
         claim = store.claim("w", 30)
         assert claim is not None and claim.job.id == "retried"
         assert [a.number for a in store.attempts("retried")] == [1, 2, 3, 4]
+        store.finish(
+            claim.fence, RunResult(Outcome.FAILED, 1, "exit code 1"), Transition(State.DEAD)
+        )
+        store.retry(["once"], (State.COMPLETED,))
+        again = store.claim("w", 30)  # after a gap, on from the highest number
+        assert again is not None and (again.job.id, again.number) == ("once", 5)
     finally:
         store.close()
