@@ -440,3 +440,18 @@ def test_reads_in_a_consistent_block_see_one_moment(store: Store, queue_target: 
         store.enqueue([NewJob(command="echo c", id="c")])  # the store writes again after it
     finally:
         other.close()
+
+
+def check_one_attempt_sequence(store: Store) -> None:
+    """After upgrading a version-4 queue holding "retried" (attempts 1, 2, 1) and "once"
+    (attempt 4 alone): one sequence per job, new attempts numbered on from the highest."""
+    assert [a.number for a in store.attempts("retried")] == [1, 2, 3]
+    assert [a.number for a in store.attempts("once")] == [4]
+    store.retry(["retried"])
+    claim = store.claim("w", 30)
+    assert claim is not None and claim.job.id == "retried"
+    assert [a.number for a in store.attempts("retried")] == [1, 2, 3, 4]
+    store.finish(claim.fence, RunResult(Outcome.FAILED, 1, "exit code 1"), Transition(State.DEAD))
+    store.retry(["once"], (State.COMPLETED,))
+    again = store.claim("w", 30)  # after a gap, on from the highest number
+    assert again is not None and (again.job.id, again.number) == ("once", 5)

@@ -22,6 +22,7 @@ from queuectl.store import pg_statements as statements
 from queuectl.store.postgres import PostgresStore
 from tests.conftest import Cli, wait_for
 from tests.pg_server import PgServer, free_port, queue_digest, reap_orphans
+from tests.store.test_contract import check_one_attempt_sequence
 
 pytestmark = pytest.mark.postgres
 
@@ -550,17 +551,6 @@ def test_a_version_4_queue_gets_one_attempt_sequence_per_job(pg_url: str) -> Non
     store = PostgresStore(pg_url)
     try:
         assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
-        assert [a.number for a in store.attempts("retried")] == [1, 2, 3]
-        assert [a.number for a in store.attempts("once")] == [4]
-        store.retry(["retried"])
-        claim = store.claim("w", 30)
-        assert claim is not None and claim.job.id == "retried"
-        assert [a.number for a in store.attempts("retried")] == [1, 2, 3, 4]
-        store.finish(
-            claim.fence, RunResult(Outcome.FAILED, 1, "exit code 1"), Transition(State.DEAD)
-        )
-        store.retry(["once"], (State.COMPLETED,))
-        again = store.claim("w", 30)  # after a gap, on from the highest number
-        assert again is not None and (again.job.id, again.number) == ("once", 5)
+        check_one_attempt_sequence(store)
     finally:
         store.close()

@@ -19,6 +19,7 @@ from queuectl.model import Directory, JobFilter, NewJob, Outcome, RunResult, Sta
 from queuectl.store import open_store, redact, schema
 from queuectl.store.sqlite import SqliteStore
 from tests.conftest import Cli
+from tests.store.test_contract import check_one_attempt_sequence
 
 DONE = Transition(State.COMPLETED)
 
@@ -437,17 +438,6 @@ def test_a_version_4_queue_gets_one_attempt_sequence_per_job(db_path: Path) -> N
         conn.execute("PRAGMA user_version = 4")
     store = SqliteStore(db_path)
     try:
-        assert [a.number for a in store.attempts("retried")] == [1, 2, 3]
-        assert [a.number for a in store.attempts("once")] == [4]
-        store.retry(["retried"])
-        claim = store.claim("w", 30)
-        assert claim is not None and claim.job.id == "retried"
-        assert [a.number for a in store.attempts("retried")] == [1, 2, 3, 4]
-        store.finish(
-            claim.fence, RunResult(Outcome.FAILED, 1, "exit code 1"), Transition(State.DEAD)
-        )
-        store.retry(["once"], (State.COMPLETED,))
-        again = store.claim("w", 30)  # after a gap, on from the highest number
-        assert again is not None and (again.job.id, again.number) == ("once", 5)
+        check_one_attempt_sequence(store)
     finally:
         store.close()
