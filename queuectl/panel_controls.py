@@ -296,5 +296,5 @@ def _caption(counts: Mapping[State, int], listed: int) -> str:
     text = "<b>Active jobs</b> · running first, then the next to run"
     waiting = counts.get(State.PENDING, 0) + counts.get(State.FAILED, 0)
     if waiting > listed:
-        text += f" · {listed} of the {waiting} waiting jobs (recently enqueued ones)"
+        text += f" · the first {listed} of the {waiting} waiting jobs"
     return text

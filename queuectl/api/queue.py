@@ -237,25 +237,26 @@ class Queue(Control, Sweeps, Workers):
     ) -> QueueSnapshot:
         """The status and the jobs a live view lists beside it, read at one moment (one read
         transaction), so that they agree: the running jobs and the next to run (at most
-        ``listed`` of each state; of a long backlog, its most recently enqueued), the
-        ``recent`` newest jobs and the ``listed`` newest dead ones. Its cost does not grow with
-        the queue (kept counts, index reads of at most ``listed`` rows each), except with a
-        ``tag``, whose jobs are found by reading every job's tags."""
+        ``listed`` of each), the ``recent`` newest jobs and the ``listed`` newest dead ones.
+        Its cost does not grow with the queue (kept counts, index reads of at most ``listed``
+        rows each), except with a ``tag``, whose jobs are found by reading every job's tags."""
         where = job_filter(group, tag)
         with self.store.consistent():
             now = self.store.now()
             status = self.status(group=group, tag=tag)
-            found = {
-                state: self.store.jobs(state, listed, where) if status.counts[state] else []
-                for state in (State.PROCESSING, State.PENDING, State.FAILED, State.DEAD)
-            }
+            counts = status.counts
+            running = (
+                self.store.jobs(State.PROCESSING, listed, where) if counts[State.PROCESSING] else []
+            )
+            waiting = (
+                self.store.waiting(listed, where)
+                if counts[State.PENDING] or counts[State.FAILED]
+                else []
+            )
+            dead = self.store.jobs(State.DEAD, listed, where) if counts[State.DEAD] else []
             newest = self.store.jobs(None, validate_limit(recent), where)
-        running = sorted(found[State.PROCESSING], key=lambda job: (job.updated_at, job.id))
-        waiting = sorted(
-            found[State.PENDING] + found[State.FAILED],
-            key=lambda job: (-job.priority, job.run_at, job.created_at, job.id),
-        )
-        return QueueSnapshot(status, running, waiting[:listed], newest, found[State.DEAD], now)
+        running.sort(key=lambda job: (job.updated_at, job.id))  # longest running first
+        return QueueSnapshot(status, running, waiting, newest, dead, now)
 
     def metrics(self, *, group: str | None = None, tag: str | None = None) -> metrics_model.Metrics:
         """Throughput, runtimes and failure rate over the attempt history (of a group or

@@ -172,6 +172,11 @@ class Store(ABC):
         """Jobs, newest first, optionally of one state, those ``where`` takes."""
 
     @abstractmethod
+    def waiting(self, limit: int, where: JobFilter = EVERY_JOB) -> list[Job]:
+        """The first ``limit`` pending and failed jobs in the order pools take them (higher
+        priority, then sooner due, then enqueue order), those not yet due included."""
+
+    @abstractmethod
     def attempts(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> list[Attempt]:
         """Attempts in the order they started: of one job (``NotFound`` if none), or of the
         jobs ``where`` takes."""

@@ -67,6 +67,17 @@ class PostgresQueries(Store):
         )
         return [rows.to_job(row, rows.in_utc) for row in found]
 
+    def waiting(self, limit: int, where: JobFilter = EVERY_JOB) -> list[Job]:
+        conditions, params = matching(where)
+        found = self._run(
+            f"SELECT {JOB_COLUMNS} FROM queuectl.jobs jobs "
+            f"WHERE state IN ('pending', 'failed'){conditions} "
+            "ORDER BY priority DESC, run_at, seq LIMIT %(limit)s",
+            limit=limit,
+            **params,
+        )
+        return [rows.to_job(row, rows.in_utc) for row in found]
+
     def attempts(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> list[Attempt]:
         if job_id is not None:
             self.get(job_id)

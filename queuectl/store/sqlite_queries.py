@@ -63,6 +63,17 @@ class SqliteQueries:
         )
         return [rows.to_job(row) for row in found]
 
+    def waiting(self, limit: int, where: JobFilter = EVERY_JOB) -> list[Job]:
+        conditions, params = matching(where)
+        # The claim's own index, read in its order; with a filter, whatever SQLite picks.
+        source = "jobs" if where else "jobs INDEXED BY jobs_claimable"
+        found = self._db.read(
+            f"SELECT {rows.JOB_COLUMNS} FROM {source} WHERE state IN ('pending', 'failed')"
+            f"{conditions} ORDER BY priority DESC, run_at, seq LIMIT :limit",
+            {**params, "limit": limit},
+        )
+        return [rows.to_job(row) for row in found]
+
     def attempts(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> list[Attempt]:
         if job_id is not None:
             self.get(job_id)

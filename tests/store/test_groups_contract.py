@@ -207,3 +207,20 @@ def test_metrics_of_one_group(store: Store) -> None:
     summary = store.attempt_summary(store.now(), JobFilter(group="a"))
     assert summary.by_outcome == {Outcome.COMPLETED: 1}
     assert store.attempt_summary(store.now(), JobFilter(group="b")).by_outcome == {}
+
+
+def test_waiting_jobs_in_the_order_pools_take_them(store: Store) -> None:
+    store.enqueue(
+        [
+            NewJob("true", "later", delay=3600),
+            NewJob("true", "first"),
+            NewJob("true", "urgent", priority=5),
+            NewJob("true", "second", group="g"),
+            NewJob("true", "third", group="g"),
+        ]
+    )
+    running = store.claim("w", 30)  # urgent: not waiting any more
+    assert running is not None and running.job.id == "urgent"
+    assert [job.id for job in store.waiting(10)] == ["first", "second", "third", "later"]
+    assert [job.id for job in store.waiting(2)] == ["first", "second"]
+    assert [job.id for job in store.waiting(10, JobFilter(group="g"))] == ["second", "third"]
