@@ -33,6 +33,7 @@ from queuectl.panel_controls import (
     ACTIVE_LIMIT,
     ActionButton,
     JobControls,
+    MessageArea,
     named,
     replace_options,
     run_action,
@@ -77,7 +78,7 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         )
         self.retry_selected = ActionButton("Retry selected")
         self.retry_all = ActionButton("Retry all dead")
-        self.message = widgets.HTML()
+        self.message = MessageArea()
         self._lock = threading.RLock()  # one refresh at a time (the refresher's, a button's)
         self.controls = JobControls(queue, self.message, self.refresh, self._lock)
         self.pause, self.active, self.cancel, self.tail = (
@@ -273,9 +274,9 @@ def _refresh_loop(
             try:
                 panel.refresh()
             except QueuectlError as exc:  # e.g. the database is busy: show it, try again
-                panel.message.value = f"refresh failed: {html.escape(exc.message)}"
+                panel.message.say(f"refresh failed: {html.escape(exc.message)}")
             except Exception as exc:  # a refresher must never print a traceback into a cell
-                panel.message.value = f"refresh stopped: {html.escape(repr(exc))}"
+                panel.message.say(f"refresh stopped: {html.escape(repr(exc))}")
                 stop.set()
                 panel.stop("stopped: refreshing failed (see below)")
                 return

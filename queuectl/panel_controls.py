@@ -14,7 +14,6 @@ a callback and nothing is printed.
 from __future__ import annotations
 
 import html
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -50,7 +49,7 @@ class JobControls:
     def __init__(
         self,
         queue: Queue,
-        message: Any,
+        message: MessageArea,
         refresh: Callable[[], None],
         lock: threading.RLock,
     ) -> None:
@@ -110,7 +109,7 @@ class JobControls:
                 self._tailed = chosen[0] if one_running else None
                 self._show_tail()
         except Exception as exc:  # an observer must not print a traceback into a cell
-            self.message.value = error_html(f"could not show the output: {exc!r}")
+            self.message.say(error_html(f"could not show the output: {exc!r}"))
 
     def _show_tail(self) -> None:
         """The last lines of the followed job's latest attempt; once that job has ended, what
@@ -209,7 +208,23 @@ class ActionButton(anywidget.AnyWidget):
             self.handled = self.clicks
 
 
-def run_action(message: Any, action: Callable[[], str], refresh: Callable[[], None]) -> None:
+class MessageArea(widgets.HTML):  # type: ignore[misc]  # (ipywidgets has no type hints)
+    """The panel's messages, newest first: the last few results of its buttons (clicks
+    queued while a cell ran are handled one after another) and its own errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: list[str] = []
+
+    def say(self, shown: str) -> None:
+        """Show ``shown`` (HTML, escaped already) above the earlier messages."""
+        self._said = [shown, *self._said][:MESSAGES_KEPT]
+        self.value = "".join(f"<div>{message}</div>" for message in self._said)
+
+
+def run_action(
+    message: MessageArea, action: Callable[[], str], refresh: Callable[[], None]
+) -> None:
     """Run a button's ``action``, then ``refresh``; show what it did (the text it returns), or
     its error, in ``message``. Raises nothing: a callback's exception would print in a cell."""
     try:
@@ -223,9 +238,7 @@ def run_action(message: Any, action: Callable[[], str], refresh: Callable[[], No
     except Exception as exc:
         why = exc.message if isinstance(exc, QueuectlError) else repr(exc)
         shown += " " + error_html(f"(refresh failed: {why})")
-    # Clicks queued while a cell ran are handled one after another: keep the last few.
-    earlier = re.findall(r"<div>.*?</div>", message.value, re.DOTALL)
-    message.value = "".join([f"<div>{shown}</div>", *earlier][:MESSAGES_KEPT])
+    message.say(shown)
 
 
 def named(job_ids: Sequence[str], most: int = 5) -> str:
