@@ -247,7 +247,8 @@ CREATE TRIGGER jobs_group_counted_on_truncate AFTER TRUNCATE ON queuectl.jobs
     FOR EACH STATEMENT EXECUTE FUNCTION queuectl.count_groups();
 """,
     # Attempts are numbered over a job's whole history (a retry no longer starts again at 1):
-    # the histories of jobs retried before are renumbered in start order.
+    # the histories of jobs retried before are renumbered in start order, and an index keeps
+    # a number from being given twice (and finds a job's highest number for the next claim).
     5: """
 UPDATE queuectl.attempts a SET number = r.n
 FROM (
@@ -258,6 +259,7 @@ FROM (
         HAVING count(*) <> count(DISTINCT number))
 ) r
 WHERE a.id = r.id AND a.number <> r.n;
+CREATE UNIQUE INDEX attempts_numbered ON queuectl.attempts (job_id, number);
 """,
 }
 

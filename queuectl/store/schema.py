@@ -183,12 +183,14 @@ CREATE TRIGGER jobs_group_counted_on_delete AFTER DELETE ON jobs
 END;
 """,
     # Attempts are numbered over a job's whole history (a retry no longer starts again at 1):
-    # the histories of jobs retried before are renumbered in start order.
+    # the histories of jobs retried before are renumbered in start order, and an index keeps
+    # a number from being given twice (and finds a job's highest number for the next claim).
     5: """
 UPDATE attempts SET number = (
     SELECT count(*) FROM attempts b WHERE b.job_id = attempts.job_id AND b.id <= attempts.id)
 WHERE job_id IN (
     SELECT job_id FROM attempts GROUP BY job_id HAVING count(*) <> count(DISTINCT number));
+CREATE UNIQUE INDEX attempts_numbered ON attempts (job_id, number);
 """,
 }
 
