@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from queuectl.errors import NotFound
@@ -224,3 +225,31 @@ def test_waiting_jobs_in_the_order_pools_take_them(store: Store) -> None:
     assert [job.id for job in store.waiting(10)] == ["first", "second", "third", "later"]
     assert [job.id for job in store.waiting(2)] == ["first", "second"]
     assert [job.id for job in store.waiting(10, JobFilter(group="g"))] == ["second", "third"]
+
+
+def test_frames_hold_the_records_values_to_the_microsecond(store: Store, queue_target: str) -> None:
+    """The DataFrames read columns (times as epoch seconds) on every store: each value is the
+    one the model object holds."""
+    import queuectl
+
+    sweep(store)
+    finish_next(store, RunResult(Outcome.COMPLETED, 0, None, result={"loss": 0.25}))
+    finish_next(store, RunResult(Outcome.FAILED, 2, "exit code 2"), Transition(State.DEAD))
+    assert store.claim("w", 30) is not None
+    with queuectl.connect(queue_target) as queue:
+        jobs, frame = {job.id: job for job in store.jobs()}, queue.jobs()
+        assert list(frame.index) == list(jobs)
+        for job_id, job in jobs.items():
+            row = frame.loc[job_id]
+            assert row["created_at"].to_pydatetime() == job.created_at
+            assert row["run_at"].to_pydatetime() == job.run_at
+            assert (row["lease_until"] is pd.NaT) == (job.lease_until is None)
+            assert row["tags"] == job.tags and row["state"] == job.state.value
+        attempts, history = store.attempts(), queue.attempts()
+        assert history["attempt"].tolist() == [a.number for a in attempts]
+        assert history["started_at"].tolist() == [pd.Timestamp(a.started_at) for a in attempts]
+        durations = history["duration"].tolist()
+        assert durations[:2] == [a.duration for a in attempts[:2]] and pd.isna(durations[2])
+        results = queue.results(group="a")
+        assert results.loc["a0", "loss"] == 0.25 and results.loc["a0", "n"] == 0
+        assert results.loc["a0", "duration"] == attempts[0].duration
