@@ -136,9 +136,9 @@ class QueuePanel(widgets.VBox):  # type: ignore[misc]  # ipywidgets has no type 
         return bundle
 
     def static_html(self) -> str:
-        """The panel as it shows now, as plain HTML without widgets or live parts: what a
-        saved notebook shows where widgets cannot render. The queue is named by its file
-        name (a path may be a temporary folder of whoever ran it)."""
+        """The panel as it shows now, as plain HTML without widgets (its relative times are
+        as of now): what a saved notebook shows where widgets cannot render. The queue is
+        named by its file name (a path may be a temporary folder of whoever ran it)."""
         with self._lock:
             where = self.queue.location.rstrip("/").rsplit("/", 1)[-1]
             title = f"<b>queuectl</b> · {html.escape(where)}{self._scope_html()}"

@@ -13,7 +13,7 @@ from queuectl.api.control import Control
 from queuectl.api.sweep import Sweeps
 from queuectl.api.workers import Workers
 from queuectl.errors import InvalidInput
-from queuectl.model import Attempt, Config, Job, NewJob, QueueCopy, State
+from queuectl.model import Attempt, Config, Job, JobFilter, NewJob, QueueCopy, State
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
 from queuectl.model.parse import (
@@ -150,9 +150,7 @@ class Queue(Control, Sweeps, Workers):
         or tag."""
         from queuectl.frames import jobs_frame
 
-        chosen = validate_state(state) if isinstance(state, str) else state
-        where = job_filter(group, tag)
-        return jobs_frame(self.store.job_table(chosen, validate_limit(limit), where))
+        return jobs_frame(self.store.job_table(*_listing(state, limit, group, tag)))
 
     def dlq(
         self, limit: int | None = None, *, group: str | None = None, tag: str | None = None
@@ -187,8 +185,7 @@ class Queue(Control, Sweeps, Workers):
         tag: str | None = None,
     ) -> list[Job]:
         """Jobs as ``Job`` objects, newest first, optionally of one state, group or tag."""
-        chosen = validate_state(state) if isinstance(state, str) else state
-        return self.store.jobs(chosen, validate_limit(limit), job_filter(group, tag))
+        return self.store.jobs(*_listing(state, limit, group, tag))
 
     def attempt_records(
         self, job_id: str | None = None, *, group: str | None = None, tag: str | None = None
@@ -298,3 +295,11 @@ def _placed(job: NewJob, here: str | None) -> NewJob:
     if cwd is not None and here is not None:
         cwd = os.path.join(here, os.path.expanduser(cwd))
     return replace(job, cwd=cwd, enqueued_from=job.enqueued_from or here)
+
+
+def _listing(
+    state: State | str | None, limit: int | None, group: str | None, tag: str | None
+) -> tuple[State | None, int | None, JobFilter]:
+    """A listing's arguments, validated, as the store takes them."""
+    chosen = validate_state(state) if isinstance(state, str) else state
+    return chosen, validate_limit(limit), job_filter(group, tag)

@@ -1,4 +1,5 @@
-"""Rows of either store turned into model objects, and back (for copying a queue).
+"""Rows of either store turned into model objects, and back (for copying a queue), and the
+columns of the ``Table``s the DataFrames are built from.
 
 Both stores select the same columns in the same order; only their time values differ: SQLite
 keeps UTC epoch seconds, PostgreSQL ``timestamptz``. Each mapping takes the store's decoder
