@@ -108,9 +108,9 @@ RESULT_DTYPES: dict[str, str] = {
 #: the frames' columns that a ``Table`` names otherwise, and the fields of model objects
 _JOB_SOURCES = {"group": "job_group"}
 _ATTEMPT_SOURCES = {"attempt": "number"}
+_JOB_FIELD_OF = {source: name for name, source in _JOB_SOURCES.items()}
 _JOB_FIELDS = [  # (field of a Job, column of a Table)
-    (next((k for k, v in _JOB_SOURCES.items() if v == column[2:]), column[2:]), column[2:])
-    for column in JOB_TABLE
+    (_JOB_FIELD_OF.get(column[2:], column[2:]), column[2:]) for column in JOB_TABLE
 ]
 _ATTEMPT_FIELDS = ("job_id", "exit_code", "started_at", "finished_at", "worker_id", "error")
 

@@ -25,26 +25,18 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.orphans import claim, orphaned
+
 SERVER_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 SUPERUSER = "postgres"
 FOLDER_PREFIX = "queuectl-pg-"
-#: the pid of the test process that made a server's folder
-OWNER_FILE = "owner"
 
 
 def reap_orphans() -> list[Path]:
     """Stop and delete the servers of test sessions that died without doing so (killed, say,
     by a CI timeout); return their folders. Servers of live sessions are left alone."""
     reaped = []
-    for root in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
-        try:
-            owner = int((root / OWNER_FILE).read_text())
-            os.kill(owner, 0)
-            continue  # its session is still running
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError):
-            continue  # not ours to judge
+    for root in orphaned(FOLDER_PREFIX):
         with contextlib.suppress(OSError, ValueError, IndexError):
             data = root / "data"
             postmaster = int((data / "postmaster.pid").read_text().split()[0])
@@ -94,7 +86,7 @@ class PgServer:
     def __init__(self, bindir: Path) -> None:
         self.bindir = bindir
         self.root = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
-        (self.root / OWNER_FILE).write_text(str(os.getpid()))
+        claim(self.root)
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = free_port()

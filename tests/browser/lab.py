@@ -35,9 +35,9 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 from playwright.sync_api import Locator, Page, expect
 
+from tests.orphans import claim, orphaned
+
 FOLDER_PREFIX = "queuectl-lab-"
-#: the pid of the test process that made a server's folder
-OWNER_FILE = "owner"
 KERNEL_NAME = "python3"
 KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
 #: for every wait in the browser: JupyterLab's first page load compiles a lot of JavaScript
@@ -53,7 +53,7 @@ class LabServer:
 
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX))
-        (self.folder / OWNER_FILE).write_text(str(os.getpid()))
+        claim(self.folder)
         self.root = self.folder / "root"
         self.root.mkdir()
         self.runtime = self.folder / "runtime"
@@ -299,15 +299,7 @@ def reap_orphans() -> list[Path]:
     (killed, say, by a CI timeout), and delete their folders; return the folders. Those of
     live sessions are left alone."""
     reaped = []
-    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
-        try:
-            owner = int((folder / OWNER_FILE).read_text())
-            os.kill(owner, 0)
-            continue  # its session is still running
-        except ProcessLookupError:
-            pass
-        except (OSError, ValueError):
-            continue  # not ours to judge
+    for folder in orphaned(FOLDER_PREFIX):
         kill_processes_of(folder)
         shutil.rmtree(folder, ignore_errors=True)
         reaped.append(folder)
