@@ -15,6 +15,7 @@ Scalar: TypeAlias = str | int | float | bool
 class State(StrEnum):
     """Where a job is in its life, in lifecycle order."""
 
+    BLOCKED = "blocked"  #: waiting for its parents (``after``) to finish
     PENDING = "pending"  #: waiting for its run_at and a free worker
     PROCESSING = "processing"  #: claimed by a worker, under a lease
     FAILED = "failed"  #: the last attempt failed; retried at run_at
@@ -24,7 +25,8 @@ class State(StrEnum):
 
     @property
     def active(self) -> bool:
-        """True until the job is finished: pending, failed (awaiting a retry) or processing."""
+        """True until the job is finished: blocked, pending, failed (awaiting a retry) or
+        processing."""
         return self not in FINISHED
 
 
@@ -32,8 +34,16 @@ class State(StrEnum):
 STATES: dict[str, State] = {state.value: state for state in State}
 #: the states a job ends in (``retry`` starts it again)
 FINISHED = frozenset({State.COMPLETED, State.DEAD, State.CANCELLED})
-#: the states of a job that waits for a worker: it can be cancelled, edited or moved to the DLQ
-WAITING = frozenset({State.PENDING, State.FAILED})
+#: the states of a job that waits (for a worker, or for its parents): it can be cancelled,
+#: edited or moved to the DLQ
+WAITING = frozenset({State.BLOCKED, State.PENDING, State.FAILED})
+
+
+class Rule(StrEnum):
+    """When a parent lets its dependents run (see ``model.dependencies``)."""
+
+    OK = "ok"  #: it completed; dead or cancelled cancels the dependents
+    ANY = "any"  #: it finished, whatever its outcome
 
 
 def unfinished(counts: Mapping[State, int]) -> int:
@@ -77,6 +87,10 @@ class NewJob:
     tags: tuple[str, ...] = ()
     #: its parameters: in its environment as ``QUEUECTL_PARAM_<NAME>``, columns of ``results``
     params: Mapping[str, Scalar] = field(default_factory=dict)
+    #: the jobs it waits for (ids), and every job of ``after_group`` as it is at enqueue time
+    after: tuple[str, ...] = ()
+    after_group: str | None = None
+    after_rule: Rule = Rule.OK
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,12 @@ class Job:
     group: str | None = None
     tags: tuple[str, ...] = ()
     params: Mapping[str, Scalar] = field(default_factory=dict)
+    #: the rule of a job with parents (``None``: it has none)
+    after_rule: Rule | None = None
+    #: parents that have not yet let a ``blocked`` job go
+    unmet: int = 0
+    #: the parent whose end cancelled it
+    cancelled_by: str | None = None
 
     def directory(self, default: Directory) -> str | None:
         """Where to run it: ``--cwd``, else (by ``default``) where it was enqueued from or

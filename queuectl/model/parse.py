@@ -15,6 +15,7 @@ from typing import Any
 
 from queuectl.errors import InvalidInput
 from queuectl.model.config import did_you_mean
+from queuectl.model.dependencies import validate_after, validate_rule
 from queuectl.model.job import JobChanges, JobFilter, NewJob, State
 from queuectl.model.params import expand, validate_params
 
@@ -31,6 +32,9 @@ JOB_FIELDS = (
     "group",
     "tags",
     "params",
+    "after",
+    "after_group",
+    "after_rule",
 )
 #: the fields ``edit`` changes
 EDITABLE = ("command", "max_retries", "priority", "run_at", "delay", "timeout")
@@ -109,6 +113,8 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
         raise InvalidInput('the job has no command. Example: {"command": "echo hi"}.')
     if data.get("run_at") is not None and data.get("delay") is not None:
         raise InvalidInput("give either run_at or delay, not both.")
+    if data.get("after_rule") is not None and not (data.get("after") or data.get("after_group")):
+        raise InvalidInput("after_rule needs parents: give after (job ids) or after_group.")
     params = validate_params(data.get("params") or {})
     command = validate_command(data["command"])
     return NewJob(
@@ -124,6 +130,13 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
         group=None if data.get("group") is None else validate_name(data["group"], "group"),
         tags=validate_tags(data.get("tags") or ()),
         params=params,
+        after=() if data.get("after") is None else validate_after(data["after"]),
+        after_group=(
+            None
+            if data.get("after_group") is None
+            else validate_name(data["after_group"], "after_group")
+        ),
+        after_rule=validate_rule(data.get("after_rule") or "ok"),
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime
 
 from queuectl.errors import (
@@ -39,9 +40,25 @@ from queuectl.model import (
     Transition,
     WorkerInfo,
 )
+from queuectl.model.dependencies import Edge, Relatives
 from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary
 from queuectl.store.rows import Table
+
+
+@dataclass(frozen=True)
+class AttemptHistory:
+    """What ``Store.attempt_history`` reads (the dashboard's charts and metrics)."""
+
+    #: finished attempts of each outcome (value), all of them
+    by_outcome: dict[str, int]
+    #: finished attempts per bucket (its index from ``since``) and outcome, from ``since`` on
+    recent: dict[int, dict[str, int]]
+    #: completed attempts per runtime bucket: one per bound (runtime <= bound, > the bound
+    #: before), then those longer than the last bound
+    runtimes: list[int]
+    #: their runtimes in all, seconds
+    runtime_sum: float
 
 
 def _watch_nothing() -> None:
@@ -172,6 +189,33 @@ class Store(ABC):
         """Jobs, newest first, optionally of one state, those ``where`` takes."""
 
     @abstractmethod
+    def job_page(
+        self,
+        state: State | None,
+        limit: int | None,
+        where: JobFilter = EVERY_JOB,
+        *,
+        before: str | None = None,
+        search: str | None = None,
+    ) -> list[Job]:
+        """``jobs``, one page: those enqueued before the job ``before`` (the last one of the
+        page before; ``NotFound`` if there is no such job) and, with ``search``, only those
+        whose id or command contains it, ignoring the case of ASCII letters.
+
+        Keyset paging: a page costs the same wherever it is. A search has no index: it reads
+        jobs newest first until it has ``limit`` of them (or none are left).
+        """
+
+    @abstractmethod
+    def attempt_history(
+        self, since: datetime, bucket: float, bounds: Sequence[float]
+    ) -> AttemptHistory:
+        """The finished attempts for charts and metrics, in one read: their number per
+        outcome; per ``bucket`` seconds from ``since`` on, how many finished; and the runtimes
+        of the completed ones counted into ``bounds`` (ascending upper bounds in seconds).
+        Reads every attempt (no index)."""
+
+    @abstractmethod
     def waiting(self, limit: int, where: JobFilter = EVERY_JOB) -> list[Job]:
         """The first ``limit`` pending and failed jobs in the order pools take them (higher
         priority, then sooner due, then enqueue order), those not yet due included."""
@@ -192,6 +236,14 @@ class Store(ABC):
     def attempt_table(self, job_id: str | None = None, where: JobFilter = EVERY_JOB) -> Table:
         """``attempts`` as one ``Table`` of ``rows.ATTEMPT_TABLE``, each with its job's
         command."""
+
+    @abstractmethod
+    def relatives(self, job_id: str) -> Relatives:
+        """The job's parents and children with their states. Raises ``NotFound``."""
+
+    @abstractmethod
+    def edges(self, group: str | None = None) -> list[Edge]:
+        """Every dependency, or those whose parent or child is of ``group``."""
 
     @abstractmethod
     def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
@@ -424,7 +476,7 @@ def not_editable(job_id: str, state: str | None) -> QueuectlError:
             f"job '{job_id}' is processing (claimed meanwhile): it was not changed."
         )
     return InvalidTransition(
-        f"job '{job_id}' is {state}: only pending or failed jobs can be edited."
+        f"job '{job_id}' is {state}: only blocked, pending or failed jobs can be edited."
     )
 
 
@@ -448,13 +500,45 @@ def check_prunable(states: Collection[State]) -> None:
 #: why each finished state cannot be cancelled
 NOT_CANCELLABLE = "so there is nothing to cancel (`retry` runs it again)"
 #: why each state but pending and failed cannot be moved to the DLQ
-NOT_BURIABLE = "not waiting: only pending or failed jobs can be moved to the DLQ"
+NOT_BURIABLE = "not waiting: only blocked, pending or failed jobs can be moved to the DLQ"
 #: the ``last_error`` of jobs cancelled before they ran again, or moved to the DLQ by hand
 CANCELLED_ERROR = "cancelled"
 BURIED_ERROR = "moved to the DLQ by request"
 #: the ``config`` row of a paused queue (``Config`` ignores it), and its value
 PAUSED_KEY = "paused"
 PAUSED_VALUE = "true"
+
+
+def search_pattern(search: str) -> str:
+    """A LIKE pattern (escape character ``\\``) for text that contains ``search``."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def runtime_bucket(runtime: str, bounds: Sequence[float]) -> str:
+    """An SQL expression: the index of the first of ``bounds`` that ``runtime`` (an SQL
+    expression) does not exceed, else ``len(bounds)``."""
+    cases = "".join(f" WHEN {runtime} <= {float(b)!r} THEN {i}" for i, b in enumerate(bounds))
+    return f"CASE{cases} ELSE {len(bounds)} END"
+
+
+def to_history(
+    outcomes: Sequence[tuple[int | None, str, int]],
+    runtimes: Sequence[tuple[int, int, float]],
+    bounds: Sequence[float],
+) -> AttemptHistory:
+    """An ``AttemptHistory`` from rows (bucket or None, outcome, count) and (runtime bucket,
+    count, sum of runtimes)."""
+    by_outcome: dict[str, int] = {}
+    recent: dict[int, dict[str, int]] = {}
+    for bucket, outcome, n in outcomes:
+        by_outcome[outcome] = by_outcome.get(outcome, 0) + int(n)
+        if bucket is not None:
+            recent.setdefault(int(bucket), {})[outcome] = int(n)
+    counts = [0] * (len(bounds) + 1)
+    for index, n, _ in runtimes:
+        counts[int(index)] = int(n)
+    return AttemptHistory(by_outcome, recent, counts, float(sum(t for *_, t in runtimes)))
 
 
 def job_not_found(job_id: str) -> NotFound:

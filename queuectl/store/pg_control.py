@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from queuectl.errors import StoreError
 from queuectl.model import Attempt, Fence, Job, JobChanges, JobFilter, RunResult, State
 from queuectl.model.job import EVERY_JOB, WAITING
-from queuectl.store import pg_schema, rows
+from queuectl.store import dependencies, pg_schema, rows
 from queuectl.store import pg_statements as sql
 from queuectl.store.base import (
     BURIED_ERROR,
@@ -39,6 +39,7 @@ from queuectl.store.base import (
     job_not_found,
     not_editable,
 )
+from queuectl.store.dependencies import POSTGRES
 from queuectl.store.pg_queries import matching
 
 NOW = sql.NOW
@@ -48,6 +49,7 @@ JOB_COLUMNS = rows.JOB_COLUMNS
 PRUNE_LOCK = pg_schema.ADVISORY_LOCK + 1
 
 Rows = list[tuple[Any, ...]]
+T = TypeVar("T")
 
 
 class Execute(Protocol):
@@ -88,7 +90,7 @@ RETURNING id, state
 # claimed meanwhile is found running by the second statement; one that finished is left.
 CANCEL_CHOSEN = f"""
 WITH chosen AS (
-    SELECT seq FROM queuectl.jobs jobs WHERE state IN ('pending', 'failed'){{where}}
+    SELECT seq FROM queuectl.jobs jobs WHERE state IN ('blocked', 'pending', 'failed'){{where}}
     ORDER BY id FOR UPDATE
 )
 UPDATE queuectl.jobs SET state = 'cancelled', last_error = %(error)s, updated_at = {NOW}
@@ -121,7 +123,7 @@ UPDATE queuectl.jobs SET
     run_at = COALESCE(%(run_at)s::timestamptz,
         {NOW} + make_interval(secs => %(delay)s::double precision), run_at),
     updated_at = {NOW}
-WHERE id = %(id)s AND state IN ('pending', 'failed')
+WHERE id = %(id)s AND state IN ('blocked', 'pending', 'failed')
 RETURNING {JOB_COLUMNS}
 """
 
@@ -140,6 +142,10 @@ WITH gone AS (
     RETURNING id
 ), gone_attempts AS (
     DELETE FROM queuectl.attempts a USING gone WHERE a.job_id = gone.id
+), gone_parents AS (
+    DELETE FROM queuectl.job_edges e USING gone WHERE e.parent = gone.id
+), gone_children AS (
+    DELETE FROM queuectl.job_edges e USING gone WHERE e.child = gone.id
 )
 SELECT count(*) FROM gone
 """
@@ -173,7 +179,7 @@ class PostgresControl(Store):
     """The control methods of the PostgreSQL store (a base of ``PostgresStore``)."""
 
     @abstractmethod
-    def _run(self, statement: str, **params: Any) -> Rows:
+    def _run(self, statement: str, /, **params: Any) -> Rows:
         """Run one statement in a transaction of its own; its rows."""
 
     @abstractmethod
@@ -184,31 +190,44 @@ class PostgresControl(Store):
     def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
         with self._atomic() as run:
             check_retryable(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), states)
-            retried = _jobs(run(RERUN.format(where="id = ANY(%(ids)s::text[])"), ids=list(job_ids)))
+            retried = self._rerun(run, "id = ANY(%(ids)s::text[])", ids=list(job_ids))
         return in_order(job_ids, retried)
 
     def retry_where(self, states: Collection[State], where: JobFilter = EVERY_JOB) -> list[Job]:
         check_retryable([], {}, states)
         conditions, params = matching(where)
         chosen = f"state = ANY(%(states)s::text[]){conditions}"
-        rerun = RERUN.format(where=chosen)
         states_ = [state.value for state in states]
-        return _jobs(self._again_if_deadlocked(rerun, states=states_, **params))
 
-    def _again_if_deadlocked(self, statement: str, **params: Any) -> Rows:
-        """Run a statement that changes the jobs a filter chose, again if PostgreSQL ended it
-        to break a deadlock (it changed nothing then). Such a statement locks its rows in id
+        def rerun() -> list[Job]:
+            with self._atomic() as run:
+                return self._rerun(run, chosen, states=states_, **params)
+
+        return self._again_if_deadlocked(rerun)
+
+    def _rerun(self, run: Execute, where: str, **params: Any) -> list[Job]:
+        """Move the finished jobs ``where`` takes back to pending (with ``ids``: the jobs the
+        user named), then put them and their dependents where their parents say."""
+        jobs = _jobs(run(RERUN.format(where=where), **params))
+        ids = [job.id for job in jobs]
+        return dependencies.retried(
+            jobs, dependencies.rearm(run, POSTGRES, ids, named="ids" in params)
+        )
+
+    def _again_if_deadlocked(self, work: Callable[[], T]) -> T:
+        """Do ``work``, which changes the jobs a filter chose, again if PostgreSQL ended it
+        to break a deadlock (it changed nothing then). Its statements lock their rows in id
         order, yet a pool finishing a job of them and claiming the next one in one statement
         may still hold one and wait for another; one of the two is then stopped, and this
         retries it (a pool retries its finish)."""
         for delay in (0.0, 0.05, 0.1, 0.2, 0.5, 1.0):
             time.sleep(delay)
             try:
-                return self._run(statement, **params)
+                return work()
             except StoreError as exc:
                 if getattr(exc.__cause__, "sqlstate", None) != DEADLOCK_DETECTED:
                     raise
-        return self._run(statement, **params)
+        return work()
 
     def cancel(
         self,
@@ -222,13 +241,16 @@ class PostgresControl(Store):
             cancel = CANCEL_CHOSEN.format(where=conditions)
             after = {
                 job_id: State.CANCELLED
-                for (job_id,) in self._again_if_deadlocked(cancel, **params, error=CANCELLED_ERROR)
+                for (job_id,) in self._again_if_deadlocked(
+                    lambda: self._run(cancel, **params, error=CANCELLED_ERROR)
+                )
             }
             if running:
-                asked = self._again_if_deadlocked(REQUEST_CHOSEN.format(where=conditions), **params)
+                request = REQUEST_CHOSEN.format(where=conditions)
+                asked = self._again_if_deadlocked(lambda: self._run(request, **params))
                 after.update((job_id, State.PROCESSING) for (job_id,) in asked)
             return after
-        ids, allowed = list(job_ids), (State.PENDING, State.FAILED, State.PROCESSING)
+        ids, allowed = list(job_ids), {*WAITING, State.PROCESSING}
         with self._atomic() as run:
             check_states(job_ids, dict(run(LOCK_STATES, ids=ids)), allowed, NOT_CANCELLABLE)
             done: dict[str, str] = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))

@@ -12,14 +12,26 @@ from datetime import datetime
 from typing import Any
 
 from queuectl.model import Attempt, Job, JobFilter, State
+from queuectl.model.dependencies import Edge, Relatives
 from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary
-from queuectl.store import rows
-from queuectl.store.base import Store, job_not_found
+from queuectl.store import dependencies, rows
+from queuectl.store.base import (
+    AttemptHistory,
+    Store,
+    job_not_found,
+    runtime_bucket,
+    search_pattern,
+    to_history,
+)
+from queuectl.store.dependencies import POSTGRES
 from queuectl.store.rows import Table
 
 JOB_COLUMNS = rows.JOB_COLUMNS
 Rows = list[tuple[Any, ...]]
+#: a search ignores the case of ASCII letters only, as SQLite's LIKE does
+_FOLD = {"upper": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "lower": "abcdefghijklmnopqrstuvwxyz"}
+_ASCII_LOWER = str.maketrans(_FOLD["upper"], _FOLD["lower"])
 
 
 def _epoch(column: str) -> str:
@@ -44,7 +56,7 @@ class PostgresQueries(Store):
     """The read methods of the PostgreSQL store (a base of ``PostgresStore``)."""
 
     @abstractmethod
-    def _run(self, statement: str, **params: Any) -> Rows:
+    def _run(self, statement: str, /, **params: Any) -> Rows:
         """Run one statement in a transaction of its own; its rows."""
 
     def get(self, job_id: str) -> Job:
@@ -52,6 +64,14 @@ class PostgresQueries(Store):
         if not found:
             raise job_not_found(job_id)
         return rows.to_job(found[0], rows.in_utc)
+
+    def relatives(self, job_id: str) -> Relatives:
+        with self.consistent():
+            self.get(job_id)
+            return dependencies.relatives(self._run, POSTGRES, job_id)
+
+    def edges(self, group: str | None = None) -> list[Edge]:
+        return dependencies.edge_list(self._run, POSTGRES, group)
 
     def jobs(
         self, state: State | None = None, limit: int | None = None, where: JobFilter = EVERY_JOB
@@ -66,6 +86,59 @@ class PostgresQueries(Store):
             **params,
         )
         return [rows.to_job(row, rows.in_utc) for row in found]
+
+    def job_page(
+        self,
+        state: State | None,
+        limit: int | None,
+        where: JobFilter = EVERY_JOB,
+        *,
+        before: str | None = None,
+        search: str | None = None,
+    ) -> list[Job]:
+        conditions, params = matching(where)
+        if state:
+            conditions += " AND state = %(state)s"
+            params["state"] = state.value
+        if search:
+            # ILIKE folds the case of every letter: ASCII ones only, as SQLite's LIKE does.
+            conditions += (
+                " AND (translate(id, %(upper)s, %(lower)s) LIKE %(search)s"
+                " OR translate(command, %(upper)s, %(lower)s) LIKE %(search)s)"
+            )
+            params |= {"search": search_pattern(search.translate(_ASCII_LOWER)), **_FOLD}
+        with self.consistent():
+            if before is not None:
+                found = self._run("SELECT seq FROM queuectl.jobs WHERE id = %(id)s", id=before)
+                if not found:
+                    raise job_not_found(before)
+                conditions += " AND seq < %(before)s"
+                params["before"] = found[0][0]
+            page = self._run(
+                f"SELECT {JOB_COLUMNS} FROM queuectl.jobs jobs WHERE true{conditions} "
+                "ORDER BY seq DESC LIMIT %(limit)s",
+                limit=limit,
+                **params,
+            )
+        return [rows.to_job(row, rows.in_utc) for row in page]
+
+    def attempt_history(
+        self, since: datetime, bucket: float, bounds: Sequence[float]
+    ) -> AttemptHistory:
+        runtime = "extract(epoch FROM finished_at - started_at)::float8"
+        with self.consistent():
+            outcomes = self._run(
+                "SELECT CASE WHEN finished_at >= %(since)s THEN floor(extract(epoch FROM "
+                "finished_at - %(since)s) / %(bucket)s)::int END AS b, outcome, count(*) "
+                "FROM queuectl.attempts WHERE finished_at IS NOT NULL GROUP BY b, outcome",
+                since=since,
+                bucket=bucket,
+            )
+            runtimes = self._run(
+                f"SELECT {runtime_bucket(runtime, bounds)} AS k, count(*), sum({runtime}) "
+                "FROM queuectl.attempts WHERE outcome = 'completed' GROUP BY k"
+            )
+        return to_history(outcomes, runtimes, bounds)
 
     def waiting(self, limit: int, where: JobFilter = EVERY_JOB) -> list[Job]:
         conditions, params = matching(where)

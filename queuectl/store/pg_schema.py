@@ -17,7 +17,7 @@ import psycopg
 from queuectl.errors import SchemaTooNew, StoreError
 from queuectl.store.secrets import scrub
 
-VERSION = 5
+VERSION = 6
 #: rows per state in ``queuectl.job_counts``: concurrent writers spread over them
 COUNT_SHARDS = 16
 #: any constant that other applications are unlikely to pick: "queuectl" in ASCII
@@ -260,6 +260,73 @@ FROM (
 ) r
 WHERE a.id = r.id AND a.number <> r.n;
 CREATE UNIQUE INDEX attempts_numbered ON queuectl.attempts (job_id, number);
+""",
+    # Dependencies (model.dependencies): the state 'blocked', a job's count of parents not yet
+    # finished, and the edges in a table of their own. A parent's finish is one statement of a
+    # pool, so a trigger releases or cancels its dependents in that statement's transaction;
+    # it fires only for jobs that have dependents. The cascade is a loop in the outermost
+    # trigger call (the jobs it cancels fire the trigger again, which returns at once), so a
+    # chain of any length does not nest calls.
+    6: f"""
+ALTER TABLE queuectl.jobs
+    ADD COLUMN after_rule text CHECK (after_rule IN ('ok', 'any')),
+    ADD COLUMN unmet integer NOT NULL DEFAULT 0,
+    ADD COLUMN cancelled_by text,
+    ADD COLUMN has_children boolean NOT NULL DEFAULT false,
+    DROP CONSTRAINT jobs_state_check,
+    ADD CONSTRAINT jobs_state_check CHECK (state IN (
+        'blocked', 'pending', 'processing', 'failed', 'completed', 'dead', 'cancelled'));
+INSERT INTO queuectl.job_counts (state, shard, n)
+    SELECT 'blocked', g.shard, 0 FROM generate_series(0, {COUNT_SHARDS - 1}) AS g(shard);
+CREATE TABLE queuectl.job_edges (
+    parent text NOT NULL,
+    child text NOT NULL,
+    PRIMARY KEY (parent, child)
+);
+CREATE INDEX job_edges_by_child ON queuectl.job_edges (child, parent);
+CREATE FUNCTION queuectl.settle_dependents() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    parents text[] := ARRAY[NEW.id];
+    states text[] := ARRAY[NEW.state];
+    cancelled text[];
+BEGIN
+    IF pg_trigger_depth() > 1 THEN
+        RETURN NULL;
+    END IF;
+    WHILE cardinality(parents) > 0 LOOP
+        -- Under 'ok', a parent that did not complete cancels its blocked dependents.
+        WITH gone AS (
+            UPDATE queuectl.jobs c SET state = 'cancelled', unmet = 0, cancelled_by = p.id,
+                last_error = 'parent ' || p.id || ' is ' || p.state, updated_at = NEW.updated_at
+            FROM queuectl.job_edges e JOIN unnest(parents, states) AS p(id, state)
+                ON p.id = e.parent
+            WHERE c.id = e.child AND c.state = 'blocked' AND c.after_rule = 'ok'
+                AND p.state <> 'completed'
+            RETURNING c.id, c.has_children
+        )
+        SELECT coalesce(array_agg(id) FILTER (WHERE has_children), '{{}}') INTO cancelled
+        FROM gone;
+        -- Every other blocked dependent counts those parents off, and goes at zero.
+        UPDATE queuectl.jobs c SET unmet = c.unmet - d.n,
+            state = CASE WHEN c.unmet - d.n <= 0 THEN 'pending' ELSE 'blocked' END,
+            updated_at = NEW.updated_at
+        FROM (
+            SELECT e.child, count(*) AS n
+            FROM queuectl.job_edges e JOIN unnest(parents) AS p(id) ON p.id = e.parent
+            GROUP BY e.child
+        ) d
+        WHERE c.id = d.child AND c.state = 'blocked';
+        parents := cancelled;
+        states := array_fill('cancelled'::text, ARRAY[cardinality(cancelled)]);
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER jobs_settle_dependents AFTER UPDATE OF state ON queuectl.jobs
+    FOR EACH ROW WHEN (NEW.has_children
+        AND NEW.state IN ('completed', 'dead', 'cancelled')
+        AND OLD.state NOT IN ('completed', 'dead', 'cancelled'))
+    EXECUTE FUNCTION queuectl.settle_dependents();
 """,
 }
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from queuectl.model import Config, Fence, NewJob, RunResult, Transition
 from queuectl.store.base import PAUSED_KEY
+from queuectl.store.dependencies import NO_PARENTS, Parents, batch_parent_ids
 from queuectl.store.rows import JOB_COLUMNS, env_text, json_text
 
 NOW = "COALESCE(%(now)s::timestamptz, now())"
@@ -21,18 +22,27 @@ NOW = "COALESCE(%(now)s::timestamptz, now())"
 # clock, not from the enqueuing host's.
 ENQUEUE = f"""
 INSERT INTO queuectl.jobs (id, command, state, max_retries, priority, run_at, timeout,
-    created_at, updated_at, cwd, enqueued_from, env, job_group, tags, params)
-SELECT id, command, 'pending', retries, priority,
+    created_at, updated_at, cwd, enqueued_from, env, job_group, tags, params, after_rule,
+    unmet, cancelled_by, last_error, has_children)
+SELECT id, command, state, retries, priority,
     COALESCE(run_at, {NOW} + make_interval(secs => delay)), timeout, {NOW}, {NOW},
-    cwd, enqueued_from, env, job_group, tags, params
-FROM unnest(%(ids)s::text[], %(commands)s::text[], %(retries)s::integer[],
+    cwd, enqueued_from, env, job_group, tags, params, after_rule, unmet, cancelled_by,
+    last_error, has_children
+FROM unnest(%(ids)s::text[], %(commands)s::text[], %(states)s::text[], %(retries)s::integer[],
     %(priorities)s::integer[], %(run_ats)s::timestamptz[], %(delays)s::double precision[],
     %(timeouts)s::double precision[], %(cwds)s::text[], %(enqueued_froms)s::text[],
-    %(envs)s::text[], %(groups)s::text[], %(tags)s::text[], %(params)s::text[])
-    WITH ORDINALITY AS new (id, command, retries, priority, run_at, delay, timeout, cwd,
-        enqueued_from, env, job_group, tags, params, position)
+    %(envs)s::text[], %(groups)s::text[], %(tags)s::text[], %(params)s::text[],
+    %(after_rules)s::text[], %(unmets)s::integer[], %(cancelled_bys)s::text[],
+    %(last_errors)s::text[], %(has_children)s::boolean[])
+    WITH ORDINALITY AS new (id, command, state, retries, priority, run_at, delay, timeout, cwd,
+        enqueued_from, env, job_group, tags, params, after_rule, unmet, cancelled_by,
+        last_error, has_children, position)
 ORDER BY position
 RETURNING {JOB_COLUMNS}
+"""
+EDGES = """
+INSERT INTO queuectl.job_edges (parent, child)
+SELECT * FROM unnest(%(parents)s::text[], %(children)s::text[])
 """
 
 # SKIP LOCKED: concurrent claimers pass over a row another one is taking instead of waiting
@@ -148,11 +158,22 @@ FROM (VALUES (true)) AS one LEFT JOIN claimed ON true LEFT JOIN started ON true
 """
 
 
-def enqueue_params(jobs: Sequence[NewJob], config: Config) -> dict[str, Any]:
-    """The arrays ``ENQUEUE`` takes, one per column; ``config`` fills in the defaults."""
+def enqueue_params(
+    jobs: Sequence[NewJob], config: Config, parents: Parents = NO_PARENTS
+) -> dict[str, Any]:
+    """The arrays ``ENQUEUE`` takes, one per column; ``config`` fills in the defaults,
+    ``parents`` (read in the same transaction) where each job starts."""
+    stands = [parents.standing(job) for job in jobs]
+    with_children = batch_parent_ids(jobs, parents)
     return dict(
         ids=[job.id for job in jobs],
         commands=[job.command for job in jobs],
+        states=[stand.state.value for stand in stands],
+        after_rules=[job.after_rule.value if job.id in parents.of else None for job in jobs],
+        unmets=[stand.unmet for stand in stands],
+        cancelled_bys=[stand.cancelled_by for stand in stands],
+        last_errors=[stand.reason for stand in stands],
+        has_children=[job.id in with_children for job in jobs],
         # (psycopg builds an array from values of one Python type: 5 and 2.5 would not do)
         retries=[int(config.max_retries if j.max_retries is None else j.max_retries) for j in jobs],
         priorities=[int(job.priority) for job in jobs],

@@ -37,10 +37,12 @@ from queuectl.model import (
     Transition,
     WorkerInfo,
 )
-from queuectl.store import pg_schema, rows
+from queuectl.model.dependencies import check_parents, has_parents
+from queuectl.store import dependencies, pg_schema, rows
 from queuectl.store import pg_statements as sql
 from queuectl.store.base import check_import_target, duplicate_job
 from queuectl.store.connections import PerThread
+from queuectl.store.dependencies import NO_PARENTS, POSTGRES, read_parents
 from queuectl.store.pg_control import Execute, PostgresControl
 from queuectl.store.pg_listen import Listener
 from queuectl.store.pg_queries import PostgresQueries
@@ -127,7 +129,7 @@ class PostgresStore(PostgresQueries, PostgresControl):
         """Statement parameters, with the test clock's time as ``now`` (None: the server's)."""
         return {"now": None if self._clock is None else self.now(), **params}
 
-    def _run(self, statement: str, **params: Any) -> list[tuple[Any, ...]]:
+    def _run(self, statement: str, /, **params: Any) -> list[tuple[Any, ...]]:
         with self._translate():
             cursor = self._conns.get().execute(statement, self._params(**params))
             return cursor.fetchall() if cursor.description else []
@@ -151,12 +153,7 @@ class PostgresStore(PostgresQueries, PostgresControl):
     @contextmanager
     def _atomic(self) -> Iterator[Execute]:
         with self._transaction() as conn:
-
-            def run(statement: str, /, **params: Any) -> list[tuple[Any, ...]]:
-                cursor = conn.execute(statement, self._params(**params))
-                return cursor.fetchall() if cursor.description else []
-
-            yield run
+            yield self._runner(conn)
 
     def now(self) -> datetime:
         if self._clock is not None:
@@ -181,19 +178,40 @@ class PostgresStore(PostgresQueries, PostgresControl):
             raise ValueError("enqueue needs jobs with ids")
         if not jobs:
             return []
+        dependent = has_parents(jobs)
+        if dependent:
+            check_parents(jobs)
         with self._translate():
             conn = self._conns.get()
             try:
                 with conn.transaction():
                     config = self._config(conn)
+                    parents = NO_PARENTS
+                    if dependent:
+                        parents = read_parents(self._runner(conn), POSTGRES, jobs)
                     cursor = conn.execute(
-                        sql.ENQUEUE, self._params(**sql.enqueue_params(jobs, config))
+                        sql.ENQUEUE, self._params(**sql.enqueue_params(jobs, config, parents))
                     )
                     by_id = {job.id: job for job in map(self._job, cursor.fetchall())}
+                    if dependent:
+                        pairs = dependencies.edges(parents)
+                        conn.execute(
+                            sql.EDGES,
+                            {"parents": [p for p, _ in pairs], "children": [c for _, c in pairs]},
+                        )
                 return [by_id[job.id] for job in jobs if job.id is not None]
             except psycopg.errors.UniqueViolation as exc:  # rolled back: nothing was inserted
                 found = re.search(r"\(id\)=\((.*)\) already exists", exc.diag.message_detail or "")
                 raise duplicate_job(found.group(1) if found else str(jobs[0].id)) from None
+
+    def _runner(self, conn: Connection) -> Execute:
+        """A function that runs statements on ``conn`` (with the store's clock as ``now``)."""
+
+        def run(statement: str, /, **params: Any) -> list[tuple[Any, ...]]:
+            cursor = conn.execute(statement, self._params(**params))
+            return cursor.fetchall() if cursor.description else []
+
+        return run
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
         found = self._run(sql.CLAIM, claimer=worker_id, lease=float(lease_seconds))

@@ -14,17 +14,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from queuectl.model import Attempt, Claim, Fence, Job, Outcome, State, WorkerInfo
+from queuectl.model.job import Rule
 from queuectl.model.metrics import AttemptSummary
 
 JOB_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
     "updated_at, last_error, worker_id, lease_until, attempt_id, cwd, enqueued_from, env, "
-    "cancel_requested, job_group, tags, params"
+    "cancel_requested, job_group, tags, params, after_rule, unmet, cancelled_by"
 )
+_JOB_WIDTH = JOB_COLUMNS.count(",") + 1
 #: the columns a copied job is inserted with (the lease columns stay empty)
 JOB_COPY_COLUMNS = (
     "id, command, state, attempts, max_retries, priority, run_at, timeout, created_at, "
-    "updated_at, last_error, cwd, enqueued_from, env, job_group, tags, params"
+    "updated_at, last_error, cwd, enqueued_from, env, job_group, tags, params, after_rule, "
+    "unmet, cancelled_by"
 )
 ATTEMPT_COLUMNS = (
     "job_id, number, worker_id, started_at, finished_at, exit_code, outcome, error, stdout, "
@@ -101,6 +104,9 @@ def to_job(row: Sequence[Any], when: Decode = to_datetime) -> Job:
         group=row[18],
         tags=tuple(json.loads(row[19])) if row[19] else (),
         params=json.loads(row[20]) if row[20] else {},
+        after_rule=None if row[21] is None else Rule(row[21]),
+        unmet=row[22],
+        cancelled_by=row[23],
     )
 
 
@@ -160,7 +166,7 @@ def to_claim(row: Sequence[Any], when: Decode = to_datetime) -> Claim:
     followed by the number."""
     job = to_job(row, when)
     assert job.worker_id is not None, "only processing jobs are claims"
-    return Claim(job, Fence(job.id, job.attempts, job.worker_id, row[13]), row[21])
+    return Claim(job, Fence(job.id, job.attempts, job.worker_id, row[13]), row[_JOB_WIDTH])
 
 
 def to_attempt(row: Sequence[Any], when: Decode = to_datetime) -> Attempt:
@@ -243,6 +249,9 @@ def job_values(job: Job, encode: Encode = to_epoch) -> tuple[Any, ...]:
         job.group,
         json_text(job.tags),
         json_text(job.params),
+        None if job.after_rule is None else job.after_rule.value,
+        job.unmet,
+        job.cancelled_by,
     )
 
 

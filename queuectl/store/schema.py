@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-VERSION = 5
+VERSION = 6
 BUSY_SECONDS = 60.0
 #: bytes per database page of a new queue file. A commit writes each page it changed to the
 #: WAL and an enqueue changes six (the job, its id, the claim and state indexes, the counts):
@@ -30,6 +30,35 @@ END;
 CREATE TRIGGER jobs_counted_on_delete AFTER DELETE ON jobs BEGIN
     UPDATE job_counts SET n = n - 1 WHERE state = OLD.state;
 END;
+"""
+
+# The triggers that keep group_counts; version 6 makes them again on its rebuilt jobs table.
+GROUP_TRIGGERS = """CREATE TRIGGER jobs_group_counted_on_insert AFTER INSERT ON jobs
+    WHEN NEW.job_group IS NOT NULL BEGIN
+    INSERT INTO group_counts (job_group, state, n) VALUES (NEW.job_group, NEW.state, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_group_counted_on_update AFTER UPDATE OF state ON jobs
+    WHEN NEW.job_group IS NOT NULL AND OLD.state IS NOT NEW.state BEGIN
+    UPDATE group_counts SET n = n - 1 WHERE job_group = OLD.job_group AND state = OLD.state;
+    DELETE FROM group_counts WHERE job_group = OLD.job_group AND state = OLD.state AND n <= 0;
+    INSERT INTO group_counts (job_group, state, n) VALUES (NEW.job_group, NEW.state, 1)
+        ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER jobs_group_counted_on_delete AFTER DELETE ON jobs
+    WHEN OLD.job_group IS NOT NULL BEGIN
+    UPDATE group_counts SET n = n - 1 WHERE job_group = OLD.job_group AND state = OLD.state;
+    DELETE FROM group_counts WHERE job_group = OLD.job_group AND state = OLD.state AND n <= 0;
+END;
+"""
+# The indexes of the jobs table; version 6 makes them again on its rebuilt jobs table.
+JOB_INDEXES = """CREATE INDEX jobs_claimable ON jobs (priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE INDEX jobs_leases ON jobs (lease_until) WHERE state = 'processing';
+CREATE INDEX jobs_finished ON jobs (updated_at)
+    WHERE state IN ('completed', 'dead', 'cancelled');
+CREATE INDEX jobs_by_group ON jobs (job_group, seq) WHERE job_group IS NOT NULL;
 """
 
 MIGRATIONS: dict[int, str] = {
@@ -164,24 +193,8 @@ CREATE TABLE group_counts (
     n INTEGER NOT NULL,
     PRIMARY KEY (job_group, state)
 ) WITHOUT ROWID;
-CREATE TRIGGER jobs_group_counted_on_insert AFTER INSERT ON jobs
-    WHEN NEW.job_group IS NOT NULL BEGIN
-    INSERT INTO group_counts (job_group, state, n) VALUES (NEW.job_group, NEW.state, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER jobs_group_counted_on_update AFTER UPDATE OF state ON jobs
-    WHEN NEW.job_group IS NOT NULL AND OLD.state IS NOT NEW.state BEGIN
-    UPDATE group_counts SET n = n - 1 WHERE job_group = OLD.job_group AND state = OLD.state;
-    DELETE FROM group_counts WHERE job_group = OLD.job_group AND state = OLD.state AND n <= 0;
-    INSERT INTO group_counts (job_group, state, n) VALUES (NEW.job_group, NEW.state, 1)
-        ON CONFLICT DO UPDATE SET n = n + 1;
-END;
-CREATE TRIGGER jobs_group_counted_on_delete AFTER DELETE ON jobs
-    WHEN OLD.job_group IS NOT NULL BEGIN
-    UPDATE group_counts SET n = n - 1 WHERE job_group = OLD.job_group AND state = OLD.state;
-    DELETE FROM group_counts WHERE job_group = OLD.job_group AND state = OLD.state AND n <= 0;
-END;
-""",
+"""
+    + GROUP_TRIGGERS,
     # Attempts are numbered over a job's whole history (a retry no longer starts again at 1):
     # the histories of jobs retried before are renumbered in start order, and an index keeps
     # a number from being given twice (and finds a job's highest number for the next claim).
@@ -192,6 +205,63 @@ WHERE job_id IN (
     SELECT job_id FROM attempts GROUP BY job_id HAVING count(*) <> count(DISTINCT number));
 CREATE UNIQUE INDEX attempts_numbered ON attempts (job_id, number);
 """,
+    # Dependencies: a job waits for its parents in the new state 'blocked', with the count of
+    # parents not yet finished (so that a parent's finish releases a child without reading
+    # the child's other parents) and the edges kept in a table of their own. The new state
+    # needs a new CHECK, so jobs is rebuilt as in version 3.
+    6: """
+CREATE TABLE jobs_new (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- enqueue order
+    id TEXT NOT NULL UNIQUE,
+    command TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN (
+        'blocked', 'pending', 'processing', 'failed', 'completed', 'dead', 'cancelled')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_retries INTEGER NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    run_at REAL NOT NULL,
+    timeout REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    last_error TEXT,
+    worker_id TEXT,
+    lease_until REAL,
+    attempt_id INTEGER,
+    cwd TEXT,
+    enqueued_from TEXT,
+    env TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    job_group TEXT,
+    tags TEXT,
+    params TEXT,
+    after_rule TEXT CHECK (after_rule IN ('ok', 'any')),  -- NULL: no parents
+    unmet INTEGER NOT NULL DEFAULT 0,  -- parents that have not let a blocked job go
+    cancelled_by TEXT,  -- the parent whose end cancelled it
+    has_children INTEGER NOT NULL DEFAULT 0  -- a finish looks for dependents only then
+);
+INSERT INTO jobs_new (seq, id, command, state, attempts, max_retries, priority, run_at,
+        timeout, created_at, updated_at, last_error, worker_id, lease_until, attempt_id, cwd,
+        enqueued_from, env, cancel_requested, job_group, tags, params)
+    SELECT seq, id, command, state, attempts, max_retries, priority, run_at,
+        timeout, created_at, updated_at, last_error, worker_id, lease_until, attempt_id, cwd,
+        enqueued_from, env, cancel_requested, job_group, tags, params
+    FROM jobs ORDER BY seq;
+DELETE FROM sqlite_sequence WHERE name = 'jobs_new';
+UPDATE sqlite_sequence SET name = 'jobs_new' WHERE name = 'jobs';
+DROP TABLE jobs;
+ALTER TABLE jobs_new RENAME TO jobs;
+"""
+    + JOB_INDEXES
+    + COUNT_TRIGGERS
+    + GROUP_TRIGGERS
+    + """INSERT INTO job_counts (state, n) VALUES ('blocked', 0);
+CREATE TABLE job_edges (
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
+CREATE INDEX job_edges_by_child ON job_edges (child, parent);
+""",
 }
 
 OUR_TABLES = {
@@ -201,6 +271,7 @@ OUR_TABLES = {
     "workers",
     "job_counts",
     "group_counts",
+    "job_edges",
     "sqlite_sequence",
 }
 

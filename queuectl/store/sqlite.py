@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from queuectl.model import (
     Claim,
@@ -26,21 +27,30 @@ from queuectl.model import (
     NewJob,
     QueueCopy,
     RunResult,
+    State,
     Transition,
     WorkerInfo,
 )
-from queuectl.store import rows
+from queuectl.model.dependencies import check_parents, has_parents
+from queuectl.store import dependencies, rows
 from queuectl.store.base import (
     PAUSED_KEY,
     Store,
     check_import_target,
     duplicate_job,
 )
+from queuectl.store.dependencies import NO_PARENTS, SQLITE, batch_parent_ids, read_parents
 from queuectl.store.file_safety import queue_file
 from queuectl.store.sqlite_connections import SqliteConnections
 from queuectl.store.sqlite_control import SqliteControl
 from queuectl.store.sqlite_queries import SqliteQueries
 
+#: the columns an enqueue writes
+NEW_JOB_COLUMNS = (
+    "id, command, state, max_retries, priority, run_at, timeout, created_at, updated_at, cwd, "
+    "enqueued_from, env, job_group, tags, params, after_rule, unmet, cancelled_by, last_error, "
+    "has_children"
+)
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
 #: (uncorrelated: SQLite evaluates it once per statement, not per row)
 NOT_PAUSED = f"NOT EXISTS (SELECT 1 FROM config WHERE key = '{PAUSED_KEY}')"
@@ -87,16 +97,23 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
     # -- jobs ---------------------------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+        if any(job.id is None for job in jobs):
+            raise ValueError("enqueue needs jobs with ids")
+        dependent = has_parents(jobs)
+        if dependent:
+            check_parents(jobs)
         with self._db.write() as conn:
             now = self._clock()  # read under the lock: waiting for it must not age the job
             config = self._config(conn)
+            parents = read_parents(self._runner(conn), SQLITE, jobs) if dependent else NO_PARENTS
+            with_children = batch_parent_ids(jobs, parents) if dependent else set()
             inserted = []
             for job in jobs:
-                if job.id is None:
-                    raise ValueError("enqueue needs jobs with ids")
+                stands = parents.standing(job)
                 params = (
                     job.id,
                     job.command,
+                    stands.state.value,
                     config.max_retries if job.max_retries is None else job.max_retries,
                     job.priority,
                     now + (job.delay or 0.0) if job.run_at is None else job.run_at.timestamp(),
@@ -109,20 +126,36 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
                     job.group,
                     rows.json_text(job.tags),
                     rows.json_text(job.params),
+                    job.after_rule.value if job.id in parents.of else None,
+                    stands.unmet,
+                    stands.cancelled_by,
+                    stands.reason,
+                    job.id in with_children,
                 )
                 try:
                     row = conn.execute(
-                        "INSERT INTO jobs (id, command, state, max_retries, priority, run_at, "
-                        "timeout, created_at, updated_at, cwd, enqueued_from, env, job_group, "
-                        "tags, params) "
-                        "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                        f"INSERT INTO jobs ({NEW_JOB_COLUMNS}) VALUES {_marks(NEW_JOB_COLUMNS)} "
                         f"RETURNING {rows.JOB_COLUMNS}",
                         params,
                     ).fetchone()
                 except sqlite3.IntegrityError:
-                    raise duplicate_job(job.id) from None
+                    raise duplicate_job(str(job.id)) from None
                 inserted.append(rows.to_job(row))
+            if dependent:
+                conn.executemany(
+                    "INSERT INTO job_edges (parent, child) VALUES (?, ?)",
+                    dependencies.edges(parents),
+                )
             return inserted
+
+    def _runner(self, conn: sqlite3.Connection) -> dependencies.Run:
+        """``conn``'s statements as the shared dependency code runs them (with the clock's
+        time as ``:now``)."""
+
+        def run(statement: str, /, **params: Any) -> list[tuple[Any, ...]]:
+            return conn.execute(statement, {"now": self._clock(), **params}).fetchall()
+
+        return run
 
     def claim(self, worker_id: str, lease_seconds: float) -> Claim | None:
         # A plain read first: an idle pool never takes the write lock.
@@ -216,14 +249,15 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
         # completed: a failure is not retried. Its last_error stays the run's own reason.
         # (SET sees the row as it was before.)
         cancelled = "cancel_requested = 1 AND :state <> 'completed'"
-        cursor = conn.execute(
+        ended = conn.execute(
             f"UPDATE jobs SET state = CASE WHEN {cancelled} THEN 'cancelled' ELSE :state END, "
             f"run_at = CASE WHEN :state = 'failed' AND NOT ({cancelled}) "
             "THEN :now + :delay ELSE run_at END, "
             "last_error = COALESCE(:error, last_error), "
             "worker_id = NULL, lease_until = NULL, cancel_requested = 0, updated_at = :now "
             "WHERE id = :id AND attempts = :attempt AND worker_id = :worker "
-            f"AND attempt_id = :attempt_id AND state = 'processing'{expiry}",
+            f"AND attempt_id = :attempt_id AND state = 'processing'{expiry} "
+            "RETURNING state, has_children",
             {
                 "state": transition.state.value,
                 "now": now,
@@ -234,9 +268,12 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
                 "worker": fence.worker_id,
                 "attempt_id": fence.attempt_id,
             },
-        )
-        if cursor.rowcount != 1:
+        ).fetchone()
+        if ended is None:
             return False
+        state, has_children = ended
+        if has_children and state != State.FAILED:
+            dependencies.settle(self._runner(conn), SQLITE, [(fence.job_id, state)])
         conn.execute(
             "UPDATE attempts SET finished_at = ?, exit_code = ?, outcome = ?, error = ?, "
             "stdout = ?, stderr = ?, stdout_bytes = ?, stderr_bytes = ?, result = ? WHERE id = ?",

@@ -16,7 +16,8 @@ from typing import Any
 
 from queuectl.model import Attempt, Fence, Job, JobChanges, JobFilter, RunResult, State
 from queuectl.model.job import EVERY_JOB
-from queuectl.store import rows
+from queuectl.model.job import WAITING as WAITING_STATES
+from queuectl.store import dependencies, rows
 from queuectl.store.base import (
     BURIED_ERROR,
     CANCELLED_ERROR,
@@ -31,15 +32,19 @@ from queuectl.store.base import (
     job_not_found,
     not_editable,
 )
+from queuectl.store.dependencies import SQLITE
 from queuectl.store.sqlite_connections import SqliteConnections
 from queuectl.store.sqlite_queries import matching
 
 #: the jobs named by a JSON list of ids bound to ``:ids``
 NAMED = "id IN (SELECT value FROM json_each(:ids))"
-WAITING = "state IN ('pending', 'failed')"
+WAITING = "state IN ('blocked', 'pending', 'failed')"
 #: the condition of the partial index ``jobs_finished``, written as it is there: SQLite uses a
 #: partial index only for a query whose WHERE clause contains its condition
 FINISHED = "state IN ('completed', 'dead', 'cancelled')"
+#: what a statement that ends jobs returns for ``_settle``
+ENDED = "RETURNING id, has_children"
+Rows = list[Any]
 # (the edited fields that are stored as given; run_at and delay are worked out)
 STORED_AS_GIVEN = ("command", "max_retries", "priority", "timeout")
 
@@ -49,6 +54,8 @@ class SqliteControl:
 
     _db: SqliteConnections
     _clock: Callable[[], float]
+
+    _runner: Callable[[sqlite3.Connection], dependencies.Run]
 
     def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
         with self._db.write() as conn:
@@ -74,7 +81,11 @@ class SqliteControl:
             f"cancel_requested = 0 WHERE {where} RETURNING {rows.JOB_COLUMNS}",
             {"now": self._clock(), "ids": json.dumps(list(ids)), **(params or {})},
         ).fetchall()
-        return [rows.to_job(row) for row in retried]
+        jobs = [rows.to_job(row) for row in retried]
+        changed = dependencies.rearm(
+            self._runner(conn), SQLITE, [job.id for job in jobs], named=bool(ids)
+        )
+        return dependencies.retried(jobs, changed)
 
     def cancel(
         self,
@@ -92,8 +103,9 @@ class SqliteControl:
             if job_ids is None:
                 conditions, chosen = matching(where)
                 params.update(chosen)
-                done = conn.execute(f"{cancel_waiting}{conditions} RETURNING id", params)
-                after = {row[0]: State.CANCELLED for row in done.fetchall()}
+                done = conn.execute(f"{cancel_waiting}{conditions} {ENDED}", params).fetchall()
+                self._settle(conn, done, "cancelled")
+                after = {row[0]: State.CANCELLED for row in done}
                 if running:
                     asked = conn.execute(
                         "UPDATE jobs SET cancel_requested = 1 "
@@ -103,10 +115,10 @@ class SqliteControl:
                     after.update((row[0], State.PROCESSING) for row in asked.fetchall())
                 return after
             states = _states(conn, job_ids)
-            allowed = (State.PENDING, State.FAILED, State.PROCESSING)
-            check_states(job_ids, states, allowed, NOT_CANCELLABLE)
+            check_states(job_ids, states, {*WAITING_STATES, State.PROCESSING}, NOT_CANCELLABLE)
             named = {**params, "ids": json.dumps(list(job_ids))}
-            conn.execute(f"{cancel_waiting} AND {NAMED}", named)
+            done = conn.execute(f"{cancel_waiting} AND {NAMED} {ENDED}", named).fetchall()
+            self._settle(conn, done, "cancelled")
             # A running job is stopped by its pool, which sees the request (cancel_requests);
             # the run's end (finish) then makes it cancelled.
             conn.execute(
@@ -120,15 +132,21 @@ class SqliteControl:
 
     def bury(self, job_ids: Sequence[str]) -> list[Job]:
         with self._db.write() as conn:
-            check_states(
-                job_ids, _states(conn, job_ids), (State.PENDING, State.FAILED), NOT_BURIABLE
-            )
+            check_states(job_ids, _states(conn, job_ids), WAITING_STATES, NOT_BURIABLE)
             buried = conn.execute(
                 "UPDATE jobs SET state = 'dead', last_error = :error, updated_at = :now "
-                f"WHERE {NAMED} RETURNING {rows.JOB_COLUMNS}",
+                f"WHERE {NAMED} RETURNING {rows.JOB_COLUMNS}, has_children",
                 {"now": self._clock(), "error": BURIED_ERROR, "ids": json.dumps(list(job_ids))},
             ).fetchall()
+            self._settle(conn, [(row[0], row[-1]) for row in buried], "dead")
         return in_order(job_ids, [rows.to_job(row) for row in buried])
+
+    def _settle(self, conn: sqlite3.Connection, ended: Rows, state: str) -> None:
+        """Release or cancel the dependents of the jobs of ``ended`` (rows of id and
+        has_children) that just ended in ``state``."""
+        parents = [(row[0], state) for row in ended if row[1]]
+        if parents:
+            dependencies.settle(self._runner(conn), SQLITE, parents)
 
     def edit(self, job_id: str, changes: JobChanges) -> Job:
         with self._db.write() as conn:
@@ -210,6 +228,11 @@ class SqliteControl:
             return 0
         with self._db.write() as conn:
             conn.execute(f"DELETE FROM attempts WHERE job_id IN (SELECT id {oldest})", params)
+            conn.execute(
+                f"DELETE FROM job_edges WHERE parent IN (SELECT id {oldest}) "
+                f"OR child IN (SELECT id {oldest})",
+                params,
+            )
             cursor = conn.execute(f"DELETE FROM jobs WHERE seq IN (SELECT seq {oldest})", params)
             return cursor.rowcount
 

@@ -12,10 +12,18 @@ from datetime import datetime
 from typing import Any
 
 from queuectl.model import Attempt, Job, JobFilter, State
+from queuectl.model.dependencies import Edge, Relatives
 from queuectl.model.job import EVERY_JOB
 from queuectl.model.metrics import AttemptSummary, quantile
-from queuectl.store import rows
-from queuectl.store.base import job_not_found
+from queuectl.store import dependencies, rows
+from queuectl.store.base import (
+    AttemptHistory,
+    job_not_found,
+    runtime_bucket,
+    search_pattern,
+    to_history,
+)
+from queuectl.store.dependencies import SQLITE
 from queuectl.store.rows import Table
 from queuectl.store.sqlite_connections import SqliteConnections
 
@@ -63,6 +71,53 @@ class SqliteQueries:
         )
         return [rows.to_job(row) for row in found]
 
+    def job_page(
+        self,
+        state: State | None,
+        limit: int | None,
+        where: JobFilter = EVERY_JOB,
+        *,
+        before: str | None = None,
+        search: str | None = None,
+    ) -> list[Job]:
+        conditions, params = matching(where)
+        if state:
+            conditions += " AND state = :state"
+            params["state"] = state.value
+        if search:
+            conditions += " AND (id LIKE :search ESCAPE '\\' OR command LIKE :search ESCAPE '\\')"
+            params["search"] = search_pattern(search)
+        with self._db.snapshot():
+            if before is not None:
+                found = self._db.read("SELECT seq FROM jobs WHERE id = ?", (before,))
+                if not found:
+                    raise job_not_found(before)
+                conditions += " AND seq < :before"
+                params["before"] = found[0][0]
+            page = self._db.read(
+                f"SELECT {rows.JOB_COLUMNS} FROM jobs WHERE 1{conditions} "
+                "ORDER BY seq DESC LIMIT :limit",
+                {**params, "limit": -1 if limit is None else limit},
+            )
+        return [rows.to_job(row) for row in page]
+
+    def attempt_history(
+        self, since: datetime, bucket: float, bounds: Sequence[float]
+    ) -> AttemptHistory:
+        runtime = "(finished_at - started_at)"
+        with self._db.snapshot():
+            outcomes = self._db.read(
+                "SELECT CASE WHEN finished_at >= :since THEN "
+                "CAST((finished_at - :since) / :bucket AS INTEGER) END AS b, outcome, count(*) "
+                "FROM attempts WHERE finished_at IS NOT NULL GROUP BY b, outcome",
+                {"since": since.timestamp(), "bucket": bucket},
+            )
+            runtimes = self._db.read(
+                f"SELECT {runtime_bucket(runtime, bounds)} AS k, count(*), sum({runtime}) "
+                "FROM attempts WHERE outcome = 'completed' GROUP BY k"
+            )
+        return to_history(outcomes, runtimes, bounds)
+
     def waiting(self, limit: int, where: JobFilter = EVERY_JOB) -> list[Job]:
         conditions, params = matching(where)
         # The claim's own index, read in its order; with a filter, whatever SQLite picks.
@@ -91,6 +146,17 @@ class SqliteQueries:
         else:
             found = self._db.read(f"SELECT {rows.ATTEMPT_COLUMNS} FROM attempts ORDER BY id")
         return [rows.to_attempt(row) for row in found]
+
+    def relatives(self, job_id: str) -> Relatives:
+        with self._db.snapshot():
+            self.get(job_id)
+            return dependencies.relatives(self._reader, SQLITE, job_id)
+
+    def edges(self, group: str | None = None) -> list[Edge]:
+        return dependencies.edge_list(self._reader, SQLITE, group)
+
+    def _reader(self, statement: str, /, **params: Any) -> list[Any]:
+        return self._db.read(statement, params)
 
     def counts(self, where: JobFilter = EVERY_JOB) -> dict[State, int]:
         if where.tag is not None:

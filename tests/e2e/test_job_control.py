@@ -216,7 +216,7 @@ def test_dlq_move_and_retry_of_any_finished_job(cli: Cli) -> None:
     assert cli.run("dlq", "move", "p").stdout == "p: moved to the dead letter queue\n"
     assert show(cli, "p")["state"] == "dead"
     again = cli.run("dlq", "move", "p", check=False)
-    assert again.returncode == 2 and "only pending or failed jobs" in again.stderr
+    assert again.returncode == 2 and "only blocked, pending or failed jobs" in again.stderr
     cli.run("enqueue", "--id", "q", "true")
     refused = cli.run("retry", "q", check=False)
     assert refused.returncode == 2 and "job 'q' is pending" in refused.stderr

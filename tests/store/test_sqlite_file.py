@@ -323,11 +323,12 @@ def test_a_prune_reads_only_the_old_finished_jobs(store: SqliteStore) -> None:
         conn.set_trace_callback(None)
     # (a statement is traced again for each trigger it fires)
     chosen = list(dict.fromkeys(sql for sql in statements if "jobs_finished" in sql))
-    assert len(chosen) == 5  # the dry run, two probes, the two deletes
+    assert len(chosen) == 6  # the dry run, two probes, the three deletes
     for sql in chosen:
         plan = " ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
         assert "USING INDEX jobs_finished (updated_at<?)" in plan, plan
         assert "TEMP B-TREE" not in plan and "SCAN jobs" not in plan, plan
+        assert "SCAN job_edges" not in plan, plan
         assert "SCAN attempts" not in plan, plan
 
 
