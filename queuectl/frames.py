@@ -41,6 +41,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from queuectl.model import Attempt, Job, Outcome, State
+from queuectl.model.dependencies import Edge
 from queuectl.model.metrics import Metrics
 from queuectl.store.rows import JOB_TABLE, TIMES, Table
 
@@ -82,6 +83,14 @@ ATTEMPT_DTYPES: dict[str, str] = {
     "duration": "float64",
     "worker_id": "string",
     "error": "string",
+}
+
+EDGE_DTYPES: dict[str, str] = {
+    "parent": "string",
+    "child": "string",
+    "parent_state": "state",
+    "child_state": "state",
+    "rule": "string",
 }
 
 METRIC_DTYPES: dict[str, str] = {
@@ -131,6 +140,15 @@ def attempts_frame(table: Table) -> pd.DataFrame:
         if name not in columns
     }
     return _frame(columns, ATTEMPT_DTYPES)
+
+
+def edges_frame(edges: Sequence[Edge]) -> pd.DataFrame:
+    """Dependencies, one row per (parent, child) edge, with both states and the rule."""
+    columns = {name: [getattr(edge, name) for edge in edges] for name in EDGE_DTYPES}
+    columns["parent_state"] = [None if s is None else s.value for s in columns["parent_state"]]
+    columns["child_state"] = [state.value for state in columns["child_state"]]
+    columns["rule"] = [rule.value for rule in columns["rule"]]
+    return _frame(columns, EDGE_DTYPES)
 
 
 def job_table(jobs: Sequence[Job]) -> Table:

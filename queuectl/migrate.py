@@ -24,7 +24,10 @@ def copy_queue(source: Queue, target: str) -> Moved:
             "them first (queuectl worker stop --wait), then copy the queue."
         )
     copy = QueueCopy(
-        list(reversed(source.job_records())), source.attempt_records(), source.config()
+        list(reversed(source.job_records())),
+        source.attempt_records(),
+        source.config(),
+        [(edge.parent, edge.child) for edge in source.store.edges()],
     )
     copy.check_movable()  # before the target is even opened (opening may create it)
     with connect(target) as destination:

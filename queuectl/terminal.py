@@ -94,6 +94,18 @@ def _(result: JobDetail, start_workers: str = START_WORKERS) -> str:
         ]
         headers = ["attempt", "outcome", "exit", "started", "duration", "worker", "error"]
         lines += ["", table(headers, rows, width=50)]
+    related = [
+        f"{name.ljust(width)}  "
+        + printable(
+            ", ".join(f"{i} ({state or 'pruned'})" for i, state in jobs.items()), multiline=False
+        )
+        for name, jobs in (
+            ("parents", result.relatives.parents),
+            ("children", result.relatives.children),
+        )
+        if jobs
+    ]
+    lines[len(fields) : len(fields)] = related
     return "\n".join(lines)
 
 
@@ -107,9 +119,10 @@ def _value(value: Any) -> str:
 
 @text.register
 def _(result: SweepEnqueued, start_workers: str = START_WORKERS) -> str:
-    group = result.sweep.group
+    group, then = result.sweep.group, result.sweep.then
+    after = f", then job {then} once they all completed" if then else ""
     return (
-        f"{len(result.sweep)} jobs enqueued in group {group}.\n"
+        f"{len(result.sweep)} jobs enqueued in group {group}{after}.\n"
         f"Watch: queuectl status --group {group}  Results: queuectl results --group {group}"
     )
 

@@ -58,9 +58,12 @@ class Sweep:
     queue: Queue
     group: str
     ids: tuple[str, ...]
+    #: the id of the job that runs after the whole grid (``then``), in the group too
+    then: str | None = None
 
     def __repr__(self) -> str:
-        return f"<Sweep {self.group!r}: {len(self.ids)} jobs>"
+        then = f" then {self.then!r}" if self.then else ""
+        return f"<Sweep {self.group!r}: {len(self.ids)} jobs{then}>"
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -82,8 +85,10 @@ class Sweep:
         return self.queue.attempts(group=self.group)
 
     def results(self) -> pd.DataFrame:
-        """One row per job: params, state, attempts, duration, then the result's keys."""
-        return self.queue.results(group=self.group)
+        """One row per job of the grid: params, state, attempts, duration, then the result's
+        keys (the ``then`` job is left out: it has no params)."""
+        found = self.queue.results(group=self.group)
+        return found.drop(index=self.then) if self.then in found.index else found
 
     def cancel(self, *, wait: bool = True) -> dict[str, State]:
         """Cancel every unfinished job of the sweep, running ones included."""
@@ -111,6 +116,7 @@ class Sweeps:
         zipped: bool = False,
         rows: Any = None,
         params: Mapping[str, Any] | None = None,
+        then: str | None = None,
         **given: Any,
     ) -> Sweep:
         """Enqueue a grid of jobs in one transaction (all or none) and return its ``Sweep``.
@@ -128,6 +134,11 @@ class Sweeps:
         ``group`` (default: a generated ``sweep-...`` name) holds the jobs together. More
         jobs than the config key ``max_sweep`` is an error, as is an unknown placeholder or
         an empty list: nothing is enqueued then.
+
+        ``then`` is a command to run once the whole grid has completed (an aggregation): a
+        job of the group, enqueued in the same transaction with ``after_group`` the grid and
+        the sweep's job fields; its id is ``Sweep.then``. If a grid job ends dead or
+        cancelled it is cancelled too, and retrying that job re-arms it.
         """
         from queuectl.api.queue import generate_id
 
@@ -140,5 +151,10 @@ class Sweeps:
         name = job_filter(group).group or f"sweep-{generate_id()[:8]}"
         limit = self.store.config().max_sweep
         jobs = plan(command, axes, fields, group=name, zipped=zipped, table=rows, limit=limit)
+        if then is not None:
+            jobs.append(new_job({**fields, "command": then, "group": name, "after_group": name}))
         queue = cast("Queue", self)
-        return Sweep(queue, name, tuple(job.id for job in queue.submit(jobs)))
+        enqueued = [job.id for job in queue.submit(jobs)]
+        if then is None:
+            return Sweep(queue, name, tuple(enqueued))
+        return Sweep(queue, name, tuple(enqueued[:-1]), enqueued[-1])

@@ -48,6 +48,23 @@ STATE_CHOICE = click.Choice([s.value for s in State], case_sensitive=False)
     metavar="NAME=VALUE",
     help="A param (repeatable): $QUEUECTL_PARAM_NAME, and {NAME} in the command.",
 )
+@click.option(
+    "--after",
+    "after",
+    multiple=True,
+    metavar="ID[,ID...]",
+    help="Run after these jobs (repeatable); they must exist.",
+)
+@click.option(
+    "--after-group", metavar="NAME", help="Run after every job of this group (as it is now)."
+)
+@click.option(
+    "--after-ok/--after-any",
+    "after_ok",
+    default=None,
+    help="Run only if every parent completed (the default; a parent that ends dead or "
+    "cancelled cancels this job), or once every parent finished, however it ended.",
+)
 @click.option("--raw", is_flag=True, help="JOB is a command even if it starts with '{'.")
 @click.option(
     "--file",
@@ -71,14 +88,23 @@ def enqueue(
     group: str | None,
     tags: tuple[str, ...],
     params: tuple[str, ...],
+    after: tuple[str, ...],
+    after_group: str | None,
+    after_ok: bool | None,
     raw: bool,
     job_file: BinaryIO | None,
 ) -> Enqueued:
     """Add a job; print its id.
 
     JOB is a JSON object with the fields id, command, max_retries, priority, run_at (or delay),
-    timeout, cwd, env (an object), group, tags (a list), params (an object), or a plain
-    command string. Several words after -- form one shell command line.
+    timeout, cwd, env (an object), group, tags (a list), params (an object), after (a list of
+    ids), after_group, after_rule ("ok" or "any"), or a plain command string. Several words
+    after -- form one shell command line.
+
+    A job with --after or --after-group is blocked until its parents let it go: under
+    --after-ok (the default) when every one completed; a parent that ends dead or cancelled
+    cancels it (and its own dependents), and retrying that parent re-arms it. Under
+    --after-any it runs once every parent finished, however.
 
     A job with params gets each as $QUEUECTL_PARAM_<NAME>, and {name} in its command is
     replaced by the value, shell-quoted; write literal braces as {{ and }} then. A command
@@ -97,6 +123,8 @@ def enqueue(
       queuectl enqueue --id lr-0.1 --timeout 1h -- python train.py --lr 0.1
       queuectl enqueue --priority 5 --file jobs.jsonl
       queuectl enqueue --group nightly --param day=mon -- ./report.sh {day}
+      queuectl enqueue --id report --after fetch,clean -- ./report.sh
+      queuectl enqueue --after-group lr-sweep --after-any -- python aggregate.py
     """
     if (job_file is None) == (not job):
         raise InvalidInput("give one job, or --file with one job per line (not both).")
@@ -114,6 +142,9 @@ def enqueue(
         "group": group,
         "tags": list(tags) or None,
         "params": parse_params_option(params) if params else None,
+        "after": [part for word in after for part in word.split(",") if part.strip()] or None,
+        "after_group": after_group,
+        "after_rule": None if after_ok is None else ("ok" if after_ok else "any"),
     }
     if delay is not None and run_at is not None:
         raise InvalidInput("give either --delay or --run-at, not both.")
@@ -173,24 +204,39 @@ def _job_fields(words: tuple[str, ...], raw: bool) -> dict[str, Any]:
 
 
 def _flag(name: str) -> str:
-    return {"tags": "--tag", "params": "--param"}.get(name, "--" + name.replace("_", "-"))
+    flags = {"tags": "--tag", "params": "--param", "after_rule": "--after-ok/--after-any"}
+    return flags.get(name, "--" + name.replace("_", "-"))
 
 
 @cli.command("list")
 @click.option("--state", type=STATE_CHOICE, help="Only jobs in this state.")
 @filter_options
+@click.option("--search", metavar="TEXT", help="Only jobs whose id or command contains TEXT.")
+@click.option(
+    "--before", metavar="ID", help="Only jobs enqueued before job ID (the next page after it)."
+)
 @LIMIT
 @json_option
 @click.pass_obj
 def list_jobs(
-    session: Session, state: str | None, group: str | None, tag: str | None, limit: int
+    session: Session,
+    state: str | None,
+    group: str | None,
+    tag: str | None,
+    search: str | None,
+    before: str | None,
+    limit: int,
 ) -> JobList:
-    """List jobs, newest first."""
+    """List jobs, newest first.
+
+    --search ignores the case of ASCII letters and reads jobs until it has --limit of them.
+    """
     queue = session.queue()
     chosen = State(state.lower()) if state else None
     counts = queue.counts(group=group, tag=tag)
     total = counts[chosen] if chosen else sum(counts.values())
-    return JobList(queue.job_records(chosen, limit, group=group, tag=tag), total)
+    jobs = queue.job_records(chosen, limit, group=group, tag=tag, before=before, search=search)
+    return JobList(jobs, len(jobs) if search else total)
 
 
 def existing_ids(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -230,7 +276,7 @@ def job_ids_argument(*, required: bool) -> Callable[[F], F]:
 def show(session: Session, job_id: str) -> JobDetail:
     """Show one job with its attempts."""
     queue = session.queue()
-    return JobDetail(queue.get(job_id), queue.attempt_records(job_id))
+    return JobDetail(queue.get(job_id), queue.attempt_records(job_id), queue.relatives(job_id))
 
 
 @cli.command()

@@ -7,12 +7,13 @@ notebook magic as objects (``magics.present``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from queuectl.follow import Chunk
 from queuectl.model import Attempt, Job, QueueStatus, State, WorkerInfo
+from queuectl.model.dependencies import Relatives
 from queuectl.model.metrics import Metrics
 from queuectl.text import iso
 
@@ -51,6 +52,9 @@ def job_json(job: Job, *, env: bool = False) -> dict[str, Any]:
         "group": job.group,
         "tags": list(job.tags),
         "params": dict(job.params),
+        "after_rule": None if job.after_rule is None else job.after_rule.value,
+        "unmet": job.unmet,
+        "cancelled_by": job.cancelled_by,
         **({"env": dict(job.env)} if env else {}),
     }
 
@@ -117,10 +121,24 @@ class JobList(Result):
 class JobDetail(Result):
     job: Job
     attempts: list[Attempt]
+    relatives: Relatives = field(default_factory=lambda: Relatives({}, {}))
 
     def to_json(self) -> Any:
         history = [attempt_json(a) for a in self.attempts]
-        return {**job_json(self.job, env=True), "history": history}
+        return {
+            **job_json(self.job, env=True),
+            "parents": _states(self.relatives.parents),
+            "children": _states(self.relatives.children),
+            "history": history,
+        }
+
+
+def _states(jobs: Mapping[str, State | None]) -> list[dict[str, Any]]:
+    """Related jobs as ``{"id", "state"}`` objects (a pruned parent's state is null)."""
+    return [
+        {"id": job_id, "state": None if state is None else state.value}
+        for job_id, state in jobs.items()
+    ]
 
 
 @dataclass
@@ -229,7 +247,7 @@ class SweepEnqueued(Result):
     sweep: Sweep
 
     def to_json(self) -> Any:
-        return {"group": self.sweep.group, "ids": list(self.sweep.ids)}
+        return {"group": self.sweep.group, "ids": list(self.sweep.ids), "then": self.sweep.then}
 
 
 @dataclass

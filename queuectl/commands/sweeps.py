@@ -35,6 +35,11 @@ from queuectl.model.parse import parse_duration, parse_env_option
 @click.option(
     "--env", "env", multiple=True, metavar="KEY=VALUE", help="Set a variable (repeatable)."
 )
+@click.option(
+    "--then",
+    metavar="COMMAND",
+    help="A job to run once every job of the grid completed (an aggregation), in the group.",
+)
 @json_option
 @click.pass_obj
 def sweep(
@@ -49,6 +54,7 @@ def sweep(
     timeout: str | None,
     cwd: str | None,
     env: tuple[str, ...],
+    then: str | None,
 ) -> SweepEnqueued:
     """Enqueue one job per combination of the params' values, in one transaction.
 
@@ -63,6 +69,7 @@ def sweep(
       queuectl sweep --param lr=0.001,0.01,0.1 --param seed=0..3 --group lr-sweep \\
           -- python train.py --lr {lr} --seed {seed}
       queuectl sweep --zip --param a=1,2 --param b=x,y -- ./run.sh {a} {b}
+      queuectl sweep --param seed=0..9 --then "python aggregate.py" -- ./run.sh {seed}
     """
     axes: dict[str, Any] = {}
     for word in params:
@@ -80,7 +87,9 @@ def sweep(
     }
     given = {name: value for name, value in fields.items() if value is not None}
     line = command[0] if len(command) == 1 else template(command)
-    handle = session.queue().sweep(line, group=group, zipped=zipped, params=axes, **given)
+    handle = session.queue().sweep(
+        line, group=group, zipped=zipped, params=axes, then=then, **given
+    )
     return SweepEnqueued(handle)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from queuectl.errors import InvalidInput
 from queuectl.model.config import Config
@@ -11,11 +11,13 @@ from queuectl.model.job import Attempt, Job, State
 
 @dataclass(frozen=True)
 class QueueCopy:
-    """The jobs of a queue in enqueue order, every attempt in start order, and its config."""
+    """The jobs of a queue in enqueue order, every attempt in start order, its config, and
+    its dependencies as (parent, child) pairs."""
 
     jobs: list[Job]
     attempts: list[Attempt]
     config: Config
+    edges: list[tuple[str, str]] = field(default_factory=list)
 
     def check_movable(self) -> None:
         """Refuse a queue with running jobs: their leases and fences belong to its old store.

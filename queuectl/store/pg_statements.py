@@ -189,6 +189,11 @@ def enqueue_params(
     )
 
 
+def edge_params(pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """What ``EDGES`` takes: the (parent, child) pairs as two arrays."""
+    return {"parents": [parent for parent, _ in pairs], "children": [child for _, child in pairs]}
+
+
 def finish_params(fence: Fence, result: RunResult, transition: Transition) -> dict[str, Any]:
     """What ``FINISH`` (and its variants) take: the fence, the result and the job's move."""
     return dict(

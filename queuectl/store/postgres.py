@@ -194,11 +194,7 @@ class PostgresStore(PostgresQueries, PostgresControl):
                     )
                     by_id = {job.id: job for job in map(self._job, cursor.fetchall())}
                     if dependent:
-                        pairs = dependencies.edges(parents)
-                        conn.execute(
-                            sql.EDGES,
-                            {"parents": [p for p, _ in pairs], "children": [c for _, c in pairs]},
-                        )
+                        conn.execute(sql.EDGES, sql.edge_params(dependencies.edges(parents)))
                 return [by_id[job.id] for job in jobs if job.id is not None]
             except psycopg.errors.UniqueViolation as exc:  # rolled back: nothing was inserted
                 found = re.search(r"\(id\)=\((.*)\) already exists", exc.diag.message_detail or "")
@@ -275,6 +271,11 @@ class PostgresStore(PostgresQueries, PostgresControl):
             with cursor.copy(f"COPY queuectl.attempts ({columns}) FROM STDIN") as rows_in:
                 for attempt in copy.attempts:
                     rows_in.write_row(rows.attempt_values(attempt, lambda moment: moment))
+            cursor.execute(sql.EDGES, sql.edge_params(copy.edges))
+            cursor.execute(
+                "UPDATE queuectl.jobs SET has_children = true "
+                "WHERE id IN (SELECT parent FROM queuectl.job_edges)"
+            )
             for name, value in copy.config.as_dict().items():
                 self._set_config(conn, name, value)
 

@@ -51,6 +51,8 @@ NEW_JOB_COLUMNS = (
     "enqueued_from, env, job_group, tags, params, after_rule, unmet, cancelled_by, last_error, "
     "has_children"
 )
+#: after a copy: the jobs that others wait for
+MARK_PARENTS = "UPDATE jobs SET has_children = 1 WHERE id IN (SELECT parent FROM job_edges)"
 CLAIMABLE = "state IN ('pending', 'failed') AND run_at <= :now"
 #: (uncorrelated: SQLite evaluates it once per statement, not per row)
 NOT_PAUSED = f"NOT EXISTS (SELECT 1 FROM config WHERE key = '{PAUSED_KEY}')"
@@ -313,6 +315,8 @@ class SqliteStore(SqliteQueries, SqliteControl, Store):
                 f"VALUES {_marks(rows.ATTEMPT_COLUMNS)}",
                 [rows.attempt_values(attempt) for attempt in copy.attempts],
             )
+            conn.executemany("INSERT INTO job_edges (parent, child) VALUES (?, ?)", copy.edges)
+            conn.execute(MARK_PARENTS)
             for name, value in copy.config.as_dict().items():
                 self._set_config(conn, name, value)
 

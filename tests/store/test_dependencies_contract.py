@@ -6,12 +6,12 @@ re-armed when that parent is retried. Every store (SQLite and PostgreSQL) must p
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from queuectl.errors import InvalidInput, InvalidTransition, NotFound
-from queuectl.model import NewJob, Outcome, RunResult, State, Transition
+from queuectl.model import Claim, NewJob, Outcome, QueueCopy, RunResult, State, Transition
 from queuectl.model.dependencies import Edge
 from queuectl.model.job import Rule
 from queuectl.store import open_store
@@ -242,27 +242,7 @@ def test_parents_finishing_at_the_same_moment_release_the_child_once(
             store.enqueue([NewJob("true", job_id) for job_id in ids])
             store.enqueue([NewJob("true", f"r{round_}child", after=tuple(ids))])
             claims = [store.claim(f"w{n}", 30) for n in range(parents)]
-            assert all(claims)
-            start = threading.Barrier(parents)
-            errors: list[BaseException] = []
-
-            def finish(n: int) -> None:
-                try:
-                    start.wait()
-                    claim = claims[n]
-                    assert claim is not None
-                    assert store.finish(claim.fence, OK, DONE)
-                except BaseException as exc:  # noqa: BLE001 - reported by the test thread
-                    errors.append(exc)
-                finally:
-                    store.release()
-
-            threads = [threading.Thread(target=finish, args=(n,)) for n in range(parents)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            assert errors == []
+            assert finish_at_once(store, [claim for claim in claims if claim]) == []
             child = store.get(f"r{round_}child")
             assert (child.state, child.unmet) == (State.PENDING, 0)
             claim = store.claim("w", 30)
@@ -271,3 +251,42 @@ def test_parents_finishing_at_the_same_moment_release_the_child_once(
             assert store.claim("w", 30) is None
     finally:
         store.close()
+
+
+def test_a_copied_queue_keeps_its_dependencies(store: Store, new_queue: Callable[[], str]) -> None:
+    store.enqueue([NewJob("true", "a"), NewJob("true", "b")])
+    store.enqueue([NewJob("true", "c", after=("a", "b"))])
+    run(store, "a")
+    pairs = [(edge.parent, edge.child) for edge in store.edges()]
+    copy = QueueCopy(list(reversed(store.jobs())), store.attempts(), store.config(), pairs)
+    target = open_store(new_queue(), clock=clock)
+    try:
+        target.import_copy(copy)
+        assert target.edges() == store.edges()
+        assert (target.get("c").state, target.get("c").unmet) == (State.BLOCKED, 1)
+        run(target, "b")
+        assert target.get("c").state is State.PENDING
+    finally:
+        target.close()
+
+
+def finish_at_once(store: Store, claims: list[Claim]) -> list[BaseException]:
+    """Finish ``claims`` (completed) from a thread each, released together; the errors."""
+    start = threading.Barrier(len(claims))
+    errors: list[BaseException] = []
+
+    def finish(claim: Claim) -> None:
+        try:
+            start.wait()
+            assert store.finish(claim.fence, OK, DONE)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            store.release()
+
+    threads = [threading.Thread(target=finish, args=(claim,)) for claim in claims]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors

@@ -554,3 +554,34 @@ def test_a_version_4_queue_gets_one_attempt_sequence_per_job(pg_url: str) -> Non
         check_one_attempt_sequence(store)
     finally:
         store.close()
+
+
+def test_a_version_5_queue_gets_dependencies(pg_url: str) -> None:
+    sql(
+        pg_url,
+        "CREATE SCHEMA queuectl; "
+        "CREATE TABLE queuectl.meta (key text PRIMARY KEY, value text NOT NULL); "
+        "INSERT INTO queuectl.meta VALUES ('schema_version', '5'); "
+        + "".join(pg_schema.MIGRATIONS[step] for step in range(1, 6)),
+    )
+    sql(
+        pg_url,
+        "INSERT INTO queuectl.jobs (id, command, state, attempts, max_retries, run_at, "
+        "created_at, updated_at, job_group) VALUES "
+        "('done', 'true', 'completed', 1, 0, now(), now(), now(), 'g'), "
+        "('next', 'true', 'pending', 0, 0, now(), now(), now(), 'g')",
+    )
+    store = PostgresStore(pg_url)
+    try:
+        assert sql(pg_url, "SELECT value FROM queuectl.meta") == [(str(pg_schema.VERSION),)]
+        assert store.counts()[State.PENDING] == 1 and store.counts()[State.BLOCKED] == 0
+        (child,) = store.enqueue([NewJob("true", "child", after=("next", "done"))])
+        assert (child.state, child.unmet) == (State.BLOCKED, 1)
+        claim = store.claim("w", 30)
+        assert claim and claim.job.id == "next"
+        done = RunResult(Outcome.COMPLETED, 0, None)
+        assert store.finish(claim.fence, done, Transition(State.COMPLETED))
+        assert store.get("child").state is State.PENDING
+        assert store.group_counts()["g"][State.COMPLETED] == 2
+    finally:
+        store.close()

@@ -442,3 +442,37 @@ def test_a_version_4_queue_gets_one_attempt_sequence_per_job(db_path: Path) -> N
         check_one_attempt_sequence(store)
     finally:
         store.close()
+
+
+def test_a_version_5_queue_is_rebuilt_for_dependencies(db_path: Path) -> None:
+    """Version 6 rebuilds the jobs table (a new state needs a new CHECK): every job keeps its
+    fields and enqueue order, counts and group counts stay right, and jobs can wait."""
+    with closing(sqlite3.connect(db_path, isolation_level=None)) as conn:
+        for step in range(1, 6):
+            for statement in schema.statements(schema.MIGRATIONS[step]):
+                conn.execute(statement)
+        for seq, (job, state) in enumerate((("done", "completed"), ("next", "pending")), 7):
+            conn.execute(
+                "INSERT INTO jobs (seq, id, command, state, attempts, max_retries, run_at, "
+                "created_at, updated_at, job_group, tags, params) VALUES "
+                f"({seq}, '{job}', 'true', '{state}', 0, 0, 0, 0, 0, 'g', '[\"t\"]', "
+                """'{"n": 1}')"""
+            )
+        conn.execute("PRAGMA user_version = 5")
+    store = SqliteStore(db_path)
+    try:
+        assert [job.id for job in store.jobs()] == ["next", "done"]
+        assert store.get("done").params == {"n": 1} and store.get("done").tags == ("t",)
+        assert store.counts()[State.PENDING] == 1 and store.counts()[State.BLOCKED] == 0
+        assert store.group_counts()["g"][State.COMPLETED] == 1
+        (child,) = store.enqueue([NewJob("true", "child", after=("next", "done"))])
+        assert (child.state, child.unmet) == (State.BLOCKED, 1)
+        claim = store.claim("w", 30)
+        assert claim and claim.job.id == "next"
+        assert store.finish(claim.fence, RunResult(Outcome.COMPLETED, 0, None), DONE)
+        assert store.get("child").state is State.PENDING
+        assert store.counts()[State.BLOCKED] == 0 and store.counts()[State.COMPLETED] == 2
+        # the enqueue order goes on after the old jobs
+        assert store.jobs(limit=1)[0].id == "child"
+    finally:
+        store.close()
