@@ -16,6 +16,7 @@ from queuectl.errors import InvalidInput
 from queuectl.model import Attempt, Config, Job, JobFilter, NewJob, QueueCopy, State
 from queuectl.model import config as config_keys
 from queuectl.model import metrics as metrics_model
+from queuectl.model.dependencies import Edge, Relatives
 from queuectl.model.parse import (
     job_filter,
     new_job,
@@ -183,9 +184,34 @@ class Queue(Control, Sweeps, Workers):
         *,
         group: str | None = None,
         tag: str | None = None,
+        before: str | None = None,
+        search: str | None = None,
     ) -> list[Job]:
-        """Jobs as ``Job`` objects, newest first, optionally of one state, group or tag."""
-        return self.store.jobs(*_listing(state, limit, group, tag))
+        """Jobs as ``Job`` objects, newest first, optionally of one state, group or tag.
+
+        One page at a time: ``before`` gives those enqueued before that job (the last of the
+        page before), keyset-paged; ``search`` only those whose id or command contains it
+        (ASCII letters in either case; no index: it reads jobs until the page is full)."""
+        if before is None and not search:
+            return self.store.jobs(*_listing(state, limit, group, tag))
+        chosen, size, where = _listing(state, limit, group, tag)
+        return self.store.job_page(chosen, size, where, before=before, search=search)
+
+    def relatives(self, job_id: str) -> Relatives:
+        """The job's parents and children (``after``), with their states."""
+        return self.store.relatives(job_id)
+
+    def edges(self, group: str | None = None) -> list[Edge]:
+        """Every dependency (or those with the parent or the child in ``group``)."""
+        return self.store.edges(job_filter(group).group)
+
+    def graph(self, group: str | None = None) -> pd.DataFrame:
+        """The dependencies (of ``group``: parent or child in it) as a DataFrame, one row per
+        edge: ``parent``, ``child``, their states (a pruned parent's is missing) and the
+        child's ``rule``, children in enqueue order."""
+        from queuectl.frames import edges_frame
+
+        return edges_frame(self.edges(group))
 
     def attempt_records(
         self, job_id: str | None = None, *, group: str | None = None, tag: str | None = None

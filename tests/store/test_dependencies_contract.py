@@ -253,7 +253,9 @@ def test_parents_finishing_at_the_same_moment_release_the_child_once(
         store.close()
 
 
-def test_a_copied_queue_keeps_its_dependencies(store: Store, new_queue: Callable[[], str]) -> None:
+def test_a_copied_queue_keeps_its_dependencies(
+    store: Store, clock: FakeClock, new_queue: Callable[[], str]
+) -> None:
     store.enqueue([NewJob("true", "a"), NewJob("true", "b")])
     store.enqueue([NewJob("true", "c", after=("a", "b"))])
     run(store, "a")
