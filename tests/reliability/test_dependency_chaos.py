@@ -70,9 +70,8 @@ def test_a_graph_of_stages_under_kill_9(
     ), "a job completed twice"
     # No attempt of a stage started before every job of the stage before had completed.
     for stage in range(1, STAGES):
-        parents_done = max(
-            completed[f"s{stage - 1:02d}-{n}"].finished_at or 0 for n in range(WIDTH)
-        )
+        ends = [completed[f"s{stage - 1:02d}-{n}"].finished_at for n in range(WIDTH)]
+        parents_done = max(end for end in ends if end is not None)
         firsts = [a.started_at for a in attempts if a.job_id.startswith(f"s{stage:02d}-")]
         assert min(firsts) >= parents_done, f"stage {stage} started before its parents ended"
     runs = Counter(ledger.read_text().split())
