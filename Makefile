@@ -56,9 +56,10 @@ bench: $(VENV)/.dev
 soak: $(VENV)/.dev
 	$(BIN)/python -m pytest -m soak tests/reliability
 
-# The README's picture of the panel, taken by the browser tests (needs Chromium).
+# The README's pictures of the panel and the dashboard, taken by the browser tests (needs Chromium).
 readme-images: $(VENV)/.dev
-	README_IMAGES=1 $(BIN)/python -m pytest -q tests/browser/test_panel_controls.py
+	README_IMAGES=1 $(BIN)/python -m pytest -q tests/browser/test_panel_controls.py \
+		tests/browser/test_dashboard.py
 
 # Re-execute the example notebooks and store their outputs (review the diff, then commit).
 notebooks: $(VENV)/.dev

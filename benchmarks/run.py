@@ -27,7 +27,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import control, escapes, floors, lock_share, queue_figures, scale, sweeps
+from benchmarks import control, dashboard, escapes, floors, lock_share, queue_figures, scale, sweeps
 from benchmarks.report import Figure, machine, table
 
 
@@ -60,6 +60,7 @@ def measure(
     prune_jobs: int,
     sweep_sizes: sweeps.Sizes | None = sweeps.FULL,
     postgres: bool = True,
+    dashboard_jobs: int = 1_000_000,
 ) -> list[Figure]:
     spawn = median_of(repeat, floors.spawn_rate)
     commit_full = median_of(repeat, lambda: floors.sqlite_commit_rate("FULL"))
@@ -185,6 +186,8 @@ def measure(
         ]
     if sweep_sizes is not None:
         figures += sweeps.figures(sweep_sizes, repeat, postgres)
+    if dashboard_jobs:
+        figures += dashboard.figures(dashboard_jobs)
     return figures
 
 
@@ -214,6 +217,12 @@ def main(argv: list[str] | None = None) -> None:
         help="the sweep figures on a throwaway PostgreSQL server too, if it is installed (auto)",
     )
     parser.add_argument(
+        "--dashboard-jobs",
+        type=int,
+        default=1_000_000,
+        help="jobs in the dashboard's queue (benchmarks.dashboard; 0: leave it out)",
+    )
+    parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON file"
     )
     args = parser.parse_args(argv)
@@ -222,7 +231,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.sweeps_only:
         figures = sweeps.figures(sweep_sizes, args.repeat, postgres) if sweep_sizes else []
     else:
-        figures = measure(args.repeat, args.scale_jobs, args.prune_jobs, sweep_sizes, postgres)
+        figures = measure(
+            args.repeat,
+            args.scale_jobs,
+            args.prune_jobs,
+            sweep_sizes,
+            postgres,
+            args.dashboard_jobs,
+        )
     print(table(figures))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {

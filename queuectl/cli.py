@@ -21,6 +21,9 @@ from queuectl.commands import Result, Session, cli
 from queuectl.errors import QueuectlError
 from queuectl.terminal import emit, error_message
 from queuectl.text import printable
+from queuectl.web.command import dashboard
+
+cli.add_command(dashboard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

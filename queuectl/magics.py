@@ -54,6 +54,9 @@ from queuectl.model.status import status_text
 from queuectl.store import redact, resolve_location
 from queuectl.terminal import error_message, text
 from queuectl.text import printable
+from queuectl.web.command import dashboard
+
+cli.add_command(dashboard)  # as the console script has it; here it says to use a terminal
 
 PROG = "%queuectl"
 #: how a notebook user starts a pool, named where no pool runs

@@ -25,6 +25,9 @@ HEAVY = {
     "matplotlib",
 }
 
+#: The web extra: only `queuectl dashboard` imports it (queuectl.web.command stays light).
+WEB = {"starlette", "uvicorn", "jinja2", "sse_starlette", "prometheus_client", "queuectl.web.app"}
+
 #: What a one-shot command such as `queuectl enqueue` or `queuectl status` never needs: worker
 #: pools, the watchdog, the notebook front end, PostgreSQL, migration, and the standard library
 #: modules only those use.
@@ -70,6 +73,7 @@ def loaded_after(code: str) -> set[str]:
 def test_import_queuectl_loads_nothing_heavy_not_even_click() -> None:
     modules = loaded_after("import queuectl")
     assert HEAVY.isdisjoint(modules), HEAVY & modules
+    assert WEB.isdisjoint(modules), WEB & modules
     assert "click" not in modules
 
 
@@ -81,10 +85,13 @@ def test_import_queuectl_plots_loads_no_matplotlib() -> None:
 
 def test_cli_help_loads_nothing_heavy() -> None:
     modules = loaded_after(
-        "from queuectl.cli import main\nmain(['--help'])\nmain(['list', '--help'])"
+        "from queuectl.cli import main\nmain(['--help'])\nmain(['list', '--help'])\n"
+        "main(['dashboard', '--help'])"
     )
     assert HEAVY.isdisjoint(modules), HEAVY & modules
+    assert WEB.isdisjoint(modules), WEB & modules
     assert "click" in modules  # the measurement saw the CLI
+    assert "queuectl.web.command" in modules
 
 
 @pytest.mark.parametrize("args", [["enqueue", "true"], ["status"]], ids=" ".join)
@@ -96,3 +103,4 @@ def test_one_shot_commands_load_only_what_they_need(tmp_path: Path, args: list[s
     assert "queuectl.store.sqlite" in modules  # the measurement saw the command run
     assert HEAVY.isdisjoint(modules), HEAVY & modules
     assert NOT_FOR_ONE_SHOT_COMMANDS.isdisjoint(modules), NOT_FOR_ONE_SHOT_COMMANDS & modules
+    assert WEB.isdisjoint(modules), WEB & modules
