@@ -27,7 +27,17 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks import control, dashboard, escapes, floors, lock_share, queue_figures, scale, sweeps
+from benchmarks import (
+    control,
+    dashboard,
+    dependencies,
+    escapes,
+    floors,
+    lock_share,
+    queue_figures,
+    scale,
+    sweeps,
+)
 from benchmarks.report import Figure, machine, table
 
 
@@ -61,6 +71,7 @@ def measure(
     sweep_sizes: sweeps.Sizes | None = sweeps.FULL,
     postgres: bool = True,
     dashboard_jobs: int = 1_000_000,
+    blocked_jobs: int = 100_000,
 ) -> list[Figure]:
     spawn = median_of(repeat, floors.spawn_rate)
     commit_full = median_of(repeat, lambda: floors.sqlite_commit_rate("FULL"))
@@ -188,6 +199,8 @@ def measure(
         figures += sweeps.figures(sweep_sizes, repeat, postgres)
     if dashboard_jobs:
         figures += dashboard.figures(dashboard_jobs)
+    if blocked_jobs:
+        figures += dependencies.figures(blocked_jobs, postgres=postgres)
     return figures
 
 
@@ -223,6 +236,15 @@ def main(argv: list[str] | None = None) -> None:
         help="jobs in the dashboard's queue (benchmarks.dashboard; 0: leave it out)",
     )
     parser.add_argument(
+        "--blocked-jobs",
+        type=int,
+        default=100_000,
+        help="blocked jobs beside the claims, and the dependency figures (0: leave them out)",
+    )
+    parser.add_argument(
+        "--dependencies-only", action="store_true", help="only benchmarks.dependencies"
+    )
+    parser.add_argument(
         "--output", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON file"
     )
     args = parser.parse_args(argv)
@@ -230,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     sweep_sizes, postgres = SWEEP_SIZES[args.sweeps], args.postgres == "auto"
     if args.sweeps_only:
         figures = sweeps.figures(sweep_sizes, args.repeat, postgres) if sweep_sizes else []
+    elif args.dependencies_only:
+        figures = dependencies.figures(args.blocked_jobs, postgres=postgres)
     else:
         figures = measure(
             args.repeat,
@@ -238,6 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             sweep_sizes,
             postgres,
             args.dashboard_jobs,
+            args.blocked_jobs,
         )
     print(table(figures))
     args.output.parent.mkdir(parents=True, exist_ok=True)

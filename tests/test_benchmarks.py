@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 
-from benchmarks import control, escapes, floors, lock_share, queue_figures, run, scale, sweeps
+from benchmarks import (
+    control,
+    dependencies,
+    escapes,
+    floors,
+    lock_share,
+    queue_figures,
+    run,
+    scale,
+    sweeps,
+)
 from benchmarks.report import Figure
 from tests.pg_server import PgServer
 
@@ -91,3 +101,13 @@ def test_the_report_is_written_as_json(tmp_path: Path, monkeypatch: pytest.Monke
     run.main(["--repeat", "1", "--output", str(out)])
     report = json.loads(out.read_text())
     assert report["figures"][0]["name"] == "x" and report["machine"]["cpus"]
+
+
+def test_dependency_figures_run_on_sqlite() -> None:
+    figures = dependencies.figures(blocked=300, links=20, samples=10, postgres=False)
+    assert [f.name.split(":")[0] for f in figures] == [
+        "claim+finish, 300 blocked, SQLite",
+        "chain of 20",
+        "chain of 20",
+    ]
+    assert all(math.isfinite(f.value) and f.value > 0 and (f.ratio or 0) > 0 for f in figures)

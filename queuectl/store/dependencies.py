@@ -111,36 +111,39 @@ def read_parents(run: Run, dialect: Dialect, jobs: Sequence[NewJob]) -> Parents:
         NotFound: a parent id is unknown, or ``after_group`` has no jobs (nothing is written:
             the caller's transaction is rolled back).
     """
-    batch: dict[str, State] = {}
+    batch: dict[str, State] = {}  # the jobs of the batch so far, in the state they start in
+    known: dict[str, State] = {}  # parents outside the batch, read (and locked) once
+    groups: dict[str, list[str]] = {}
     of: dict[str, dict[str, State | None]] = {}
     for position, job in enumerate(jobs):
         assert job.id is not None
         named = list(job.after)
         if job.after_group is not None:
-            found = run(dialect.sql(_GROUP_MEMBERS), group=job.after_group)
-            members = [row[0] for row in found] + [
-                other.id for other in jobs[:position] if other.group == job.after_group
+            if job.after_group not in groups:
+                found = run(dialect.sql(_GROUP_MEMBERS), group=job.after_group)
+                groups[job.after_group] = [row[0] for row in found]
+            members = groups[job.after_group] + [
+                str(other.id) for other in jobs[:position] if other.group == job.after_group
             ]
             if not members:
                 raise NotFound(
                     f"group '{job.after_group}' has no jobs to wait for (after_group of job "
                     f"'{job.id}'): nothing was enqueued."
                 )
-            named += [member for member in members if member is not None]
+            named += members
         if named:
             named = list(dict.fromkeys(named))
-            outside = [parent for parent in named if parent not in batch]
-            found_states: dict[str, str] = dict(
-                run(dialect.sql(_MARK_PARENTS), ids=dialect.ids(outside))
-            )
-            missing = [parent for parent in outside if parent not in found_states]
-            if missing:
-                raise NotFound(
-                    f"job '{job.id}' waits for '{missing[0]}', which does not exist: "
-                    "nothing was enqueued."
-                )
-            states = {parent: batch.get(parent) or State(found_states[parent]) for parent in named}
-            of[job.id] = dict(states)
+            unread = [parent for parent in named if parent not in batch and parent not in known]
+            if unread:
+                found_states = run(dialect.sql(_MARK_PARENTS), ids=dialect.ids(unread))
+                known.update((parent, State(state)) for parent, state in found_states)
+                missing = [parent for parent in unread if parent not in known]
+                if missing:
+                    raise NotFound(
+                        f"job '{job.id}' waits for '{missing[0]}', which does not exist: "
+                        "nothing was enqueued."
+                    )
+            of[job.id] = {parent: batch.get(parent) or known[parent] for parent in named}
         batch[job.id] = Parents(of).standing(job).state
     return Parents(of)
 
