@@ -103,8 +103,8 @@ class Workers:
         group: str | None = None,
         tag: str | None = None,
     ) -> bool:
-        """Block until no job (of ``group``, with ``tag``) is pending, failed or processing;
-        False if ``timeout`` passed.
+        """Block until no job (of ``group``, with ``tag``) is blocked, pending, failed or
+        processing; False if ``timeout`` passed.
 
         ``progress`` shows a progress bar of the jobs finished since the call (in a notebook
         a widget, in a terminal on stderr); by default only when someone is watching: in a

@@ -34,8 +34,8 @@ def wait(
     group: str | None,
     tag: str | None,
 ) -> Message:
-    """Block until no job (of --group, with --tag) is pending, failed (awaiting a retry) or
-    processing.
+    """Block until no job (of --group, with --tag) is blocked, pending, failed (awaiting a
+    retry) or processing.
 
     Fails at once when jobs are unfinished and no worker pool of the queue is running.
     """

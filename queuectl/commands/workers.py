@@ -69,7 +69,9 @@ def worker_start(
 
 @worker.command("run")
 @COUNT
-@click.option("--until-empty", is_flag=True, help="Exit once no job is pending, failed or running.")
+@click.option(
+    "--until-empty", is_flag=True, help="Exit once no job is blocked, pending, failed or running."
+)
 @POLL
 @click.pass_obj
 def worker_run(session: Session, count: int, until_empty: bool, poll_interval: int | None) -> None:
