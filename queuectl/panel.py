@@ -314,6 +314,8 @@ _SEGMENTS: tuple[tuple[State, str, str], ...] = (
     (State.PROCESSING, "running", "#1e88e5"),
     (State.FAILED, "to retry", "#fb8c00"),
 )
+#: the unfinished states the bar leaves empty, named after the others in its label
+WAITING_ON = (State.PENDING, State.BLOCKED)
 _WRAP = widgets.Layout(flex_flow="row wrap", align_items="center")
 
 
@@ -325,9 +327,9 @@ def _fitting() -> widgets.Layout:
 
 def progress_html(counts: dict[State, int], height: str = "14px") -> str:
     """A bar with a segment per state (completed, dead, cancelled, running, waiting for a
-    retry; pending is the empty rest) and its label: "18/20 finished: 16 ok · 2 dead · 2
-    running". Dead jobs are finished but never "ok", and a dead job colours its own segment,
-    not the whole bar."""
+    retry; pending and blocked are the empty rest) and its label: "18/20 finished: 16 ok ·
+    2 dead · 2 running". Dead jobs are finished but never "ok", and a dead job colours its
+    own segment, not the whole bar."""
     total = sum(counts.values())
     finished = total - unfinished(counts)
     segments = "".join(
@@ -342,8 +344,7 @@ def progress_html(counts: dict[State, int], height: str = "14px") -> str:
         f"{segments}</div>"
     )
     parts = [f"{counts[state]} {name}" for state, name, _ in _SEGMENTS if counts.get(state)]
-    if counts.get(State.PENDING):
-        parts.append(f"{counts[State.PENDING]} pending")
+    parts += [f"{counts[state]} {state.value}" for state in WAITING_ON if counts.get(state)]
     label = f"{finished}/{total} finished" + (f": {' · '.join(parts)}" if parts else "")
     return f"{bar}<div>{html.escape(label)}</div>"
 

@@ -310,4 +310,6 @@ def _caption(counts: Mapping[State, int], listed: int) -> str:
     waiting = counts.get(State.PENDING, 0) + counts.get(State.FAILED, 0)
     if waiting > listed:
         text += f" · the first {listed} of the {waiting} waiting jobs"
+    if counts.get(State.BLOCKED):
+        text += f" · {counts[State.BLOCKED]} blocked until their parents finish (not listed)"
     return text

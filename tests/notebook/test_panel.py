@@ -350,3 +350,16 @@ def test_a_click_queued_before_its_panel_stopped_does_nothing(queue: queuectl.Qu
     assert panel.retry_all.handled == panel.retry_all.clicks
     assert queue.get("dead").state == "dead" and "Retried" not in panel.message.value
     panel.close()
+
+
+def test_blocked_jobs_are_counted_and_said_to_wait_for_their_parents(
+    queue: queuectl.Queue,
+) -> None:
+    queue.enqueue("true", id="parent")
+    queue.enqueue("true", id="child", after=["parent"])
+    panel = queue.panel(interval=0.05)
+    wait_for(lambda: "child" in panel.recent.value, what="the jobs in the panel")
+    assert label(panel) == "0/2 finished: 1 pending · 1 blocked"
+    assert "1 blocked until their parents finish" in panel.controls.caption.value
+    assert "blocked" in panel.recent.value
+    panel.close()
