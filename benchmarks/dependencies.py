@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import queuectl
 from benchmarks.queue_figures import pool_process
@@ -52,7 +53,7 @@ def claim_figures(backend: Backend, blocked: int, samples: int) -> list[Figure]:
         with _queue(backend) as queue:
             _blocked(queue, count, samples * 3)
             assert queue.counts()[queuectl.State.BLOCKED] == count
-            medians[count] = median_seconds(lambda q=queue: _claim_and_finish(q), samples)
+            medians[count] = median_seconds(partial(_claim_and_finish, queue), samples)
     return [
         Figure(
             f"claim+finish, {blocked:,} blocked, {backend.name}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Mapping
 from functools import singledispatch
 from typing import Any, TextIO
 
@@ -95,10 +96,7 @@ def _(result: JobDetail, start_workers: str = START_WORKERS) -> str:
         headers = ["attempt", "outcome", "exit", "started", "duration", "worker", "error"]
         lines += ["", table(headers, rows, width=50)]
     related = [
-        f"{name.ljust(width)}  "
-        + printable(
-            ", ".join(f"{i} ({state or 'pruned'})" for i, state in jobs.items()), multiline=False
-        )
+        f"{name.ljust(width)}  " + printable(_relatives(jobs), multiline=False)
         for name, jobs in (
             ("parents", result.relatives.parents),
             ("children", result.relatives.children),
@@ -107,6 +105,17 @@ def _(result: JobDetail, start_workers: str = START_WORKERS) -> str:
     ]
     lines[len(fields) : len(fields)] = related
     return "\n".join(lines)
+
+
+#: the parents or children ``show`` names (a fan-in after a group can have thousands)
+SHOWN_RELATIVES = 20
+
+
+def _relatives(jobs: Mapping[str, State | None]) -> str:
+    """Related jobs with their states, the first ``SHOWN_RELATIVES`` and how many more."""
+    shown = [f"{i} ({state or 'pruned'})" for i, state in list(jobs.items())[:SHOWN_RELATIVES]]
+    more = len(jobs) - SHOWN_RELATIVES
+    return ", ".join(shown) + (f" and {more} more (--json lists them all)" if more > 0 else "")
 
 
 def _value(value: Any) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from queuectl.errors import InvalidInput
-from queuectl.model import Job, NewJob, State
+from queuectl.model import Job, JobFilter, NewJob, State
 from queuectl.model.params import grid, rows
 from queuectl.model.parse import JOB_FIELDS, job_filter, new_job
 from queuectl.model.status import QueueStatus
@@ -152,6 +152,11 @@ class Sweeps:
         limit = self.store.config().max_sweep
         jobs = plan(command, axes, fields, group=name, zipped=zipped, table=rows, limit=limit)
         if then is not None:
+            if sum(self.store.counts(JobFilter(group=name)).values()):
+                raise InvalidInput(
+                    f"group '{name}' has jobs already: then= would wait for them too. Give the "
+                    "sweep a new group, or enqueue the job with after=[...] yourself."
+                )
             jobs.append(new_job({**fields, "command": then, "group": name, "after_group": name}))
         queue = cast("Queue", self)
         enqueued = [job.id for job in queue.submit(jobs)]

@@ -142,7 +142,8 @@ def enqueue(
         "group": group,
         "tags": list(tags) or None,
         "params": parse_params_option(params) if params else None,
-        "after": [part for word in after for part in word.split(",") if part.strip()] or None,
+        "after": [part.strip() for word in after for part in word.split(",") if part.strip()]
+        or None,
         "after_group": after_group,
         "after_rule": None if after_ok is None else ("ok" if after_ok else "any"),
     }

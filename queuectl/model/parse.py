@@ -115,8 +115,8 @@ def new_job(fields: Mapping[str, Any]) -> NewJob:
         raise InvalidInput("give either run_at or delay, not both.")
     if data.get("after_rule") is not None and not (data.get("after") or data.get("after_group")):
         raise InvalidInput(
-            "after_rule (--after-any) needs parents: give after (--after IDS) or after_group "
-            "(--after-group NAME)."
+            "after_rule (--after-ok, --after-any) needs parents: give after (--after IDS) or "
+            "after_group (--after-group NAME)."
         )
     params = validate_params(data.get("params") or {})
     command = validate_command(data["command"])

@@ -47,6 +47,7 @@ class Dialect:
             if self.locks
             else "IN (SELECT value FROM json_each(:ids))",
             lock="ORDER BY id FOR UPDATE" if self.locks else "",
+            share="ORDER BY id FOR SHARE" if self.locks else "",
             now="COALESCE(%(now)s::timestamptz, now())" if self.locks else ":now",
         )
         return filled if self.locks else re.sub(r"%\((\w+)\)s(::\w+(\[\])?)?", r":\1", filled)
@@ -65,11 +66,14 @@ UPDATE {jobs} SET has_children = true WHERE id IN (SELECT id FROM {jobs} WHERE i
 RETURNING id, state
 """
 _GROUP_MEMBERS = "SELECT id FROM {jobs} WHERE job_group = %(group)s ORDER BY seq"
-_PARENT_STATES = """
-SELECT e.child, e.parent, p.state FROM {edges} e LEFT JOIN {jobs} p ON p.id = e.parent
-WHERE e.child {ids}
-"""
-_RULES = "SELECT id, state, after_rule, unmet, cancelled_by FROM {jobs} WHERE id {ids}"
+_PARENTS_OF = "SELECT child, parent FROM {edges} WHERE child {ids}"
+# On PostgreSQL the jobs reconsidered and their parents are locked, in id order, before their
+# states are read: a parent that finishes meanwhile waits, and its trigger then sees where its
+# children stand now (it would otherwise skip a child that this transaction re-arms).
+_LOCK = "SELECT id FROM {jobs} WHERE id {ids} {share}"
+_STATES = "SELECT id, state FROM {jobs} WHERE id {ids}"
+_RULES = "SELECT id, after_rule FROM {jobs} WHERE id {ids}"
+_DETAILS = "SELECT id, state, unmet, cancelled_by FROM {jobs} WHERE id {ids}"
 # Dependents a re-armed parent may change: those still blocked, and those its end cancelled.
 _DEPENDENTS = """
 SELECT DISTINCT c.id FROM {edges} e JOIN {jobs} c ON c.id = e.child
@@ -111,13 +115,12 @@ def read_parents(run: Run, dialect: Dialect, jobs: Sequence[NewJob]) -> Parents:
         NotFound: a parent id is unknown, or ``after_group`` has no jobs (nothing is written:
             the caller's transaction is rolled back).
     """
-    batch: dict[str, State] = {}  # the jobs of the batch so far, in the state they start in
-    known: dict[str, State] = {}  # parents outside the batch, read (and locked) once
+    ids = {job.id for job in jobs}
     groups: dict[str, list[str]] = {}
-    of: dict[str, dict[str, State | None]] = {}
+    named: dict[str, list[str]] = {}
     for position, job in enumerate(jobs):
         assert job.id is not None
-        named = list(job.after)
+        parents = list(job.after)
         if job.after_group is not None:
             if job.after_group not in groups:
                 found = run(dialect.sql(_GROUP_MEMBERS), group=job.after_group)
@@ -130,20 +133,31 @@ def read_parents(run: Run, dialect: Dialect, jobs: Sequence[NewJob]) -> Parents:
                     f"group '{job.after_group}' has no jobs to wait for (after_group of job "
                     f"'{job.id}'): nothing was enqueued."
                 )
-            named += members
-        if named:
-            named = list(dict.fromkeys(named))
-            unread = [parent for parent in named if parent not in batch and parent not in known]
-            if unread:
-                found_states = run(dialect.sql(_MARK_PARENTS), ids=dialect.ids(unread))
-                known.update((parent, State(state)) for parent, state in found_states)
-                missing = [parent for parent in unread if parent not in known]
-                if missing:
-                    raise NotFound(
-                        f"job '{job.id}' waits for '{missing[0]}', which does not exist: "
-                        "nothing was enqueued."
-                    )
-            of[job.id] = {parent: batch.get(parent) or known[parent] for parent in named}
+            parents += members
+        if parents:
+            named[job.id] = list(dict.fromkeys(parents))
+    # Every parent outside the batch read and locked by one statement, in id order: two
+    # enqueues naming the same parents never wait for each other in a circle.
+    outside = sorted({parent for of in named.values() for parent in of} - ids)
+    known = {
+        parent: State(state)
+        for parent, state in (
+            run(dialect.sql(_MARK_PARENTS), ids=dialect.ids(outside)) if outside else []
+        )
+    }
+    missing = [parent for parent in outside if parent not in known]
+    if missing:
+        child = next(job_id for job_id, of in named.items() if missing[0] in of)
+        raise NotFound(
+            f"no job with id '{missing[0]}' to wait for (after of job '{child}'): nothing was "
+            "enqueued."
+        )
+    batch: dict[str, State] = {}  # the jobs of the batch so far, in the state they start in
+    of: dict[str, dict[str, State | None]] = {}
+    for job in jobs:
+        assert job.id is not None
+        if job.id in named:
+            of[job.id] = {parent: batch.get(parent) or known[parent] for parent in named[job.id]}
         batch[job.id] = Parents(of).standing(job).state
     return Parents(of)
 
@@ -159,26 +173,54 @@ def edges(parents: Parents) -> list[tuple[str, str]]:
     return [(parent, child) for child, of in parents.of.items() for parent in of]
 
 
-def rearm(run: Run, dialect: Dialect, retried: Sequence[str], named: bool) -> dict[str, Standing]:
-    """After ``retried`` were moved back to pending: put those with parents where their
-    parents' states say, and re-arm, transitively, the dependents that a retried job's end
-    had cancelled (or had let go, under ``any``, while they still waited for others).
+_ANY_EDGE = "SELECT 1 FROM {edges} LIMIT 1"
 
-    Returns where the retried jobs that have parents stand now, when that is not pending:
-    blocked, or cancelled because a parent is still dead or cancelled.
+
+def any_edge(run: Run, dialect: Dialect) -> bool:
+    """Whether any job of the queue waits for another (else a retry has nothing to check)."""
+    return bool(run(dialect.sql(_ANY_EDGE)))
+
+
+def stuck(run: Run, dialect: Dialect, candidates: Sequence[str]) -> dict[str, Standing]:
+    """Which of the finished jobs ``candidates`` a retry must leave alone: those with a parent
+    that is dead or cancelled (and not retried with them) under ``ok``; where they stand."""
+    chosen = set(candidates)
+    parents, states, rules = _read(run, dialect, candidates)
+    found = {}
+    for job_id, rule in rules.items():
+        if rule is None:
+            continue
+        of = {
+            parent: State.PENDING if parent in chosen else states.get(parent)
+            for parent in parents.get(job_id, ())
+        }
+        stands = standing(rule, of)
+        if stands.state is State.CANCELLED:
+            found[job_id] = stands
+    return found
+
+
+def refuse_stuck(found: dict[str, Standing]) -> None:
+    """Refuse a retry of named jobs of which some cannot run (see ``stuck``).
 
     Raises:
-        InvalidTransition: ``named`` (the user named the jobs) and one of them would stay
-            cancelled: the caller's transaction is rolled back, nothing changes.
+        InvalidTransition: naming the first such job and its parent.
     """
-    changed = {job_id: to for job_id, (_, to) in _reconsider(run, dialect, retried).items()}
-    stuck = sorted(job_id for job_id, to in changed.items() if to.state is State.CANCELLED)
-    if stuck and named:
+    if found:
+        job_id = sorted(found)[0]
         raise InvalidTransition(
-            f"job '{stuck[0]}' cannot run: {changed[stuck[0]].reason}. Retry that parent "
-            f"instead: it re-arms '{stuck[0]}'."
+            f"job '{job_id}' cannot run: {found[job_id].reason}. Retry that parent instead: "
+            f"it re-arms '{job_id}'."
         )
-    frontier = [job_id for job_id in retried if job_id not in stuck]
+
+
+def rearm(run: Run, dialect: Dialect, retried: Sequence[str]) -> dict[str, Standing]:
+    """After ``retried`` were moved back to pending (none of them ``stuck``): block those
+    whose parents have not all let them go, and re-arm, transitively, the dependents that a
+    retried job's end had cancelled (or had let go, under ``any``, while they still waited
+    for others). Returns where the retried jobs that changed stand now."""
+    changed = {job_id: to for job_id, (_, to) in _reconsider(run, dialect, retried).items()}
+    frontier = list(retried)
     while frontier:
         found = run(dialect.sql(_DEPENDENTS), ids=dialect.ids(frontier))
         moved = _reconsider(run, dialect, [row[0] for row in found])
@@ -190,6 +232,28 @@ def rearm(run: Run, dialect: Dialect, retried: Sequence[str], named: bool) -> di
     return changed
 
 
+def _read(
+    run: Run, dialect: Dialect, ids: Sequence[str]
+) -> tuple[dict[str, list[str]], dict[str, State], dict[str, Rule | None]]:
+    """The parents of each job of ``ids``, the states of the jobs and their parents (locked
+    first on PostgreSQL), and each job's rule."""
+    parents: dict[str, list[str]] = {}
+    for child, parent in run(dialect.sql(_PARENTS_OF), ids=dialect.ids(ids)):
+        parents.setdefault(child, []).append(parent)
+    everyone = list({*ids, *(parent for of in parents.values() for parent in of)})
+    if dialect.locks:
+        run(dialect.sql(_LOCK), ids=dialect.ids(everyone))
+    states = {
+        job_id: State(state)
+        for job_id, state in run(dialect.sql(_STATES), ids=dialect.ids(everyone))
+    }
+    rules = {
+        job_id: None if rule is None else Rule(rule)
+        for job_id, rule in run(dialect.sql(_RULES), ids=dialect.ids(ids))
+    }
+    return parents, states, rules
+
+
 def _reconsider(
     run: Run, dialect: Dialect, ids: Sequence[str]
 ) -> dict[str, tuple[State, Standing]]:
@@ -197,15 +261,14 @@ def _reconsider(
     changed: their state before, and where they stand."""
     if not ids:
         return {}
-    parents: dict[str, dict[str, State | None]] = {}
-    for child, parent, state in run(dialect.sql(_PARENT_STATES), ids=dialect.ids(ids)):
-        parents.setdefault(child, {})[parent] = None if state is None else State(state)
+    parents, states, rules = _read(run, dialect, ids)
     changed = {}
-    for job_id, state, rule, unmet, by in run(dialect.sql(_RULES), ids=dialect.ids(ids)):
+    for job_id, (state, unmet, by) in _details(run, dialect, ids).items():
+        rule = rules.get(job_id)
         if rule is None:
             continue
-        stands = standing(Rule(rule), parents.get(job_id, {}))
-        if (state, unmet, by) == (stands.state.value, stands.unmet, stands.cancelled_by):
+        stands = standing(rule, {parent: states.get(parent) for parent in parents.get(job_id, ())})
+        if (state, unmet, by) == (stands.state, stands.unmet, stands.cancelled_by):
             continue
         run(
             dialect.sql(_STAND),
@@ -215,8 +278,18 @@ def _reconsider(
             reason=stands.reason,
             id=job_id,
         )
-        changed[job_id] = (State(state), stands)
+        changed[job_id] = (state, stands)
     return changed
+
+
+def _details(
+    run: Run, dialect: Dialect, ids: Sequence[str]
+) -> dict[str, tuple[State, int, str | None]]:
+    """Each job's state, unmet parents and the parent that cancelled it."""
+    return {
+        job_id: (State(state), unmet, by)
+        for job_id, state, unmet, by in run(dialect.sql(_DETAILS), ids=dialect.ids(ids))
+    }
 
 
 # A parent's end: first its dependents under ``ok`` if it did not complete (cancelled), then

@@ -133,17 +133,16 @@ PAUSE = (
 RESUME = "DELETE FROM queuectl.config WHERE key = %(key)s"  # its trigger wakes the pools
 
 _DOOMED = "state = ANY(%(states)s::text[]) AND updated_at < %(before)s"
-# The attempts go by the ids the jobs' DELETE returns: a job retried meanwhile is not deleted
-# (the DELETE checks its row again once the retry commits), and neither is its history. Without
-# a limit nothing is sorted.
+# The attempts go by the ids the jobs' DELETE returns, and so do the edges to their parents (a
+# pruned parent's edges stay: its children show it as pruned). A job retried meanwhile is not
+# deleted (the DELETE checks its row again once the retry commits), and neither is its history.
+# Without a limit nothing is sorted.
 _PRUNE = f"""
 WITH gone AS (
     DELETE FROM queuectl.jobs WHERE {_DOOMED} {{oldest}}
     RETURNING id
 ), gone_attempts AS (
     DELETE FROM queuectl.attempts a USING gone WHERE a.job_id = gone.id
-), gone_parents AS (
-    DELETE FROM queuectl.job_edges e USING gone WHERE e.parent = gone.id
 ), gone_children AS (
     DELETE FROM queuectl.job_edges e USING gone WHERE e.child = gone.id
 )
@@ -188,10 +187,12 @@ class PostgresControl(Store):
         it; committed when the block ends, rolled back if it raises."""
 
     def retry(self, job_ids: Sequence[str], states: Collection[State] = (State.DEAD,)) -> list[Job]:
-        with self._atomic() as run:
-            check_retryable(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), states)
-            retried = self._rerun(run, "id = ANY(%(ids)s::text[])", ids=list(job_ids))
-        return in_order(job_ids, retried)
+        def rerun() -> list[Job]:
+            with self._atomic() as run:
+                check_retryable(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), states)
+                return self._rerun(run, "id = ANY(%(ids)s::text[])", ids=list(job_ids))
+
+        return in_order(job_ids, self._again_if_deadlocked(rerun))
 
     def retry_where(self, states: Collection[State], where: JobFilter = EVERY_JOB) -> list[Job]:
         check_retryable([], {}, states)
@@ -207,12 +208,22 @@ class PostgresControl(Store):
 
     def _rerun(self, run: Execute, where: str, **params: Any) -> list[Job]:
         """Move the finished jobs ``where`` takes back to pending (with ``ids``: the jobs the
-        user named), then put them and their dependents where their parents say."""
+        user named), then put them and their dependents where their parents say. Jobs whose
+        parent is still dead or cancelled stay as they are: refused when named, left out of a
+        bulk retry (not written, so no trigger sees them move)."""
+        linked = dependencies.any_edge(run, POSTGRES)
+        if linked:
+            locked = f"SELECT id FROM queuectl.jobs jobs WHERE {where} ORDER BY id FOR UPDATE"
+            candidates = [row[0] for row in run(locked, **params)]
+            left = dependencies.stuck(run, POSTGRES, candidates)
+            if "ids" in params:
+                dependencies.refuse_stuck(left)
+            where = "id = ANY(%(ids)s::text[])"
+            params = {"ids": [c for c in candidates if c not in left]}
         jobs = _jobs(run(RERUN.format(where=where), **params))
-        ids = [job.id for job in jobs]
-        return dependencies.retried(
-            jobs, dependencies.rearm(run, POSTGRES, ids, named="ids" in params)
-        )
+        if not linked:
+            return jobs
+        return dependencies.retried(jobs, dependencies.rearm(run, POSTGRES, [j.id for j in jobs]))
 
     def _again_if_deadlocked(self, work: Callable[[], T]) -> T:
         """Do ``work``, which changes the jobs a filter chose, again if PostgreSQL ended it

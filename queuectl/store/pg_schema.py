@@ -419,6 +419,11 @@ def explain(exc: BaseException, where: str, location: str, secret: str | None) -
     text = scrub(text, location, "(the details are hidden: they quoted the password)")
     if secret:
         text = text.replace(secret, "***")
+    if getattr(exc, "sqlstate", None) == "40P01":  # deadlock_detected
+        return StoreError(
+            f"the queue {where} had two writers waiting for each other; PostgreSQL stopped "
+            "this one, which changed nothing: run it again."
+        )
     if isinstance(exc, psycopg.OperationalError) and text.startswith(
         ("connection failed", "failed to resolve", "connection is bad", "could not")
     ):

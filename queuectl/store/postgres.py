@@ -178,9 +178,15 @@ class PostgresStore(PostgresQueries, PostgresControl):
             raise ValueError("enqueue needs jobs with ids")
         if not jobs:
             return []
-        dependent = has_parents(jobs)
-        if dependent:
-            check_parents(jobs)
+        if not has_parents(jobs):
+            return self._enqueue(jobs, False)
+        check_parents(jobs)
+        # Its parents' rows are locked in id order, yet a pool's finish (whose trigger locks
+        # the children of the job it ends) may hold one of them: PostgreSQL then stops one of
+        # the two, which changed nothing, and this tries again.
+        return self._again_if_deadlocked(lambda: self._enqueue(jobs, True))
+
+    def _enqueue(self, jobs: Sequence[NewJob], dependent: bool) -> list[Job]:
         with self._translate():
             conn = self._conns.get()
             try:

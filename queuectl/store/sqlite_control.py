@@ -76,16 +76,28 @@ class SqliteControl:
         ids: Sequence[str],
         params: dict[str, Any] | None = None,
     ) -> list[Job]:
+        run = self._runner(conn)
+        chosen = {"ids": json.dumps(list(ids)), **(params or {})}
+        linked = dependencies.any_edge(run, SQLITE)
+        if linked:
+            # Jobs whose parent is still dead or cancelled stay as they are: refused when
+            # named, left out of a bulk retry (and not written, nor reported).
+            candidates = [
+                row[0] for row in conn.execute(f"SELECT id FROM jobs WHERE {where}", chosen)
+            ]
+            left = dependencies.stuck(run, SQLITE, candidates)
+            if ids:
+                dependencies.refuse_stuck(left)
+            where, chosen = NAMED, {"ids": json.dumps([c for c in candidates if c not in left])}
         retried = conn.execute(
             "UPDATE jobs SET state = 'pending', attempts = 0, run_at = :now, updated_at = :now, "
             f"cancel_requested = 0 WHERE {where} RETURNING {rows.JOB_COLUMNS}",
-            {"now": self._clock(), "ids": json.dumps(list(ids)), **(params or {})},
+            {"now": self._clock(), **chosen},
         ).fetchall()
         jobs = [rows.to_job(row) for row in retried]
-        changed = dependencies.rearm(
-            self._runner(conn), SQLITE, [job.id for job in jobs], named=bool(ids)
-        )
-        return dependencies.retried(jobs, changed)
+        if not linked:
+            return jobs
+        return dependencies.retried(jobs, dependencies.rearm(run, SQLITE, [j.id for j in jobs]))
 
     def cancel(
         self,
@@ -228,11 +240,8 @@ class SqliteControl:
             return 0
         with self._db.write() as conn:
             conn.execute(f"DELETE FROM attempts WHERE job_id IN (SELECT id {oldest})", params)
-            conn.execute(
-                f"DELETE FROM job_edges WHERE parent IN (SELECT id {oldest}) "
-                f"OR child IN (SELECT id {oldest})",
-                params,
-            )
+            # (a pruned parent's edges stay: its children show it as pruned)
+            conn.execute(f"DELETE FROM job_edges WHERE child IN (SELECT id {oldest})", params)
             cursor = conn.execute(f"DELETE FROM jobs WHERE seq IN (SELECT seq {oldest})", params)
             return cursor.rowcount
 

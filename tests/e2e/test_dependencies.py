@@ -74,7 +74,7 @@ def test_bad_parents_are_refused_and_nothing_is_written(cli: Cli) -> None:
     before = cli.checksum()
     missing = cli.run("enqueue", "--after", "a,ghost", "true", check=False)
     assert missing.returncode == 1
-    assert "waits for 'ghost', which does not exist" in missing.stderr
+    assert "no job with id 'ghost' to wait for" in missing.stderr
     assert "Traceback" not in missing.stderr
     empty = cli.run("enqueue", "--after-group", "none", "true", check=False)
     assert empty.returncode == 1 and "group 'none' has no jobs" in empty.stderr

@@ -11,7 +11,16 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from queuectl.errors import InvalidInput, InvalidTransition, NotFound
-from queuectl.model import Claim, NewJob, Outcome, QueueCopy, RunResult, State, Transition
+from queuectl.model import (
+    Claim,
+    JobFilter,
+    NewJob,
+    Outcome,
+    QueueCopy,
+    RunResult,
+    State,
+    Transition,
+)
 from queuectl.model.dependencies import Edge
 from queuectl.model.job import Rule
 from queuectl.store import open_store
@@ -128,7 +137,7 @@ def test_a_child_cannot_be_retried_while_its_parent_is_dead(store: Store) -> Non
 
 def test_parents_must_exist_and_nothing_is_written_otherwise(store: Store) -> None:
     store.enqueue([NewJob("true", "a")])
-    with pytest.raises(NotFound, match="'c' waits for 'nope', which does not exist"):
+    with pytest.raises(NotFound, match=r"no job with id 'nope' to wait for \(after of job 'c'\)"):
         store.enqueue([NewJob("true", "b"), NewJob("true", "c", after=("a", "nope"))])
     with pytest.raises(NotFound, match="group 'empty' has no jobs"):
         store.enqueue([NewJob("true", "d", after_group="empty")])
@@ -218,14 +227,22 @@ def test_show_and_graph_read_the_edges(store: Store) -> None:
         store.relatives("nope")
 
 
-def test_pruning_finished_jobs_drops_their_edges(store: Store, clock: FakeClock) -> None:
+def test_pruning_keeps_a_pruned_parent_visible_to_its_children(
+    store: Store, clock: FakeClock
+) -> None:
     store.enqueue([NewJob("true", "a")])
     store.enqueue([NewJob("true", "b", after=("a",))])
+    store.enqueue([NewJob("true", "c", after=("a",), priority=-1)])
     run(store, "a")
     run(store, "b")
     assert store.prune(store.now(), {State.COMPLETED}) == 0
     clock.now += 1
     assert store.prune(store.now(), {State.COMPLETED}) == 2
+    assert store.relatives("c").parents == {"a": None}  # pruned
+    assert store.edges() == [Edge("a", "c", None, State.PENDING, Rule.OK)]
+    run(store, "c")
+    clock.now += 1
+    assert store.prune(store.now(), {State.COMPLETED}) == 1
     assert store.edges() == []
 
 
@@ -274,21 +291,86 @@ def test_a_copied_queue_keeps_its_dependencies(
 
 def finish_at_once(store: Store, claims: list[Claim]) -> list[BaseException]:
     """Finish ``claims`` (completed) from a thread each, released together; the errors."""
-    start = threading.Barrier(len(claims))
+
+    def finish(claim: Claim) -> Callable[[], object]:
+        def act() -> None:
+            assert store.finish(claim.fence, OK, DONE), f"{claim.job.id}: fenced off"
+
+        return act
+
+    return at_once(store, *(finish(claim) for claim in claims))
+
+
+def at_once(store: Store, *actions: Callable[[], object]) -> list[BaseException]:
+    """Run ``actions`` from a thread each, released together; the errors they raised."""
+    start = threading.Barrier(len(actions))
     errors: list[BaseException] = []
 
-    def finish(claim: Claim) -> None:
+    def act(action: Callable[[], object]) -> None:
         try:
             start.wait()
-            assert store.finish(claim.fence, OK, DONE)
+            action()
         except BaseException as exc:
             errors.append(exc)
         finally:
             store.release()
 
-    threads = [threading.Thread(target=finish, args=(claim,)) for claim in claims]
+    threads = [threading.Thread(target=act, args=(action,)) for action in actions]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     return errors
+
+
+def test_a_bulk_retry_leaves_jobs_whose_parent_is_still_dead_untouched(
+    store: Store, clock: FakeClock
+) -> None:
+    store.enqueue([NewJob("true", "p", max_retries=0), NewJob("true", "q")])
+    store.enqueue([NewJob("true", "later", priority=-1)])  # never claimed in this test
+    store.enqueue([NewJob("true", "c", group="b", after=("p",))])
+    store.enqueue([NewJob("true", "g", after=("c", "later"), after_rule=Rule.ANY)])
+    store.enqueue([NewJob("true", "ran", group="b", after=("q",), max_retries=0)])
+    run(store, "p", ok=False)
+    assert (store.get("c").state, store.get("g").unmet) == (State.CANCELLED, 1)
+    run(store, "q")
+    run(store, "ran", ok=False)
+    store.retry(["q"], {State.COMPLETED})  # "ran" is dead: it ran after q, then failed
+    before = {job.id: job for job in store.jobs()}
+    clock.now += 5
+    assert store.retry_where({State.CANCELLED}, JobFilter(group="b")) == []
+    assert store.get("c") == before["c"]  # not written: not moved, not reported
+    assert store.get("g") == before["g"]  # and its "any" child was not counted off twice
+    (again,) = store.retry_where({State.DEAD}, JobFilter(group="b"))
+    assert (again.id, again.state) == ("ran", State.BLOCKED)  # waits for q's new run
+    assert store.get("p") == before["p"]
+
+
+def test_a_retry_racing_another_parents_finish_leaves_no_child_behind(
+    queue_target: str,
+) -> None:
+    """c waits for x (dead, so c is cancelled) and p (running). Retrying x while p completes:
+    whichever commits first, c ends blocked on x alone, and runs once x completes."""
+    store = open_store(queue_target)
+    try:
+        for n in range(8):
+            x, p, c = f"x{n}", f"p{n}", f"c{n}"
+            store.enqueue([NewJob("false", x, max_retries=0), NewJob("true", p)])
+            store.enqueue([NewJob("true", c, after=(x, p))])
+            failing = store.claim("w", 30)
+            assert failing is not None and failing.job.id == x
+            assert store.finish(failing.fence, FAIL, DEAD)
+            running = store.claim("w", 30)
+            assert running is not None and running.job.id == p
+            errors = at_once(
+                store,
+                lambda x=x: store.retry([x]),  # type: ignore[misc]
+                lambda fence=running.fence: store.finish(fence, OK, DONE),  # type: ignore[misc]
+            )
+            assert errors == []
+            assert (store.get(c).state, store.get(c).unmet) == (State.BLOCKED, 1), n
+            run(store, x)
+            assert store.get(c).state is State.PENDING
+            run(store, c)
+    finally:
+        store.close()
