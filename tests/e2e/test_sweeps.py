@@ -161,6 +161,7 @@ def test_cancel_and_retry_a_sweep_by_group_while_it_runs(cli: Cli, tmp_path: Pat
         assert out.count(": cancelled") == 3
         assert cli.json("show", "other")["state"] == "processing"
         assert cli.json("status", "--group", "s")["counts"] == {
+            "blocked": 0,
             "pending": 0,
             "processing": 0,
             "failed": 0,
