@@ -48,14 +48,15 @@ from queuectl.store.rows import Table
 
 @dataclass(frozen=True)
 class AttemptHistory:
-    """What ``Store.attempt_history`` reads (the dashboard's charts and metrics)."""
+    """What ``Store.attempt_history`` reads (the dashboard's charts and metrics): the newest
+    attempts only, so that its cost does not grow with the history."""
 
-    #: finished attempts of each outcome (value), all of them
+    #: attempts of each outcome (value) that finished from ``since`` on
     by_outcome: dict[str, int]
-    #: finished attempts per bucket (its index from ``since``) and outcome, from ``since`` on
+    #: the same per bucket (its index from ``since``) and outcome
     recent: dict[int, dict[str, int]]
-    #: completed attempts per runtime bucket: one per bound (runtime <= bound, > the bound
-    #: before), then those longer than the last bound
+    #: the completed attempts among the ``newest`` per runtime bucket: one per bound (runtime
+    #: <= bound, > the bound before), then those longer than the last bound
     runtimes: list[int]
     #: their runtimes in all, seconds
     runtime_sum: float
@@ -208,12 +209,23 @@ class Store(ABC):
 
     @abstractmethod
     def attempt_history(
-        self, since: datetime, bucket: float, bounds: Sequence[float]
+        self,
+        since: datetime,
+        bucket: float,
+        bounds: Sequence[float],
+        *,
+        started: datetime,
+        newest: int,
     ) -> AttemptHistory:
-        """The finished attempts for charts and metrics, in one read: their number per
-        outcome; per ``bucket`` seconds from ``since`` on, how many finished; and the runtimes
-        of the completed ones counted into ``bounds`` (ascending upper bounds in seconds).
-        Reads every attempt (no index)."""
+        """Recent attempts for charts and metrics, in one read whose cost does not grow with
+        the history: per ``bucket`` seconds from ``since`` on, how many finished of each
+        outcome, among the attempts that started at or after ``started``; and the runtimes of
+        the completed attempts among the ``newest`` attempts, counted into ``bounds``
+        (ascending upper bounds in seconds).
+
+        Both are read by the attempts' primary key, newest first: ids grow with start times,
+        so the attempts started since ``started`` are the ids from the first of them on
+        (``first_started``: a binary search), a range of the key like the newest ones."""
 
     @abstractmethod
     def waiting(self, limit: int, where: JobFilter = EVERY_JOB) -> list[Job]:
@@ -520,6 +532,28 @@ def runtime_bucket(runtime: str, bounds: Sequence[float]) -> str:
     expression) does not exceed, else ``len(bounds)``."""
     cases = "".join(f" WHEN {runtime} <= {float(b)!r} THEN {i}" for i, b in enumerate(bounds))
     return f"CASE{cases} ELSE {len(bounds)} END"
+
+
+def first_started(
+    first_from: Callable[[int], tuple[int, float] | None], top: int, since: float
+) -> int:
+    """The id from which attempts started at or after ``since`` (epoch seconds); ``top + 1``
+    when none did. ``top`` is the highest id, ``first_from(n)`` the id and start of the first
+    attempt whose id is ``n`` or more (None: none). Ids grow with start times (an attempt is
+    numbered when a pool claims its job), so a binary search over the primary key finds it in
+    about 20 reads among a million attempts, and in one when the newest started before."""
+    newest = first_from(top)
+    if newest is None or newest[1] < since:
+        return top + 1
+    low, high = 0, top
+    while low < high:
+        middle = (low + high) // 2
+        found = first_from(middle)
+        if found is None or found[1] >= since:
+            high = middle
+        else:
+            low = found[0] + 1
+    return low
 
 
 def to_history(

@@ -19,6 +19,7 @@ from queuectl.store import dependencies, rows
 from queuectl.store.base import (
     AttemptHistory,
     Store,
+    first_started,
     job_not_found,
     runtime_bucket,
     search_pattern,
@@ -123,20 +124,41 @@ class PostgresQueries(Store):
         return [rows.to_job(row, rows.in_utc) for row in page]
 
     def attempt_history(
-        self, since: datetime, bucket: float, bounds: Sequence[float]
+        self,
+        since: datetime,
+        bucket: float,
+        bounds: Sequence[float],
+        *,
+        started: datetime,
+        newest: int,
     ) -> AttemptHistory:
         runtime = "extract(epoch FROM finished_at - started_at)::float8"
+
+        def first_from(n: int) -> tuple[int, float] | None:
+            found = self._run(
+                f"SELECT id, {_epoch('started_at')} FROM queuectl.attempts WHERE id >= %(n)s "
+                "ORDER BY id LIMIT 1",
+                n=n,
+            )
+            return (found[0][0], found[0][1]) if found else None
+
         with self.consistent():
+            top = self._run("SELECT coalesce(max(id), 0) FROM queuectl.attempts")[0][0]
+            low = first_started(first_from, top, started.timestamp())
             outcomes = self._run(
-                "SELECT CASE WHEN finished_at >= %(since)s THEN floor(extract(epoch FROM "
-                "finished_at - %(since)s) / %(bucket)s)::int END AS b, outcome, count(*) "
-                "FROM queuectl.attempts WHERE finished_at IS NOT NULL GROUP BY b, outcome",
+                "SELECT floor(extract(epoch FROM finished_at - %(since)s) / %(bucket)s)::int "
+                "AS b, outcome, count(*) FROM queuectl.attempts "
+                "WHERE id >= %(low)s AND finished_at >= %(since)s GROUP BY b, outcome",
                 since=since,
                 bucket=bucket,
+                low=low,
             )
             runtimes = self._run(
                 f"SELECT {runtime_bucket(runtime, bounds)} AS k, count(*), sum({runtime}) "
-                "FROM queuectl.attempts WHERE outcome = 'completed' GROUP BY k"
+                "FROM (SELECT outcome, started_at, finished_at FROM queuectl.attempts "
+                "ORDER BY id DESC LIMIT %(newest)s) newest WHERE outcome = 'completed' "
+                "GROUP BY k",
+                newest=newest,
             )
         return to_history(outcomes, runtimes, bounds)
 

@@ -18,6 +18,7 @@ from queuectl.model.metrics import AttemptSummary, quantile
 from queuectl.store import dependencies, rows
 from queuectl.store.base import (
     AttemptHistory,
+    first_started,
     job_not_found,
     runtime_bucket,
     search_pattern,
@@ -102,19 +103,36 @@ class SqliteQueries:
         return [rows.to_job(row) for row in page]
 
     def attempt_history(
-        self, since: datetime, bucket: float, bounds: Sequence[float]
+        self,
+        since: datetime,
+        bucket: float,
+        bounds: Sequence[float],
+        *,
+        started: datetime,
+        newest: int,
     ) -> AttemptHistory:
         runtime = "(finished_at - started_at)"
+
+        def first_from(n: int) -> tuple[int, float] | None:
+            found = self._db.read(
+                "SELECT id, started_at FROM attempts WHERE id >= ? ORDER BY id LIMIT 1", (n,)
+            )
+            return (found[0][0], found[0][1]) if found else None
+
         with self._db.snapshot():
+            top = self._db.read("SELECT coalesce(max(id), 0) FROM attempts")[0][0]
+            low = first_started(first_from, top, started.timestamp())
             outcomes = self._db.read(
-                "SELECT CASE WHEN finished_at >= :since THEN "
-                "CAST((finished_at - :since) / :bucket AS INTEGER) END AS b, outcome, count(*) "
-                "FROM attempts WHERE finished_at IS NOT NULL GROUP BY b, outcome",
-                {"since": since.timestamp(), "bucket": bucket},
+                "SELECT CAST((finished_at - :since) / :bucket AS INTEGER) AS b, outcome, "
+                "count(*) FROM attempts WHERE id >= :low AND finished_at >= :since "
+                "GROUP BY b, outcome",
+                {"since": since.timestamp(), "bucket": bucket, "low": low},
             )
             runtimes = self._db.read(
                 f"SELECT {runtime_bucket(runtime, bounds)} AS k, count(*), sum({runtime}) "
-                "FROM attempts WHERE outcome = 'completed' GROUP BY k"
+                "FROM (SELECT outcome, started_at, finished_at FROM attempts "
+                "ORDER BY id DESC LIMIT :newest) WHERE outcome = 'completed' GROUP BY k",
+                {"newest": newest},
             )
         return to_history(outcomes, runtimes, bounds)
 

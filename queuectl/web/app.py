@@ -32,6 +32,8 @@ from queuectl.web.views import FILTERS as VIEW_FILTERS
 from queuectl.web.views import attempt_view, local_path
 
 PACKAGE = files("queuectl.web")
+#: the parents and children a job's page lists (a fan-out may have thousands)
+RELATED_SHOWN = 50
 
 
 def create_app(
@@ -63,6 +65,7 @@ def create_app(
             states=states,
             path=request.url.path,
             interval=interval,
+            related_shown=RELATED_SHOWN,
             **values,
         )
         return HTMLResponse(html)
@@ -81,7 +84,9 @@ def create_app(
             jobs=[job_json(job) for job in shot.running_then_newest(live.LISTED)],
             dead=[job_json(job) for job in shot.dead[: live.LISTED]],
             history_version=frame.history_version,
-            error=ticker.error,
+            error=ticker.error or ticker.history_error,
+            started_hours=round(live.HISTORY_STARTED / 3600),
+            newest=live.HISTORY_NEWEST,
         )
 
     async def job_list(request: Request, dead_only: bool = False) -> Response:

@@ -1,5 +1,6 @@
 """The charts, drawn here as SVG: throughput over the last hour, and the runtime histogram
-with its percentiles. Only numbers and fixed labels go in: no job's text."""
+with its percentiles (of the recent attempts ``live`` reads). Only numbers and fixed labels
+go in: no job's text."""
 
 from __future__ import annotations
 
@@ -64,12 +65,22 @@ def throughput(history: AttemptHistory | None, buckets: int) -> str:
     base = TOP + PLOT_H + 16
     body.append(f'<text x="{LEFT}" y="{base}">-{buckets - 1} min</text>')
     body.append(f'<text x="{WIDTH - RIGHT}" y="{base}" text-anchor="end">now</text>')
-    if not any(done) and not any(other):
+    if history is None or (not any(done) and not any(other)):
         body.append(
-            f'<text x="{LEFT + PLOT_W / 2}" y="{TOP + PLOT_H / 2}" text-anchor="middle">'
-            "no attempt finished in the last hour</text>"
+            _middle(NOT_READ if history is None else "no attempt finished in the last hour")
         )
     return _svg(body, label)
+
+
+#: what a chart says before the first reading of the attempt history came
+NOT_READ = "reading the attempt history…"
+
+
+def _middle(text: str) -> str:
+    return (
+        f'<text x="{LEFT + PLOT_W / 2}" y="{TOP + PLOT_H / 2}" text-anchor="middle">'
+        f"{escape(text)}</text>"
+    )
 
 
 def percentile(counts: Sequence[int], bounds: Sequence[float], q: float) -> float | None:
@@ -96,8 +107,9 @@ def seconds(value: float) -> str:
 
 
 def runtimes(history: AttemptHistory | None, bounds: Sequence[float]) -> str:
-    """How long completed attempts ran: one bar per bucket, with p50 and p95 marked."""
-    label = "Runtimes of completed attempts"
+    """How long the completed attempts among the newest ran: one bar per bucket, with p50
+    and p95 and how many runs they are of."""
+    label = "Runtimes of recent completed attempts"
     counts = history.runtimes if history else [0] * (len(bounds) + 1)
     top = max([*counts, 1])
     body = _axis(top, "runs")
@@ -119,7 +131,12 @@ def runtimes(history: AttemptHistory | None, bounds: Sequence[float]) -> str:
         value = percentile(counts, bounds, q)
         if value is not None:
             marks.append(f"p{int(q * 100)} ≈ {seconds(round(value, 2))}")
-    text = " · ".join(marks) or "no completed attempt yet"
+    if marks:
+        runs = sum(counts)
+        marks.append(f"{runs:,} run{'s' if runs > 1 else ''}")
+    text = " · ".join(marks) or ("" if history is None else "no completed attempt yet")
+    if history is None:
+        body.append(_middle(NOT_READ))
     body.append(
         f'<text x="{WIDTH - RIGHT}" y="{TOP + 4}" text-anchor="end" fill="#24292f">'
         f"{escape(text)}</text>"

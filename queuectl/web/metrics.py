@@ -1,8 +1,11 @@
 """``/metrics``: the queue in Prometheus' text format, read from the live ticker's frame.
 
 A collector of its own registry (never the global one): a scrape reads no database, it
-formats the latest reading (jobs per state, pools) and attempt history (attempts by outcome,
-the runtime histogram).
+formats the latest reading (jobs per state, pools) and the recent attempt history that the
+charts show (attempts finished in the last hour by outcome; runtime percentiles of the
+completed attempts among the newest). Those two are gauges, not counters: counting every
+attempt ever would read the whole history (a second at a million attempts), and pruned jobs
+take their attempts with them.
 """
 
 from __future__ import annotations
@@ -10,19 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
 from queuectl.model import Outcome, State
-from queuectl.web.live import RUNTIME_BOUNDS, Ticker
+from queuectl.web.charts import percentile
+from queuectl.web.live import HISTORY_NEWEST, RUNTIME_BOUNDS, Ticker
 
 
 class QueueCollector(Collector):
@@ -49,21 +48,30 @@ class QueueCollector(Collector):
         history = frame.history
         if history is None:
             return
-        attempts = CounterMetricFamily(
-            "queuectl_attempts", "Finished attempts by outcome.", labels=["outcome"]
+        finished = GaugeMetricFamily(
+            "queuectl_attempts_last_hour",
+            "Attempts that finished in the last hour, by outcome (of those started in the "
+            "last 24 hours).",
+            labels=["outcome"],
         )
         for outcome in Outcome:
-            attempts.add_metric([outcome.value], history.by_outcome.get(outcome.value, 0))
-        yield attempts
-        cumulative, buckets = 0, []
-        for bound, n in zip([*RUNTIME_BOUNDS, float("inf")], history.runtimes, strict=True):
-            cumulative += n
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
-        yield HistogramMetricFamily(
+            finished.add_metric([outcome.value], history.by_outcome.get(outcome.value, 0))
+        yield finished
+        runtimes = GaugeMetricFamily(
             "queuectl_attempt_runtime_seconds",
-            "Runtimes of completed attempts.",
-            buckets=buckets,
-            sum_value=history.runtime_sum,
+            f"Runtime percentiles of the completed attempts among the newest "
+            f"{HISTORY_NEWEST:,} (interpolated within the dashboard's histogram buckets).",
+            labels=["quantile"],
+        )
+        for q in (0.5, 0.95):
+            value = percentile(history.runtimes, RUNTIME_BOUNDS, q)
+            if value is not None:
+                runtimes.add_metric([repr(q)], value)
+        yield runtimes
+        yield GaugeMetricFamily(
+            "queuectl_attempt_runtime_sampled",
+            "How many completed attempts the runtime percentiles are of.",
+            value=sum(history.runtimes),
         )
 
 

@@ -16,6 +16,21 @@ def line(value: Any) -> str:
     return printable(str(value), multiline=False)
 
 
+def tail(value: Any, width: int = 40) -> str:
+    """A long value (a queue's location) by its end, where the file name is, from a whole
+    folder name when that keeps enough of it: "…/demo/queue.db". On one line, as ``line``."""
+    text = line(value)
+    if len(text) <= width:
+        return text
+    kept = text[-(width - 1) :]
+    # from the first "/" of a folder (not a URL's "//"), if enough is left after it
+    lone = (i for i, c in enumerate(kept) if c == "/" and "/" not in kept[i - 1 : i + 2 : 2])
+    cut = next(lone, -1)
+    if cut > 0 and len(kept) - cut >= width // 3:
+        kept = kept[cut:]
+    return "…" + kept
+
+
 def block(value: Any) -> str:
     """Text of several lines (output): control characters escaped, lines kept."""
     return printable(str(value or ""))
@@ -50,6 +65,7 @@ def local_path(path: str) -> str:
 
 FILTERS: dict[str, Callable[..., str]] = {
     "line": line,
+    "tail": tail,
     "block": block,
     "when": when,
     "duration": duration,

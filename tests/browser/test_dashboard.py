@@ -61,8 +61,10 @@ class Dashboard:
 
 @pytest.fixture
 def queue_cli(tmp_path: Path) -> Cli:
-    """The installed CLI on a fresh SQLite queue with quick retries and polling."""
-    db = tmp_path / "queue.db"
+    """The installed CLI on a fresh SQLite queue with quick retries and polling, in a folder
+    of a neutral name: the page shows the end of its location (``…/demo/queue.db``)."""
+    db = tmp_path / "demo" / "queue.db"
+    db.parent.mkdir()
     with connect(str(db)) as queue:
         queue.set_config("backoff_max", 0)
         queue.set_config("poll_interval_ms", 20)
@@ -133,17 +135,27 @@ def test_the_page_follows_a_draining_pool_live_and_its_buttons_act(
         expect(later.locator(".state")).to_have_text("cancelled", timeout=LIVE_MS)
         assert cli.json("show", "later")["state"] == "cancelled"
         expect(page.locator("#flash")).to_contain_text("later: cancelled")
+        for width in (900, 1100):  # no sideways scroll; the message lines up with the cards
+            page.set_viewport_size({"width": width, "height": 1000})
+            assert page.evaluate("document.documentElement.scrollWidth") <= width
+            flash = page.locator("#flash").bounding_box()
+            card = page.locator("section.card").first.bounding_box()
+            assert flash and card and (flash["x"], flash["width"]) == (card["x"], card["width"])
         assert page.evaluate("window.notReloaded") is True
-        # the charts are drawn again from the attempt history read since (every 3 s here)
+        # the charts are drawn again as attempts finish, and show them
         charted = re.compile(r"v=([2-9]|\d\d+)$")
         expect(page.locator("#chart-runtimes")).to_have_attribute("src", charted, timeout=LIVE_MS)
-        page.set_viewport_size({"width": 900, "height": 1000})
-        assert page.evaluate("document.documentElement.scrollWidth") <= 900  # no sideways scroll
-        page.set_viewport_size({"width": 1100, "height": 1000})
+        throughput = page.request.get(dashboard.base + "charts/throughput.svg").text()
+        assert "no attempt finished" not in throughput and "#cf222e" in throughput
+        expect(page.locator("#location")).to_have_text("…/demo/queue.db")
+        assert (page.locator("#location").get_attribute("title") or "").endswith("/demo/queue.db")
         page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(300)
         picture = screenshot("dashboard")
         if os.environ.get("README_IMAGES"):  # make readme-images: the README's picture
+            text = page.locator("body").inner_text()
+            for private in ("/tmp", "/root", "/home", "/work", "pytest"):
+                assert private not in text, f"{private!r} would be in the README's picture"
             shutil.copyfile(picture, ROOT / "docs" / "images" / "dashboard.png")
     finally:
         pool.send_signal(signal.SIGTERM)
@@ -182,6 +194,7 @@ def test_on_every_address_a_token_is_needed_and_without_it_nothing_changes(
         request = urllib.request.Request(dashboard.base + path, method=method)
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)
+        refused.value.close()  # (its socket, else a ResourceWarning when it is collected)
         assert refused.value.code == 401, path
     assert not queue_cli.json("status")["paused"]
     page.goto(dashboard.url)  # the token once, then the cookie
@@ -215,3 +228,45 @@ def test_what_a_job_holds_is_shown_literally_on_every_page(
     page.wait_for_timeout(500)  # a live update or two: still nothing runs
     assert no_dialogs == []
     assert console_errors.unexpected() == []
+
+
+def test_a_jobs_page_links_its_parents_and_children_and_says_why_a_retry_is_refused(
+    page: Page, serve: Serve, queue_cli: Cli, console_errors: ConsoleErrors
+) -> None:
+    cli = queue_cli
+    cli.run("enqueue", "--id", "fetch", "--max-retries", "0", "--", "exit 1")
+    cli.run("enqueue", "--id", "report", "--after", "fetch", "true")
+    cli.run("enqueue", "--id", "mail", "--after", "report", "true")
+    dashboard = serve()
+    page.goto(dashboard.base + "jobs/mail")
+    expect(page.locator("#job-state")).to_have_text("blocked")
+    expect(page.locator("#job-waiting")).to_have_text("waiting for 1 parent")
+    colour = "getComputedStyle(document.querySelector('#job-state .state')).color"
+    assert page.evaluate(colour) == "rgb(130, 80, 223)"  # blocked has a colour of its own
+    page.locator("#job-actions").get_by_role("button", name="Cancel").click()  # blocked: may
+    expect(page.locator("#job-state")).to_have_text("cancelled", timeout=LIVE_MS)
+    expect(page.locator("#flash")).to_have_text("mail: cancelled")
+    page.locator("#parents").get_by_role("link", name="report").click()
+    expect(page).to_have_url(dashboard.base + "jobs/report")
+    parent = page.locator('#parents li[data-id="fetch"]')
+    expect(parent.locator(".state")).to_have_text("pending")
+    expect(page.locator('#children li[data-id="mail"] .state')).to_have_text("cancelled")
+    expect(page.locator("#after-rule")).to_have_text("runs once each one completed")
+    cli.run("worker", "run", "--until-empty")  # fetch fails for good, and cancels report
+    expect(page.locator("#job-state")).to_have_text("cancelled", timeout=LIVE_MS)  # live
+    expect(parent.locator(".state")).to_have_text("dead")
+    expect(page.locator('[data-field="last_error"]')).to_have_text("parent fetch is dead")
+    expect(page.locator("#job-waiting")).to_be_hidden()
+    page.locator("#job-actions").get_by_role("button", name="Retry").click()
+    flash = page.locator("#flash.flash-error")
+    expect(flash).to_contain_text("job 'report' cannot run: parent fetch is dead")
+    expect(flash).to_contain_text("Retry that parent instead")
+    expect(page.locator("#job-state")).to_have_text("cancelled")
+    assert cli.json("show", "report")["state"] == "cancelled"
+    page.set_viewport_size({"width": 900, "height": 1000})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 900
+    # Chromium logs the refused request itself; the page said why, and nothing else failed
+    refused = "409 (Conflict) (http://127.0.0.1"
+    errors = console_errors.unexpected()
+    assert [m for m in errors if refused in m and "/api/jobs/report/retry" in m] == errors
+    assert len(errors) == 1

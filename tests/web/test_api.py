@@ -189,11 +189,15 @@ def test_prometheus_metrics_from_the_shared_reading(
     families = {f.name: f for f in text_string_to_metric_families(client.get("/metrics").text)}
     jobs = {s.labels["state"]: s.value for s in families["queuectl_jobs"].samples}
     assert (jobs["completed"], jobs["dead"], jobs["pending"]) == (3, 1, 0)
-    attempts = {s.labels["outcome"]: s.value for s in families["queuectl_attempts"].samples}
-    assert (attempts["completed"], attempts["failed"]) == (3, 1)
-    runtime = families["queuectl_attempt_runtime_seconds"].samples
-    count = next(s.value for s in runtime if s.name.endswith("_count"))
-    assert count == 3
+    finished = families["queuectl_attempts_last_hour"]
+    assert finished.type == "gauge"  # of the last hour: not a counter
+    attempts = {s.labels["outcome"]: s.value for s in finished.samples}
+    assert (attempts["completed"], attempts["failed"], attempts["lost"]) == (3, 1, 0)
+    runtime = {
+        s.labels["quantile"]: s.value for s in families["queuectl_attempt_runtime_seconds"].samples
+    }
+    assert set(runtime) == {"0.5", "0.95"} and 0 < runtime["0.5"] <= runtime["0.95"] <= 5
+    assert families["queuectl_attempt_runtime_sampled"].samples[0].value == 3
     assert families["queuectl_workers"].samples[0].value == 0
 
 

@@ -100,7 +100,7 @@
   function describe(api, answer) {
     if (api.endsWith("/pause")) return "Paused: no job starts until the queue is resumed.";
     if (api.endsWith("/resume")) return "Resumed: pools start jobs again.";
-    if (api.endsWith("/retry")) return (answer.retried || []).map(function (id) { return line(id) + ": moved back to pending"; }).join("; ");
+    if (api.endsWith("/retry")) return (answer.retried || []).map(function (id) { return line(id) + ": retried"; }).join("; ");
     return Object.entries(answer).map(function ([id, state]) {
       return line(id) + ": " + (state === "processing" ? "cancel requested" : state);
     }).join("; ");
@@ -224,16 +224,40 @@
     parts.push(el("div", { class: "output" }, outputs));
     return el("article", { class: running ? "attempt running" : "attempt", "data-attempt": a.attempt }, parts);
   }
+  // A job's parents or children: links with their state; a pruned parent (no state) is gone.
+  function related(jobs) {
+    const shown = Number(document.getElementById("relatives").dataset.shown);
+    const items = jobs.slice(0, shown).map(function (other) {
+      if (other.state === null) return el("li", { "data-id": other.id }, [el("span", { class: "id", text: line(other.id) }), badge("pruned")]);
+      const link = el("a", { class: "id", href: "/jobs/" + encodeURIComponent(other.id), text: line(other.id) });
+      return el("li", { "data-id": other.id }, [link, badge(other.state)]);
+    });
+    if (!items.length) items.push(el("li", { class: "muted", text: "none" }));
+    if (jobs.length > shown) items.push(el("li", { class: "muted", text: "and " + (jobs.length - shown) + " more" }));
+    return items;
+  }
+  function relatives(data) {
+    const waiting = document.getElementById("job-waiting");
+    waiting.hidden = data.state !== "blocked";
+    waiting.textContent = "waiting for " + data.unmet + " parent" + (data.unmet === 1 ? "" : "s");
+    document.getElementById("relatives").hidden = !(data.parents.length || data.children.length);
+    const rule = data.after_rule === "any" ? "runs once each one finished" : data.after_rule ? "runs once each one completed" : "";
+    const parents = document.getElementById("parents");
+    parents.replaceChildren.apply(parents, related(data.parents).concat([el("li", { class: "muted", id: "after-rule", text: rule })]));
+    const children = document.getElementById("children");
+    children.replaceChildren.apply(children, related(data.children));
+  }
   async function jobPage() {
     const response = await fetch("/api/jobs/" + encodeURIComponent(job.dataset.id), { credentials: "same-origin" });
     if (!response.ok) return;
     const data = await response.json();
     const last = data.history[data.history.length - 1];
-    const key = JSON.stringify([data.state, data.updated_at, data.history.length, last && last.finished_at]);
+    const key = JSON.stringify([data.state, data.updated_at, data.history.length, last && last.finished_at, data.unmet, data.parents, data.children]);
     if (key === shownKey) return;
     shownKey = key;
     job.dataset.state = data.state;
     document.getElementById("job-state").replaceChildren(badge(data.state));
+    relatives(data);
     const actions = document.getElementById("job-actions");
     actions.replaceChildren.apply(actions, jobActions(data));
     for (const dd of document.querySelectorAll("[data-field]")) {
