@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -72,6 +72,17 @@ class QueueCollector(Collector):
             "queuectl_attempt_runtime_sampled",
             "How many completed attempts the runtime percentiles are of.",
             value=sum(history.runtimes),
+        )
+        # A gauge histogram (OpenMetrics): the buckets of a sliding sample, which may shrink.
+        cumulative, buckets = 0, []
+        for bound, count in zip([*RUNTIME_BOUNDS, float("inf")], history.runtimes, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(float(bound)), cumulative))
+        yield GaugeHistogramMetricFamily(
+            "queuectl_recent_attempt_runtime_seconds",
+            f"Runtimes of the completed attempts among the newest {HISTORY_NEWEST:,}.",
+            buckets=buckets,
+            gsum_value=history.runtime_sum,
         )
 
 

@@ -198,6 +198,12 @@ def test_prometheus_metrics_from_the_shared_reading(
     }
     assert set(runtime) == {"0.5", "0.95"} and 0 < runtime["0.5"] <= runtime["0.95"] <= 5
     assert families["queuectl_attempt_runtime_sampled"].samples[0].value == 3
+    buckets = {
+        s.labels["le"]: s.value
+        for s in families["queuectl_recent_attempt_runtime_seconds"].samples
+        if s.name.endswith("_bucket")
+    }
+    assert buckets["+Inf"] == 3 and list(buckets.values()) == sorted(buckets.values())
     assert families["queuectl_workers"].samples[0].value == 0
 
 
