@@ -18,7 +18,7 @@ from queuectl.model.job import unfinished
 from tests.conftest import Cli
 from tests.reliability.conftest import ON_EVERY_STORE, Figure, Pools
 
-STAGES = 12
+STAGES = 8
 WIDTH = 3
 #: a short lease, so that a killed run's job is taken again soon (one stage runs at a time)
 LEASE_SECONDS = 2
