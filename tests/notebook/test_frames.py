@@ -28,6 +28,7 @@ def test_jobs_frames_have_fixed_dtypes_full_or_empty(queue: queuectl.Queue) -> N
     state = full.dtypes["state"]
     assert isinstance(state, pd.CategoricalDtype) and state.ordered
     assert list(state.categories) == [
+        "blocked",
         "pending",
         "processing",
         "failed",
