@@ -108,7 +108,7 @@ def run_chaos(cli: Cli, pools: Pools, ledger: Path, plan: Chaos, figure: Figure)
 @ON_EVERY_STORE_SOAK_POSTGRES
 @pytest.mark.timeout(600)
 def test_kill_9_chaos(rcli: Cli, pools: Pools, tmp_path: Path, figure: Figure) -> None:
-    run_chaos(rcli, pools, tmp_path / "ledger", Chaos(jobs=2000), figure)
+    run_chaos(rcli, pools, tmp_path / "ledger", Chaos(jobs=1200), figure)
 
 
 @pytest.mark.soak

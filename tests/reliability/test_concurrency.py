@@ -67,7 +67,7 @@ def run_writers(
 def test_sixteen_writers_and_two_pools(
     rcli: Cli, pools: Pools, tmp_path: Path, figure: Figure
 ) -> None:
-    run_writers(rcli, pools, tmp_path, figure, writers=16, each=200)
+    run_writers(rcli, pools, tmp_path, figure, writers=16, each=120)
 
 
 @pytest.mark.soak
