@@ -61,32 +61,32 @@ def _updates(
 ) -> Iterator[Chunk | Attempt]:
     shown: dict[str, int] = dict.fromkeys(STREAMS, 0)
     if not job.state.active and latest is not None:
-        yield from _news(latest, shown)
+        yield from new_output(latest, shown)
         yield latest
         return
     # A waiting job's last run is over: follow the next one.
-    before = None if job.state is State.PROCESSING or latest is None else _key(latest)
+    before = None if job.state is State.PROCESSING or latest is None else run_key(latest)
     while True:
         attempt = store.last_attempt(job.id)
-        if attempt is None or _key(attempt) == before:
+        if attempt is None or run_key(attempt) == before:
             state = store.get(job.id).state
             if not state.active:
                 raise NotFound(f"job '{job.id}' is {state}: it ended without running again.")
             sleep(poll)
             continue
-        yield from _news(attempt, shown)
+        yield from new_output(attempt, shown)
         if attempt.finished_at is not None:
             yield attempt
             return
         sleep(poll)
 
 
-def _key(attempt: Attempt) -> tuple[int, datetime]:
-    """What tells one run of a job from another (numbers restart after a retry)."""
+def run_key(attempt: Attempt) -> tuple[int, datetime]:
+    """What tells one run of a job from another (a copied queue may repeat a number)."""
     return attempt.number, attempt.started_at
 
 
-def _news(attempt: Attempt, shown: dict[str, int]) -> Iterator[Chunk]:
+def new_output(attempt: Attempt, shown: dict[str, int]) -> Iterator[Chunk]:
     """What ``attempt`` printed beyond ``shown`` (bytes shown per stream, updated)."""
     for stream in STREAMS:
         tail: bytes = getattr(attempt, stream)

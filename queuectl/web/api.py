@@ -10,6 +10,7 @@ long-lived queue; the answer is that command's ``Result.to_json()``, exactly wha
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -26,10 +27,12 @@ from queuectl.errors import InvalidInput, InvalidTransition, NotFound, QueuectlE
 from queuectl.model import State
 from queuectl.model.parse import MAX_LIMIT
 from queuectl.store import redact
-from queuectl.web.security import Forbidden, Guard
+from queuectl.web.security import MAX_FORM, Forbidden, Guard
 
 #: the rows of a page of jobs, unless ``limit`` says otherwise
 PAGE = 50
+#: the most rows an HTML page shows (the API accepts what ``queuectl list`` does)
+PAGE_MAX = 1000
 #: what each listing accepts, besides paging
 FILTERS = ("group", "tag")
 LIST_PARAMS = ("state", *FILTERS, "q", "limit", "before")
@@ -95,9 +98,11 @@ def query(request: Request, allowed: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def list_args(params: Mapping[str, str], dead_only: bool = False) -> list[str]:
+def list_args(
+    params: Mapping[str, str], dead_only: bool = False, most: int = MAX_LIMIT
+) -> list[str]:
     """The arguments of ``queuectl list`` for a listing's parameters, checked."""
-    args = ["list", "--json", f"--limit={limit_of(params)}"]
+    args = ["list", "--json", f"--limit={limit_of(params, most)}"]
     state = params.get("state", "dead" if dead_only else None)
     if state is not None:
         if state not in {s.value for s in State}:
@@ -114,13 +119,13 @@ def list_args(params: Mapping[str, str], dead_only: bool = False) -> list[str]:
     return args
 
 
-def limit_of(params: Mapping[str, str]) -> int:
-    """The page size a listing asks for (``limit``), checked."""
+def limit_of(params: Mapping[str, str], most: int = MAX_LIMIT) -> int:
+    """The page size a listing asks for (``limit``, ASCII digits only), checked."""
     value = params.get("limit")
     if value is None:
         return PAGE
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}; got {value!r}.")
+    if not re.fullmatch(r"[0-9]+", value) or not 1 <= int(value) <= most:
+        raise ApiError(400, f"limit must be a whole number from 1 to {most}; got {value!r}.")
     return int(value)
 
 
@@ -209,16 +214,31 @@ def routes(commands: Commands, guard: Guard) -> list[Route]:
 
 
 async def guard_action(request: Request, guard: Guard) -> dict[str, Any]:
-    """Check that this POST may act (``Forbidden``); its form, if it sent one."""
+    """Check that this POST may act (``Forbidden``); its form, if it sent one. Every check
+    that needs no body comes first, and a form is read up to ``MAX_FORM`` bytes (413)."""
+    guard.check_request(request)
     form: dict[str, Any] = {}
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
         # (parsed here: starlette's form parser needs python-multipart, not in the extra)
-        data = await request.body()
-        if len(data) > 65536:
-            raise Forbidden("the form is too big.")
+        data = await read_body(request, MAX_FORM)
         form = dict(parse_qsl(data.decode("utf-8", "replace")))
     guard.check_action(request, form)
     return form
+
+
+async def read_body(request: Request, most: int) -> bytes:
+    """The request's body, if it has at most ``most`` bytes (``ApiError`` 413 otherwise, as
+    soon as its ``Content-Length`` or what came says so)."""
+    too_big = ApiError(413, f"the request's body is too big (at most {most} bytes).")
+    length = request.headers.get("content-length", "")
+    if re.fullmatch(r"[0-9]+", length) and int(length) > most:
+        raise too_big
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > most:
+            raise too_big
+    return bytes(data)
 
 
 def action_args(request: Request) -> list[str]:

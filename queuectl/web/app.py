@@ -13,18 +13,21 @@ from importlib.resources import files
 from typing import Any
 from urllib.parse import urlencode
 
+import anyio
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from queuectl.api import Queue
 from queuectl.commands.results import JobDetail, JobList, StatusReport, job_json
+from queuectl.errors import QueuectlError
 from queuectl.model import State
+from queuectl.store import redact
 from queuectl.web import api, charts, live, metrics
 from queuectl.web.api import ApiError, Commands
 from queuectl.web.security import Forbidden, Guard, GuardMiddleware, is_loopback
@@ -90,10 +93,12 @@ def create_app(
         )
 
     async def job_list(request: Request, dead_only: bool = False) -> Response:
-        params = api.query(request, api.LIST_PARAMS)
-        listed: JobList = await run(api.list_args(params, dead_only))
+        # (the DLQ's state is dead: it takes no other)
+        allowed = [p for p in api.LIST_PARAMS if not (dead_only and p == "state")]
+        params = api.query(request, allowed)
+        listed: JobList = await run(api.list_args(params, dead_only, api.PAGE_MAX))
         status: StatusReport = await run(["status", "--json", *api.filter_args(params)])
-        limit = api.limit_of(params)
+        limit = api.limit_of(params, api.PAGE_MAX)
         path = "/dlq" if dead_only else "/jobs"
         first = {name: value for name, value in params.items() if name != "before"}
         listing = {**params, **({"state": "dead"} if dead_only else {})}
@@ -106,6 +111,7 @@ def create_app(
             status=status.to_json(),
             next_page=api.next_page(path, params, listed.jobs, limit),
             first_page=f"{path}?{urlencode(first)}",
+            scope="".join(f"&{urlencode({n: params[n]})}" for n in api.FILTERS if n in params),
             api_url=f"/api/jobs?{urlencode(listing)}",
         )
 
@@ -127,8 +133,10 @@ def create_app(
     async def events(request: Request) -> Response:
         return live.snapshot_events(ticker, request)
 
+    tails = live.Tails(queue, interval)
+
     async def tail(request: Request) -> Response:
-        return await live.tail_events(queue, request.path_params["job_id"], interval)
+        return await tails.events(request.path_params["job_id"])
 
     async def chart(request: Request) -> Response:
         name = request.path_params["name"]
@@ -154,12 +162,18 @@ def create_app(
         try:
             yield
         finally:
-            ticker.stop()
+            # (in a thread: a reading under way may take a while, the loop goes on)
+            await anyio.to_thread.run_sync(ticker.stop)
 
     async def refused(request: Request, exc: Exception) -> Response:
-        status, message = (
-            (exc.status, exc.message) if isinstance(exc, ApiError) else (403, str(exc))
-        )
+        if isinstance(exc, ApiError):
+            status, message = exc.status, exc.message
+        elif isinstance(exc, QueuectlError):  # the queue could not be read, no such job, ...
+            status, message = api.status_of(exc), redact(exc.message)
+        else:
+            status, message = 403, str(exc)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, status)
         response = page("error.html", request, status=status, message=message)
         response.status_code = status
         return response
@@ -185,7 +199,7 @@ def create_app(
         routes=routes,
         middleware=[Middleware(GuardMiddleware, guard=guard)],
         lifespan=lifespan,
-        exception_handlers={ApiError: refused, Forbidden: refused},
+        exception_handlers={ApiError: refused, Forbidden: refused, QueuectlError: refused},
     )
     app.state.ticker = ticker
     app.state.guard = guard

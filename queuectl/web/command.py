@@ -28,8 +28,8 @@ TOKEN_VARIABLE = "QUEUECTL_DASHBOARD_TOKEN"
     "--token",
     envvar=TOKEN_VARIABLE,
     metavar="TOKEN",
-    help=f"Require this token (also ${TOKEN_VARIABLE}). Default: none on 127.0.0.1, "
-    "a generated one on any other address.",
+    help=f"Require this token (also ${TOKEN_VARIABLE}): 16 or more letters, digits and "
+    "-._~. Default: none on 127.0.0.1, a generated one on any other address.",
 )
 @click.option(
     "--interval",
@@ -72,6 +72,11 @@ def dashboard(
             f"the dashboard needs the web extra ({exc.name} is missing). "
             "Install it with: pip install 'queuectl[web]'"
         ) from None
+    from queuectl.web.security import token_problem
+
+    problem = token is not None and token_problem(token)
+    if problem:
+        raise InvalidInput(problem)
     settings = server.Settings(host, port, open_browser, read_only, token, interval)
     server.serve(session.queue(), settings)
     return Message("")

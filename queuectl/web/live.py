@@ -13,11 +13,13 @@ the queue what one does. A job's page also follows its running attempt's output
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -26,13 +28,14 @@ from starlette.requests import Request
 
 from queuectl.api import Queue
 from queuectl.commands.results import StatusReport, attempt_json, job_json, output_text
-from queuectl.errors import QueuectlError
-from queuectl.follow import Chunk, follow
-from queuectl.model import Attempt, State
+from queuectl.errors import NotFound, QueuectlError
+from queuectl.follow import Chunk, new_output, run_key
+from queuectl.model import Attempt, Job, State
 from queuectl.model.status import QueueSnapshot
 from queuectl.store import redact
 from queuectl.store.base import AttemptHistory
 from queuectl.text import iso, printable
+from queuectl.web.api import ApiError
 
 #: jobs the overview lists: running ones first, then the newest; and the newest dead ones
 LISTED = 10
@@ -59,6 +62,16 @@ HISTORY_FIRST_WAIT = 2.0
 IDLE_AFTER = 15.0
 #: seconds between keep-alive comments on an idle event stream
 PING = 15
+#: seconds an event stream has to end when the server stops (uvicorn waits 2)
+SHUTDOWN_GRACE = 1.0
+#: a frame older than this many intervals is read again before a request uses it (the
+#: ticker slept: nobody looked), waiting at most ``FRESH_WAIT`` seconds
+STALE_INTERVALS = 2
+FRESH_WAIT = 2.0
+#: open streams of running output at once (each reads the queue once a tick)
+TAILS = 8
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,8 @@ class Frame:
     history: AttemptHistory | None  #: None until the first reading of the history
     history_since: datetime | None
     history_version: int
+    #: ``time.monotonic()`` when its snapshot was read
+    read_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -103,6 +118,9 @@ class Ticker:
         self._nudge = threading.Event()  #: tick now: a reading of the history came
         self._history_wake = threading.Event()
         self._stop = threading.Event()
+        self._ticked = threading.Condition()  #: notified after each tick, read or failed
+        self._ticks = 0
+        self._logged: set[str] = set()  #: unexpected errors logged already (once each)
         self._ready = threading.Event()
         self._charted = threading.Event()
         self._thread = threading.Thread(target=self._run, name="queuectl-dashboard", daemon=True)
@@ -119,8 +137,8 @@ class Ticker:
         self._wake.set()
         self._nudge.set()
         self._history_wake.set()
-        self._thread.join(timeout=10)
-        self._history_thread.join(timeout=10)
+        self._thread.join(timeout=5)
+        self._history_thread.join(timeout=5)
 
     def demand(self) -> None:
         """Someone looks: keep reading (or start again)."""
@@ -129,14 +147,30 @@ class Ticker:
 
     def current(self, timeout: float = 10.0) -> Frame:
         """The latest frame, waiting for the first (``QueuectlError`` if none came), and for
-        a while for the first reading of the history."""
+        a while for the first reading of the history. A frame that has grown old (the ticker
+        slept: nobody looked) is read again first, waiting ``FRESH_WAIT`` at most."""
+        with self._ticked:
+            ticks = self._ticks
         self.demand()
         if self.frame is None:
             self._ready.wait(timeout)
         if self.frame is None:
             raise QueuectlError(self.error or "the queue could not be read yet.")
+        if time.monotonic() - self.frame.read_at > STALE_INTERVALS * self.interval:
+            with self._ticked:  # the next tick: the one this call woke, or one under way
+                self._ticked.wait_for(lambda: self._ticks > ticks, FRESH_WAIT)
         self._charted.wait(min(timeout, HISTORY_FIRST_WAIT))
         return self.frame
+
+    def _failed(self, exc: Exception) -> str:
+        """What the pages say of an error of a reading; an unexpected one is logged (once)."""
+        if isinstance(exc, QueuectlError):
+            return redact(exc.message)
+        said = redact(f"the queue could not be read: {type(exc).__name__}: {exc}")
+        if said not in self._logged:
+            self._logged.add(said)
+            log.error("queuectl dashboard: %s", said, exc_info=exc)
+        return said
 
     # -- the ticker's thread -----------------------------------------------------------------
 
@@ -153,18 +187,22 @@ class Ticker:
                     shot = self.queue.snapshot(recent=LISTED, listed=LISTED)
                     self.reads += 1
                     self.error = None
-                    self._publish(shot)
+                    self._publish(shot, started)
                     self._ask_history(shot)
-                except QueuectlError as exc:  # shown on the pages; the next tick tries again
-                    self.error = redact(exc.message)
+                except Exception as exc:  # shown on the pages; the next tick tries again
+                    self.error = self._failed(exc)
                     if self.frame is not None:
-                        self._publish(self.frame.snapshot)
+                        with contextlib.suppress(Exception):  # (said at the next tick)
+                            self._publish(self.frame.snapshot, self.frame.read_at)
+                with self._ticked:
+                    self._ticks += 1
+                    self._ticked.notify_all()
                 self._ready.set()
                 self._nudge.wait(max(0.0, self.interval - (time.monotonic() - started)))
         finally:
             self.queue.release()
 
-    def _publish(self, shot: QueueSnapshot) -> None:
+    def _publish(self, shot: QueueSnapshot, read_at: float) -> None:
         previous = self.frame
         history = self._history
         shown = {
@@ -177,7 +215,9 @@ class Ticker:
         changed = previous is None or json.dumps(shown) != _shown(previous.data)
         version = (previous.version if previous else 0) + changed
         data = json.dumps({"version": version, "now": iso(shot.now), **shown})
-        self.frame = Frame(version, shot, data, history.read, history.since, history.version)
+        self.frame = Frame(
+            version, shot, data, history.read, history.since, history.version, read_at
+        )
         if history.read is not None or self.history_error:  # (no page waits for it any more)
             self._charted.set()
 
@@ -216,8 +256,8 @@ class Ticker:
             previous = self._history
             version = previous.version + (read != previous.read)
             self._history = _History(read, since, version)
-        except QueuectlError as exc:  # the charts keep the last reading; the page says why
-            self.history_error = redact(exc.message)
+        except Exception as exc:  # the charts keep the last reading; the page says why
+            self.history_error = self._failed(exc)
             self._asked = None  # tried again on the next tick
         finally:
             self.history_took = time.monotonic() - started
@@ -265,6 +305,8 @@ def snapshot_events(ticker: Ticker, request: Request) -> EventSourceResponse:
     each time the queue's reading changed (at once: the latest)."""
     poll = min(ticker.interval / 2, 0.5)
 
+    stopping = anyio.Event()
+
     async def stream() -> AsyncIterator[ServerSentEvent]:
         seen = -1
         while True:
@@ -273,50 +315,101 @@ def snapshot_events(ticker: Ticker, request: Request) -> EventSourceResponse:
             if frame is not None and frame.version != seen:
                 seen = frame.version
                 yield ServerSentEvent(data=frame.data, event="snapshot", id=str(seen))
-            await anyio.sleep(poll)
-
-    return EventSourceResponse(stream(), ping=PING)
-
-
-class _Gone(Exception):
-    """The page that followed the output went away."""
-
-
-async def tail_events(queue: Queue, job_id: str, interval: float) -> EventSourceResponse:
-    """A job's running attempt's output as it comes (``chunk`` events: the stream and its
-    text, control characters escaped), then ``end`` with the attempt; ``NotFound`` if the
-    job has no such run."""
-    gone = threading.Event()
-
-    def sleep(seconds: float) -> None:
-        if gone.wait(seconds):
-            raise _Gone
-
-    def start() -> Iterator[Chunk | Attempt]:
-        return follow(queue.store, job_id, poll=interval, sleep=sleep)
-
-    updates = await anyio.to_thread.run_sync(start)  # NotFound: the job never ran
-
-    def step() -> Chunk | Attempt | None:
-        try:
-            return next(updates, None)
-        except (_Gone, QueuectlError):  # gone, or ended without running (NotFound)
-            return None
-
-    async def stream() -> AsyncIterator[ServerSentEvent]:
-        try:
-            while True:
-                # Abandoned when the page goes: ``gone`` then ends the thread's wait.
-                update = await anyio.to_thread.run_sync(step, abandon_on_cancel=True)
-                if isinstance(update, Chunk):
-                    text = printable(output_text(update.data))
-                    data = json.dumps({"stream": update.stream, "text": text})
-                    yield ServerSentEvent(data=data, event="chunk")
-                    continue
-                ended = attempt_json(update) if update is not None else None
-                yield ServerSentEvent(data=json.dumps(ended), event="end")
+            if await _stopped(stopping, poll):
                 return
-        finally:
-            gone.set()
 
-    return EventSourceResponse(stream(), ping=PING)
+    return _response(stream(), stopping)
+
+
+async def _stopped(stopping: anyio.Event, seconds: float) -> bool:
+    """Wait ``seconds``; whether the server stops (then the stream ends, its answer whole)."""
+    with anyio.move_on_after(seconds):
+        await stopping.wait()
+    return stopping.is_set()
+
+
+def _response(stream: AsyncIterator[ServerSentEvent], stopping: anyio.Event) -> EventSourceResponse:
+    """An event stream that ends cleanly when the server stops (Ctrl-C)."""
+    return EventSourceResponse(
+        stream, ping=PING, shutdown_event=stopping, shutdown_grace_period=SHUTDOWN_GRACE
+    )
+
+
+class Tails:
+    """The streams of running output (``/jobs/ID/tail``): at most ``TAILS`` at once, each
+    reading the queue once a tick in a worker thread that it gives back between reads."""
+
+    def __init__(self, queue: Queue, interval: float) -> None:
+        self.queue = queue
+        self.interval = interval
+        self.open = anyio.CapacityLimiter(TAILS)
+
+    async def events(self, job_id: str) -> EventSourceResponse:
+        """A job's running attempt's output as it comes (``chunk`` events: the stream and
+        its text, control characters escaped), then ``end`` with the attempt (null if the
+        job ended without running); ``NotFound`` if the job has no such run, ``ApiError``
+        503 when ``TAILS`` are open."""
+        tail = _Tail(self.queue, job_id)
+        await anyio.to_thread.run_sync(tail.start)  # NotFound: the job never ran
+        try:
+            self.open.acquire_on_behalf_of_nowait(tail)
+        except anyio.WouldBlock:
+            raise ApiError(
+                503, f"{TAILS} pages follow running output already: close one."
+            ) from None
+
+        async def stream() -> AsyncIterator[ServerSentEvent]:
+            try:
+                while True:
+                    chunks, ended, attempt = await anyio.to_thread.run_sync(tail.read)
+                    for chunk in chunks:
+                        text = printable(output_text(chunk.data))
+                        data = json.dumps({"stream": chunk.stream, "text": text})
+                        yield ServerSentEvent(data=data, event="chunk")
+                    if ended:
+                        shown = attempt_json(attempt) if attempt is not None else None
+                        yield ServerSentEvent(data=json.dumps(shown), event="end")
+                        return
+                    if await _stopped(stopping, self.interval):  # (no thread held meanwhile)
+                        return
+            finally:
+                self.open.release_on_behalf_of(tail)
+
+        stopping = anyio.Event()
+        return _response(stream(), stopping)
+
+
+class _Tail:
+    """One run's output, read a step at a time (as ``queuectl.follow.follow`` does, without
+    sleeping in between): which run, what was shown of it."""
+
+    def __init__(self, queue: Queue, job_id: str) -> None:
+        self.store = queue.store
+        self.job_id = job_id
+        self.shown = {"stdout": 0, "stderr": 0}
+        self.job: Job | None = None
+        self.latest: Attempt | None = None
+        self.before: tuple[int, datetime] | None = None
+
+    def start(self) -> None:
+        self.job = job = self.store.get(self.job_id)
+        self.latest = latest = self.store.last_attempt(self.job_id)
+        if not job.state.active and latest is None:
+            raise NotFound(f"job '{self.job_id}' is {job.state} and never ran: it has no output.")
+        # A waiting job's last run is over: follow the next one.
+        if job.state is not State.PROCESSING and latest is not None:
+            self.before = run_key(latest)
+
+    def read(self) -> tuple[list[Chunk], bool, Attempt | None]:
+        """The new output, whether the run ended, and how (None: the job ended without
+        running)."""
+        try:
+            if self.job is not None and not self.job.state.active and self.latest is not None:
+                return list(new_output(self.latest, self.shown)), True, self.latest
+            attempt = self.store.last_attempt(self.job_id)
+            if attempt is None or run_key(attempt) == self.before:
+                return [], not self.store.get(self.job_id).state.active, None
+            chunks = list(new_output(attempt, self.shown))
+            return chunks, attempt.finished_at is not None, attempt
+        except QueuectlError:  # the job went (pruned): the end
+            return [], True, None

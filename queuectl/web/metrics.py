@@ -5,7 +5,10 @@ formats the latest reading (jobs per state, pools) and the recent attempt histor
 charts show (attempts finished in the last hour by outcome; runtime percentiles of the
 completed attempts among the newest). Those two are gauges, not counters: counting every
 attempt ever would read the whole history (a second at a million attempts), and pruned jobs
-take their attempts with them.
+take their attempts with them. A reading older than two intervals (nobody looked: the
+ticker slept) is taken again first; while the queue cannot be read, /metrics answers 503 with
+the reason rather than the last numbers; ``queuectl_last_read_timestamp_seconds`` says when
+the values were read.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
 from queuectl.model import Outcome, State
 from queuectl.web.charts import percentile
@@ -45,6 +48,11 @@ class QueueCollector(Collector):
             value=sum(w.threads for w in live),
         )
         yield GaugeMetricFamily("queuectl_paused", "1 while the queue is paused.", status.paused)
+        yield GaugeMetricFamily(
+            "queuectl_last_read_timestamp_seconds",
+            "When the queue was read for these values (Unix time).",
+            value=frame.snapshot.now.timestamp(),
+        )
         history = frame.history
         if history is None:
             return
@@ -92,6 +100,10 @@ def endpoint(ticker: Ticker) -> object:
     registry.register(QueueCollector(ticker))
 
     async def metrics(request: Request) -> Response:
+        await run_in_threadpool(ticker.current)  # a fresh reading (QueuectlError: none)
+        error = ticker.error
+        if error is not None:  # the last reading failed: no stale numbers as if they were new
+            return PlainTextResponse(f"the queue cannot be read: {error}\n", 503)
         body = await run_in_threadpool(generate_latest, registry)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 

@@ -270,3 +270,29 @@ def test_a_jobs_page_links_its_parents_and_children_and_says_why_a_retry_is_refu
     errors = console_errors.unexpected()
     assert [m for m in errors if refused in m and "/api/jobs/report/retry" in m] == errors
     assert len(errors) == 1
+
+
+#: what the browser does when a tab goes to the background, or comes back
+VISIBILITY = (
+    "state => { Object.defineProperty(document, 'visibilityState', "
+    "{value: state, configurable: true}); document.dispatchEvent(new Event('visibilitychange')); }"
+)
+
+
+def test_hidden_tabs_give_their_streams_back_so_a_seventh_tab_opens(
+    page: Page, serve: Serve
+) -> None:
+    """A browser keeps 6 connections per host, and each page's event stream holds one."""
+    dashboard = serve()
+    tabs = [page, *(page.context.new_page() for _ in range(5))]
+    for tab in tabs:
+        tab.goto(dashboard.url)
+        expect(tab.locator("#live")).to_have_text("live")
+    for tab in tabs:
+        tab.evaluate(VISIBILITY, "hidden")
+        expect(tab.locator("#live")).to_have_text("paused")
+    seventh = page.context.new_page()
+    seventh.goto(dashboard.url, timeout=5000)
+    expect(seventh.locator("#live")).to_have_text("live", timeout=5000)
+    page.evaluate(VISIBILITY, "visible")  # back: live again at once
+    expect(page.locator("#live")).to_have_text("live", timeout=5000)

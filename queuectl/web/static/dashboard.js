@@ -271,7 +271,7 @@
   }
   function followTail(data) {
     const running = data.state === "processing";
-    if (!running || tail) return;
+    if (!running || tail || document.visibilityState === "hidden") return;
     tail = new EventSource("/jobs/" + encodeURIComponent(data.id) + "/tail");
     const fresh = { stdout: true, stderr: true };
     tail.addEventListener("chunk", function (event) {
@@ -301,10 +301,12 @@
       .catch(function () {})
       .finally(function () { pending = null; });
   }
+  // A browser keeps 6 connections per host: a hidden page gives its streams back (the 7th
+  // tab would wait for one) and opens them again, the latest reading at once, when shown.
   const liveBadge = document.getElementById("live");
   let first = true;
-  const events = new EventSource("/events");
-  events.addEventListener("snapshot", function (event) {
+  let events = null;
+  function onSnapshot(event) {
     const data = JSON.parse(event.data);
     liveBadge.textContent = "live";
     liveBadge.className = "live live-on";
@@ -315,10 +317,31 @@
     if (page !== "overview" && !(first && page === "jobs")) refresh();
     if (first && page === "job") refresh();
     first = false;
-  });
-  events.onerror = function () {
-    liveBadge.textContent = "reconnecting";
+  }
+  function openEvents() {
+    if (events) return;
+    events = new EventSource("/events");
+    events.addEventListener("snapshot", onSnapshot);
+    events.onerror = function () {
+      liveBadge.textContent = "reconnecting";
+      liveBadge.className = "live live-off";
+    };
+  }
+  function closeEvents() {
+    if (events) { events.close(); events = null; }
+    if (tail) { tail.close(); tail = null; }
+    shownKey = null; // shown again in full (and its output followed) when visible
+    liveBadge.textContent = "paused";
     liveBadge.className = "live live-off";
-  };
-  if (page === "job" && job.dataset.state === "processing") followTail({ state: "processing", id: job.dataset.id });
+    liveBadge.title = "Not updated while the page is hidden";
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") closeEvents();
+    else openEvents();
+  });
+  // Leaving the page (or the server stopping): close the streams at once.
+  window.addEventListener("pagehide", closeEvents);
+  window.addEventListener("pageshow", function (event) { if (event.persisted) openEvents(); });
+  if (document.visibilityState !== "hidden") openEvents();
+  if (page === "job" && job.dataset.state === "processing" && events) followTail({ state: "processing", id: job.dataset.id });
 })();
