@@ -52,9 +52,10 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m compileall -q queuectl
 	$(BIN)/python -m benchmarks.run
 
-# The heavier reliability variants (20,000 jobs under kill -9, 64 concurrent writers): minutes.
+# The heavier reliability variants (20,000 jobs under kill -9, 64 concurrent writers) and the
+# PostgreSQL halves of the slowest end-to-end tests (@PostgresInSoak): minutes.
 soak: $(VENV)/.dev
-	$(BIN)/python -m pytest -m soak tests/reliability
+	$(BIN)/python -m pytest -m soak tests/reliability tests/e2e
 
 # The README's pictures of the panel and the dashboard, taken by the browser tests (needs Chromium).
 readme-images: $(VENV)/.dev

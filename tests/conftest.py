@@ -160,6 +160,15 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+#: for the slowest end-to-end tests whose PostgreSQL half adds little to the contract suite and
+#: the other end-to-end tests: that half runs in ``make soak`` (``@PostgresInSoak`` on the test)
+PostgresInSoak = pytest.mark.parametrize(
+    "backend",
+    ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.soak])],
+    indirect=True,
+)
+
+
 @pytest.fixture
 def new_queue(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path

@@ -17,7 +17,7 @@ import pytest
 from queuectl.api import connect
 from queuectl.errors import InvalidTransition
 from queuectl.model import Directory, Job, State
-from tests.conftest import QUEUECTL, Cli, Gate, group_alive, wait_for
+from tests.conftest import QUEUECTL, Cli, Gate, PostgresInSoak, group_alive, wait_for
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -119,6 +119,7 @@ def test_cancel_stops_a_running_job_and_nothing_else(
     cli.run("cancel", "long")
 
 
+@PostgresInSoak
 def test_cancel_during_the_backoff_wait_and_its_errors(cli: Cli, tmp_path: Path) -> None:
     cli.run("config", "set", "backoff_max", "3600")
     cli.run("config", "set", "backoff_base", "1000")
@@ -146,6 +147,7 @@ def cancel_during_the_backoff_wait(cli: Cli) -> None:
     assert status["counts"]["cancelled"] == 2
 
 
+@PostgresInSoak
 def test_pause_holds_every_pool_and_resume_releases_them(cli: Cli, tmp_path: Path) -> None:
     gate = Gate(tmp_path)
     cli.run("enqueue", "--id", "running", gate.command())

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from queuectl.api import connect
-from tests.conftest import QUEUECTL, Cli, Gate, LogLines, wait_for
+from tests.conftest import QUEUECTL, Cli, Gate, LogLines, PostgresInSoak, wait_for
 
 
 def ts(value: str) -> datetime:
@@ -47,6 +47,7 @@ def test_plain_command_string_gets_a_generated_id(cli: Cli) -> None:
     assert cli.json("show", job_id)["command"] == "echo hello"
 
 
+@PostgresInSoak
 def test_failing_job_backs_off_lands_in_dlq_and_comes_back(cli: Cli) -> None:
     cli.run("config", "set", "backoff_max", "300")  # the documented 2 s, then 4 s
     cli.run("enqueue", '{"id":"flaky","command":"exit 3","max_retries":2}')
@@ -110,6 +111,7 @@ def pool_with_log(cli: Cli, *args: str) -> tuple[subprocess.Popen[bytes], LogLin
     return pool, LogLines(pool.stderr)
 
 
+@PostgresInSoak
 def test_jobs_survive_a_restart(cli: Cli, tmp_path: Path) -> None:
     gate = Gate(tmp_path)
     cli.run("enqueue", "--id", "busy", gate.command())

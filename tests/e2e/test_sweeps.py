@@ -14,7 +14,7 @@ import pytest
 from queuectl.api import connect
 from queuectl.errors import InvalidInput
 from queuectl.model import State
-from tests.conftest import Cli, Gate, wait_for
+from tests.conftest import Cli, Gate, PostgresInSoak, wait_for
 from tests.e2e.test_job_control import stop_pool
 
 
@@ -83,6 +83,7 @@ def test_a_grid_runs_every_combination_with_quoted_values(cli: Cli, tmp_path: Pa
     assert cli.json("show", plain)["command"] == "echo {lr} {{x}}"
 
 
+@PostgresInSoak
 def test_the_result_channel_keeps_what_jobs_write(cli: Cli) -> None:
     cli.run("config", "set", "result_max_bytes", "100")
     write = 'printf %s "$R" > "$QUEUECTL_RESULT"'
