@@ -183,21 +183,27 @@ def any_edge(run: Run, dialect: Dialect) -> bool:
 
 def stuck(run: Run, dialect: Dialect, candidates: Sequence[str]) -> dict[str, Standing]:
     """Which of the finished jobs ``candidates`` a retry must leave alone: those with a parent
-    that is dead or cancelled (and not retried with them) under ``ok``; where they stand."""
-    chosen = set(candidates)
+    that is dead or cancelled (and not retried with them) under ``ok``, and so on down (a
+    candidate waiting for one left alone is left alone too); where they stand."""
     parents, states, rules = _read(run, dialect, candidates)
-    found = {}
-    for job_id, rule in rules.items():
-        if rule is None:
-            continue
-        of = {
-            parent: State.PENDING if parent in chosen else states.get(parent)
-            for parent in parents.get(job_id, ())
-        }
-        stands = standing(rule, of)
-        if stands.state is State.CANCELLED:
-            found[job_id] = stands
-    return found
+    found: dict[str, Standing] = {}
+    while True:
+        retried = set(candidates) - set(found)
+        more = {}
+        for job_id in retried:
+            rule = rules.get(job_id)
+            if rule is None:
+                continue
+            of = {
+                parent: State.PENDING if parent in retried else states.get(parent)
+                for parent in parents.get(job_id, ())
+            }
+            stands = standing(rule, of)
+            if stands.state is State.CANCELLED:
+                more[job_id] = stands
+        if not more:
+            return found
+        found |= more
 
 
 def refuse_stuck(found: dict[str, Standing]) -> None:

@@ -374,3 +374,26 @@ def test_a_retry_racing_another_parents_finish_leaves_no_child_behind(
             run(store, c)
     finally:
         store.close()
+
+
+def test_a_bulk_retry_leaves_a_whole_cancelled_chain_alone(store: Store, clock: FakeClock) -> None:
+    store.enqueue([NewJob("true", "p", max_retries=0)])
+    store.enqueue([NewJob("true", "c", after=("p",))])
+    store.enqueue([NewJob("true", "d", after=("c",))])
+    store.enqueue([NewJob("true", "e", after=("d",), after_rule=Rule.ANY)])
+    store.enqueue([NewJob("true", "later", priority=-1)])
+    store.enqueue([NewJob("true", "f", after=("d", "later"), after_rule=Rule.ANY)])
+    run(store, "p", ok=False)
+    run(store, "e")  # "any": d's end let it go
+    before = {job.id: job for job in store.jobs()}
+    assert (before["c"].state, before["d"].state, before["f"].unmet) == (
+        State.CANCELLED,
+        State.CANCELLED,
+        1,
+    )
+    clock.now += 5  # (a write would show in the times)
+    assert store.retry_where({State.CANCELLED}) == []
+    assert {job.id: job for job in store.jobs()} == before  # nothing written, f counted once
+    store.retry(["p"])
+    assert [store.get(j).state for j in ("c", "d")] == [State.BLOCKED, State.BLOCKED]
+    assert store.get("f").unmet == 2
