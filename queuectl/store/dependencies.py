@@ -145,7 +145,9 @@ def read_parents(run: Run, dialect: Dialect, jobs: Sequence[NewJob]) -> Parents:
             run(dialect.sql(_MARK_PARENTS), ids=dialect.ids(outside)) if outside else []
         )
     }
-    missing = [parent for parent in outside if parent not in known]
+    # A member of a group read above that is gone now was pruned meanwhile: not a parent.
+    grouped = {member for listed in groups.values() for member in listed}
+    missing = [parent for parent in outside if parent not in known and parent not in grouped]
     if missing:
         child = next(job_id for job_id, of in named.items() if missing[0] in of)
         raise NotFound(
@@ -157,7 +159,11 @@ def read_parents(run: Run, dialect: Dialect, jobs: Sequence[NewJob]) -> Parents:
     for job in jobs:
         assert job.id is not None
         if job.id in named:
-            of[job.id] = {parent: batch.get(parent) or known[parent] for parent in named[job.id]}
+            of[job.id] = {
+                parent: batch.get(parent) or known[parent]
+                for parent in named[job.id]
+                if parent in batch or parent in known
+            }
         batch[job.id] = Parents(of).standing(job).state
     return Parents(of)
 
@@ -235,7 +241,10 @@ def rearm(run: Run, dialect: Dialect, retried: Sequence[str]) -> dict[str, Stand
             for job_id, (before, to) in moved.items()
             if before in FINISHED and to.state not in FINISHED
         ]
-    return changed
+    # A retried job whose parent the loop re-armed waits for it again (pending -> blocked only:
+    # nothing here ends a job).
+    again = _reconsider(run, dialect, retried)
+    return changed | {job_id: to for job_id, (_, to) in again.items()}
 
 
 def _read(

@@ -262,16 +262,24 @@ class PostgresControl(Store):
                 after.update((job_id, State.PROCESSING) for (job_id,) in asked)
             return after
         ids, allowed = list(job_ids), {*WAITING, State.PROCESSING}
-        with self._atomic() as run:
-            check_states(job_ids, dict(run(LOCK_STATES, ids=ids)), allowed, NOT_CANCELLABLE)
-            done: dict[str, str] = dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
+
+        def cancel_named() -> dict[str, str]:
+            with self._atomic() as run:
+                check_states(job_ids, dict(run(LOCK_STATES, ids=ids)), allowed, NOT_CANCELLABLE)
+                return dict(run(CANCEL, ids=ids, error=CANCELLED_ERROR))
+
+        # (their dependents' rows are locked too, by the trigger: a pool may hold one)
+        done = self._again_if_deadlocked(cancel_named)
         return {job_id: State(done[job_id]) for job_id in job_ids}
 
     def bury(self, job_ids: Sequence[str]) -> list[Job]:
-        with self._atomic() as run:
-            check_states(job_ids, dict(run(LOCK_STATES, ids=list(job_ids))), WAITING, NOT_BURIABLE)
-            buried = _jobs(run(BURY, ids=list(job_ids), error=BURIED_ERROR))
-        return in_order(job_ids, buried)
+        def bury_named() -> list[Job]:
+            with self._atomic() as run:
+                states: dict[str, str] = dict(run(LOCK_STATES, ids=list(job_ids)))
+                check_states(job_ids, states, WAITING, NOT_BURIABLE)
+                return _jobs(run(BURY, ids=list(job_ids), error=BURIED_ERROR))
+
+        return in_order(job_ids, self._again_if_deadlocked(bury_named))
 
     def edit(self, job_id: str, changes: JobChanges) -> Job:
         edited = self._run(

@@ -21,6 +21,10 @@ NOW = "COALESCE(%(now)s::timestamptz, now())"
 # triggers then run once for the batch, not once per job. A delay counts from the server's
 # clock, not from the enqueuing host's.
 ENQUEUE = f"""
+WITH stale AS (
+    -- edges left by a pruned parent whose id a new job takes: not this job's children
+    DELETE FROM queuectl.job_edges WHERE parent = ANY(%(ids)s::text[])
+)
 INSERT INTO queuectl.jobs (id, command, state, max_retries, priority, run_at, timeout,
     created_at, updated_at, cwd, enqueued_from, env, job_group, tags, params, after_rule,
     unmet, cancelled_by, last_error, has_children)

@@ -397,3 +397,29 @@ def test_a_bulk_retry_leaves_a_whole_cancelled_chain_alone(store: Store, clock: 
     store.retry(["p"])
     assert [store.get(j).state for j in ("c", "d")] == [State.BLOCKED, State.BLOCKED]
     assert store.get("f").unmet == 2
+
+
+def test_a_new_job_with_a_pruned_parents_id_has_none_of_its_children(
+    store: Store, clock: FakeClock
+) -> None:
+    store.enqueue([NewJob("true", "p"), NewJob("true", "q", priority=-1)])
+    store.enqueue([NewJob("true", "x", after=("p", "q"))])
+    run(store, "p")
+    clock.now += 1
+    assert store.prune(store.now(), {State.COMPLETED}) == 1
+    store.enqueue([NewJob("true", "p", priority=1)])  # the id again, another job
+    store.enqueue([NewJob("true", "y", after=("p",))])
+    run(store, "p")
+    assert (store.get("x").state, store.get("x").unmet) == (State.BLOCKED, 1)  # still q's
+    assert store.relatives("p").children == {"y": State.PENDING}
+
+
+def test_a_bulk_retry_blocks_an_any_job_whose_parent_it_re_arms(store: Store) -> None:
+    store.enqueue([NewJob("true", "p", max_retries=0)])
+    store.enqueue([NewJob("true", "q", after=("p",))])
+    store.enqueue([NewJob("false", "r", after=("q",), after_rule=Rule.ANY, max_retries=0)])
+    run(store, "p", ok=False)  # q is cancelled, which lets r go
+    run(store, "r", ok=False)
+    retried = {job.id: job.state for job in store.retry_where({State.DEAD})}
+    assert retried == {"p": State.PENDING, "r": State.BLOCKED}
+    assert (store.get("q").state, store.get("r").state) == (State.BLOCKED, State.BLOCKED)
