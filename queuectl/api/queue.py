@@ -102,8 +102,11 @@ class Queue(Control, Sweeps, Workers):
         Keyword arguments are job fields: ``id``, ``max_retries``, ``priority``, ``run_at``
         (ISO 8601 or datetime) or ``delay`` (seconds, ``"10m"`` or a timedelta, counted from
         the queue's clock), ``timeout`` (seconds), ``cwd`` (the directory to run in; default:
-        this process's current directory) and ``env`` (variables for the job, on top of the
-        worker's environment; this process's own environment is not copied).
+        this process's current directory), ``env`` (variables for the job, on top of the
+        worker's environment; this process's own environment is not copied), ``group``,
+        ``tags``, ``params``, and ``after`` (ids of jobs it runs after), ``after_group`` and
+        ``after_rule`` (``"ok"``: after they all completed, the default; ``"any"``: after they
+        all finished).
         """
         return self.submit([{**fields, "command": command}])[0].id
 
