@@ -13,23 +13,18 @@ On SQLite, and on a throwaway PostgreSQL server when one can be started
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import time
-from collections.abc import Iterator
 from functools import partial
 
 import queuectl
-from benchmarks.queue_figures import pool_process
-from benchmarks.report import Figure
+from benchmarks.queue_figures import pickups, pool_process
+from benchmarks.report import Figure, percentile
 from benchmarks.scale import median_seconds
 from benchmarks.sweeps import (
     Backend,
     _claim_and_finish,
     _queue,
-    postgres_backend,
-    postgres_server,
-    sqlite_backend,
+    backends,
 )
 
 BATCH = 10_000
@@ -86,54 +81,22 @@ def chain_latencies(queue: queuectl.Queue, links: int) -> list[float]:
     return gaps
 
 
-def pickup_latencies(queue: queuectl.Queue, samples: int) -> list[float]:
-    """Seconds from an enqueue to its start in an idle one-thread pool (another process)."""
-    latencies = []
-    with pool_process(queue, 1):
-        for _ in range(samples):
-            time.sleep(0.1)
-            job_id = queue.enqueue("true")
-            deadline = time.monotonic() + 30
-            while not (attempts := queue.attempt_records(job_id)):
-                assert time.monotonic() < deadline, f"job {job_id} was not picked up"
-                time.sleep(0.0005)
-            latencies.append(
-                (attempts[0].started_at - queue.get(job_id).created_at).total_seconds()
-            )
-    return latencies
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def chain_figures(backend: Backend, links: int, samples: int) -> list[Figure]:
     with _queue(backend) as queue:
         gaps = chain_latencies(queue, links)
-    with _queue(backend) as queue:
-        pickups = pickup_latencies(queue, samples)
+    with _queue(backend) as queue, pool_process(queue, 1):
+        waits = pickups(queue, samples, gaps=(0.1,))
     return [
         Figure(
             f"chain of {links:,}: link latency {name}, {backend.name}",
-            _percentile(gaps, q) * 1000,
+            percentile(gaps, q) * 1000,
             "ms",
             f"pickup {name}",
-            _percentile(pickups, q) * 1000,
+            percentile(waits, q) * 1000,
             False,
         )
         for name, q in (("p50", 0.50), ("p95", 0.95))
     ]
-
-
-@contextlib.contextmanager
-def _backends(postgres: bool) -> Iterator[list[Backend]]:
-    with contextlib.ExitStack() as stack:
-        backends = [stack.enter_context(sqlite_backend())]
-        server = stack.enter_context(postgres_server()) if postgres else None
-        if server is not None:
-            backends.append(postgres_backend(server))
-        yield backends
 
 
 def figures(
@@ -141,8 +104,8 @@ def figures(
 ) -> list[Figure]:
     """Every figure of this module, on each store."""
     measured: list[Figure] = []
-    with _backends(postgres) as backends:
-        for backend in backends:
+    with backends(postgres) as found:
+        for backend in found:
             measured += claim_figures(backend, blocked, samples)
             measured += chain_figures(backend, links, samples // 5)
     return measured

@@ -114,20 +114,24 @@ def pickup_latencies(samples: int = 30) -> list[float]:
     transaction, and its attempt's ``started_at``. So the figure includes the enqueue's commit
     (an fsync); a clock read after ``enqueue`` returned could come after the job had started.
     """
-    gaps = [0.05, 0.2, 0.5, 1.0, 2.0, 0.1]
-    latencies = []
     with fresh_queue() as queue, pool_process(queue, 4):
-        for n in range(samples):
-            time.sleep(gaps[n % len(gaps)])
-            job_id = queue.enqueue("true")
-            deadline = time.monotonic() + 30
-            while not (attempts := queue.attempt_records(job_id)):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"job {job_id} was not picked up within 30 s")
-                time.sleep(0.0005)
-            latencies.append(
-                (attempts[0].started_at - queue.get(job_id).created_at).total_seconds()
-            )
+        return pickups(queue, samples)
+
+
+def pickups(
+    queue: queuectl.Queue, samples: int, gaps: tuple[float, ...] = (0.05, 0.2, 0.5, 1.0, 2.0, 0.1)
+) -> list[float]:
+    """``pickup_latencies`` on ``queue``, whose idle pool runs already."""
+    latencies = []
+    for n in range(samples):
+        time.sleep(gaps[n % len(gaps)])
+        job_id = queue.enqueue("true")
+        deadline = time.monotonic() + 30
+        while not (attempts := queue.attempt_records(job_id)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"job {job_id} was not picked up within 30 s")
+            time.sleep(0.0005)
+        latencies.append((attempts[0].started_at - queue.get(job_id).created_at).total_seconds())
     return latencies
 
 

@@ -25,6 +25,12 @@ class Figure:
         return self.value / self.floor
 
 
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (the nearest sample)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
 def machine() -> dict[str, str | int | None]:
     return {
         "cpus": os.cpu_count(),

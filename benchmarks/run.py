@@ -38,16 +38,11 @@ from benchmarks import (
     scale,
     sweeps,
 )
-from benchmarks.report import Figure, machine, table
+from benchmarks.report import Figure, machine, percentile, table
 
 
 def median_of(repeat: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(repeat))
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def medians_on_off(repeat: int, measure: Callable[[bool], float]) -> tuple[float, float]:

@@ -355,17 +355,24 @@ def postgres_server() -> Iterator[PgServer | None]:
         server.destroy()
 
 
+@contextlib.contextmanager
+def backends(postgres: bool = True) -> Iterator[list[Backend]]:
+    """SQLite, and PostgreSQL on a throwaway server if ``postgres`` and one can be started."""
+    with contextlib.ExitStack() as stack:
+        found = [stack.enter_context(sqlite_backend())]
+        server = stack.enter_context(postgres_server()) if postgres else None
+        if server is not None:
+            found.append(postgres_backend(server))
+        yield found
+
+
 def figures(sizes: Sizes = FULL, repeat: int = 3, postgres: bool = True) -> list[Figure]:
     """Every figure of this module on SQLite, then on PostgreSQL if ``postgres`` and one can
     be started here."""
     import pandas  # noqa: F401 (imported here, not in the first DataFrame call timed)
 
     measured: list[Figure] = []
-    with contextlib.ExitStack() as stack:
-        backends = [stack.enter_context(sqlite_backend())]
-        server = stack.enter_context(postgres_server()) if postgres else None
-        if server is not None:
-            backends.append(postgres_backend(server))
-        for backend in backends:
+    with backends(postgres) as found:
+        for backend in found:
             measured += backend_figures(backend, sizes, repeat)
     return measured
