@@ -72,8 +72,7 @@ _PARENTS_OF = "SELECT child, parent FROM {edges} WHERE child {ids}"
 # children stand now (it would otherwise skip a child that this transaction re-arms).
 _LOCK = "SELECT id FROM {jobs} WHERE id {ids} {share}"
 _STATES = "SELECT id, state FROM {jobs} WHERE id {ids}"
-_RULES = "SELECT id, after_rule FROM {jobs} WHERE id {ids}"
-_DETAILS = "SELECT id, state, unmet, cancelled_by FROM {jobs} WHERE id {ids}"
+_RULES = "SELECT id, after_rule, unmet, cancelled_by FROM {jobs} WHERE id {ids}"
 # Dependents a re-armed parent may change: those still blocked, and those its end cancelled.
 _DEPENDENTS = """
 SELECT DISTINCT c.id FROM {edges} e JOIN {jobs} c ON c.id = e.child
@@ -191,13 +190,13 @@ def stuck(run: Run, dialect: Dialect, candidates: Sequence[str]) -> dict[str, St
     """Which of the finished jobs ``candidates`` a retry must leave alone: those with a parent
     that is dead or cancelled (and not retried with them) under ``ok``, and so on down (a
     candidate waiting for one left alone is left alone too); where they stand."""
-    parents, states, rules = _read(run, dialect, candidates)
+    parents, states, kept = _read(run, dialect, candidates)
     found: dict[str, Standing] = {}
     while True:
         retried = set(candidates) - set(found)
         more = {}
         for job_id in retried:
-            rule = rules.get(job_id)
+            rule = kept[job_id][0] if job_id in kept else None
             if rule is None:
                 continue
             of = {
@@ -247,11 +246,16 @@ def rearm(run: Run, dialect: Dialect, retried: Sequence[str]) -> dict[str, Stand
     return changed | {job_id: to for job_id, (_, to) in again.items()}
 
 
+#: a job's rule (``None``: it has no parents), its unmet parents and the parent that
+#: cancelled it
+Kept = tuple[Rule | None, int, str | None]
+
+
 def _read(
     run: Run, dialect: Dialect, ids: Sequence[str]
-) -> tuple[dict[str, list[str]], dict[str, State], dict[str, Rule | None]]:
+) -> tuple[dict[str, list[str]], dict[str, State], dict[str, Kept]]:
     """The parents of each job of ``ids``, the states of the jobs and their parents (locked
-    first on PostgreSQL), and each job's rule."""
+    first on PostgreSQL), and what each job of ``ids`` keeps about them."""
     parents: dict[str, list[str]] = {}
     for child, parent in run(dialect.sql(_PARENTS_OF), ids=dialect.ids(ids)):
         parents.setdefault(child, []).append(parent)
@@ -262,11 +266,11 @@ def _read(
         job_id: State(state)
         for job_id, state in run(dialect.sql(_STATES), ids=dialect.ids(everyone))
     }
-    rules = {
-        job_id: None if rule is None else Rule(rule)
-        for job_id, rule in run(dialect.sql(_RULES), ids=dialect.ids(ids))
+    kept: dict[str, Kept] = {
+        job_id: (None if rule is None else Rule(rule), unmet, by)
+        for job_id, rule, unmet, by in run(dialect.sql(_RULES), ids=dialect.ids(ids))
     }
-    return parents, states, rules
+    return parents, states, kept
 
 
 def _reconsider(
@@ -276,12 +280,12 @@ def _reconsider(
     changed: their state before, and where they stand."""
     if not ids:
         return {}
-    parents, states, rules = _read(run, dialect, ids)
+    parents, states, kept = _read(run, dialect, ids)
     changed = {}
-    for job_id, (state, unmet, by) in _details(run, dialect, ids).items():
-        rule = rules.get(job_id)
+    for job_id, (rule, unmet, by) in kept.items():
         if rule is None:
             continue
+        state = states[job_id]
         stands = standing(rule, {parent: states.get(parent) for parent in parents.get(job_id, ())})
         if (state, unmet, by) == (stands.state, stands.unmet, stands.cancelled_by):
             continue
@@ -295,16 +299,6 @@ def _reconsider(
         )
         changed[job_id] = (state, stands)
     return changed
-
-
-def _details(
-    run: Run, dialect: Dialect, ids: Sequence[str]
-) -> dict[str, tuple[State, int, str | None]]:
-    """Each job's state, unmet parents and the parent that cancelled it."""
-    return {
-        job_id: (State(state), unmet, by)
-        for job_id, state, unmet, by in run(dialect.sql(_DETAILS), ids=dialect.ids(ids))
-    }
 
 
 # A parent's end: first its dependents under ``ok`` if it did not complete (cancelled), then
